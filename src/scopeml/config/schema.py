@@ -1,0 +1,307 @@
+"""Typed schemas for every config group.
+
+Each dataclass is one group's contract: field types are enforced, unknown keys
+rejected, and `check()` returns cross-field problems as (key, message) pairs so
+they are reported together with the type errors. Docstrings on fields are the
+reference users read in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from scopeml.config._validate import variants
+from scopeml.metrics import METRICS
+
+Problems = list[tuple[str, str]]
+
+
+# --------------------------------------------------------------------------- scoping
+@dataclass
+class Target:
+    """A bound on one metric: exactly one of `min` (at least) or `max` (at most)."""
+
+    min: Optional[float] = None
+    max: Optional[float] = None
+
+
+@dataclass
+class Budget:
+    """Resources the project may spend; `train_minutes` is also checked as a target."""
+
+    train_minutes: float = 10.0
+    cpu_cores: int = 2
+    gpus: int = 0
+    memory_gb: float = 24.0
+    cloud_usd_per_month: Optional[float] = None
+
+
+@dataclass
+class ScopingConfig:
+    name: str = "???"
+    task: Literal["keyword_spotting"] = "keyword_spotting"
+    description: str = ""
+    classes: list[str] = field(default_factory=list)
+    primary_metric: str = "???"
+    targets: dict[str, Target] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if len(self.classes) < 2:
+            problems.append(("classes", "needs at least two classes"))
+        dupes = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if dupes:
+            problems.append(("classes", f"duplicate class names {dupes}"))
+        if self.primary_metric not in METRICS:
+            problems.append(("primary_metric", f"unknown metric {self.primary_metric!r}; known: {sorted(METRICS)}"))
+        for name, t in self.targets.items():
+            metric = METRICS.get(name)
+            if metric is None:
+                problems.append((f"targets.{name}", f"unknown metric; known: {sorted(METRICS)}"))
+                continue
+            if (t.min is None) == (t.max is None):
+                problems.append((f"targets.{name}", "set exactly one of min or max"))
+            elif (t.min is not None) != metric.higher_is_better:
+                want = "min" if metric.higher_is_better else "max"
+                problems.append((f"targets.{name}", f"{name} is {'higher' if metric.higher_is_better else 'lower'}-is-better: use {want}"))
+        return problems
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class SplitConfig:
+    """Splits are always by speaker, never by clip, so test voices are unseen in training."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    val_speakers: list[str] = field(default_factory=list)  # explicit lists win over fractions
+    test_speakers: list[str] = field(default_factory=list)
+    seed: int = 0
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        for key in ("val_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                problems.append((key, "must be between 0 and 1 (exclusive)"))
+        if self.val_fraction + self.test_fraction >= 1.0:
+            problems.append(("test_fraction", "val_fraction + test_fraction must leave speakers for training"))
+        overlap = set(self.val_speakers) & set(self.test_speakers)
+        if overlap:
+            problems.append(("test_speakers", f"also listed in val_speakers: {sorted(overlap)}"))
+        return problems
+
+
+@dataclass
+class AudioConfig:
+    """How every clip is brought to the model's input; serving applies the same definition."""
+
+    sample_rate: int = 16000
+    clip_seconds: float = 1.0
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if not 4000 <= self.sample_rate <= 48000:
+            problems.append(("sample_rate", "must be between 4000 and 48000 Hz"))
+        if not 0.1 <= self.clip_seconds <= 10.0:
+            problems.append(("clip_seconds", "must be between 0.1 and 10 s"))
+        return problems
+
+
+@variants("recipe")
+@dataclass
+class DataConfig:
+    recipe: str = "???"
+    cache_dir: str = ".cache/scopeml"
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    label_map: dict[str, str] = field(default_factory=dict)  # raw label -> scoping class
+    on_bad_file: Literal["error", "skip"] = "error"
+
+
+@DataConfig.register("synth_keywords")
+@dataclass
+class SynthKeywordsData(DataConfig):
+    """Spoken keywords synthesized offline with eSpeak NG: many voices, pitches and rates."""
+
+    words: list[str] = field(default_factory=list)  # what is spoken; labels are words mapped by label_map
+    language: str = "en"
+    voices: list[str] = field(default_factory=list)  # empty: every variant of `language`
+    pitches: list[int] = field(default_factory=lambda: [35, 50, 65])
+    rates: list[int] = field(default_factory=lambda: [140, 175, 210])
+    lead_silence_ms: list[float] = field(default_factory=lambda: [20.0, 250.0])
+    gain_db: list[float] = field(default_factory=lambda: [-18.0, 0.0])
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
+    seed: int = 1234
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if not self.words:
+            problems.append(("words", "needs at least one word to synthesize"))
+        for key in ("lead_silence_ms", "gain_db", "noise_snr_db"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+                problems.append((key, "must be [low, high] with low <= high"))
+        if any(not 0 <= p <= 99 for p in self.pitches):
+            problems.append(("pitches", "eSpeak pitch is 0..99"))
+        if any(not 80 <= r <= 450 for r in self.rates):
+            problems.append(("rates", "eSpeak rate is 80..450 words per minute"))
+        return problems
+
+
+@DataConfig.register("fsdd")
+@dataclass
+class FsddData(DataConfig):
+    """Free Spoken Digit Dataset read from `root` (its recordings/ folder or the files themselves)."""
+
+    root: str = "???"
+    download: bool = False  # fetch the pinned upstream commit into root when it is missing
+    url: str = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/26eb9aaf76e81b692f806f9140c2d2777410d7a1.tar.gz"
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class FeaturesConfig:
+    """Log-mel front end; part of the model so every phase computes identical features."""
+
+    n_mels: int = 40
+    n_fft: int = 480
+    win_length: int = 480
+    hop_length: int = 160
+    f_min: float = 20.0
+    f_max: Optional[float] = None
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if self.win_length > self.n_fft:
+            problems.append(("win_length", "must be <= n_fft"))
+        if self.n_mels < 8:
+            problems.append(("n_mels", "must be at least 8"))
+        return problems
+
+
+@variants("arch")
+@dataclass
+class ModelConfig:
+    arch: str = "???"
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    dropout: float = 0.1
+
+    def check(self) -> Problems:
+        return [] if 0.0 <= self.dropout < 1.0 else [("dropout", "must be in [0, 1)")]
+
+
+@ModelConfig.register("cnn")
+@dataclass
+class CnnModel(ModelConfig):
+    """A small VGG-style CNN over log-mel frames."""
+
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+
+    def check(self) -> Problems:
+        problems = super().check()
+        if not self.channels or any(c < 1 for c in self.channels):
+            problems.append(("channels", "needs at least one positive channel count"))
+        return problems
+
+
+# --------------------------------------------------------------------------- hparams
+@dataclass
+class HParamsConfig:
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
+    batch_size: int = 64
+    max_epochs: int = 15
+    label_smoothing: float = 0.0
+    gradient_clip_val: Optional[float] = None
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if not 0.0 < self.lr < 10.0:
+            problems.append(("lr", "must be in (0, 10)"))
+        if self.batch_size < 1:
+            problems.append(("batch_size", "must be >= 1"))
+        if self.max_epochs < 1:
+            problems.append(("max_epochs", "must be >= 1"))
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append(("label_smoothing", "must be in [0, 1)"))
+        if self.weight_decay < 0:
+            problems.append(("weight_decay", "must be >= 0"))
+        return problems
+
+
+# --------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    """Arguments for lightning.Trainer, plus the CPU thread count."""
+
+    accelerator: Literal["cpu", "gpu", "cuda", "mps", "auto"] = "cpu"
+    devices: Union[int, str] = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    deterministic: bool = True
+    num_threads: Optional[int] = None  # torch intra-op threads; None keeps torch's default
+    limit_train_batches: Union[int, float] = 1.0
+    limit_val_batches: Union[int, float] = 1.0
+    limit_test_batches: Union[int, float] = 1.0
+    log_every_n_steps: int = 10
+    progress_bar: Literal["rich", "tqdm", "none"] = "rich"
+    early_stopping_patience: Optional[int] = None
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+            v = getattr(self, key)
+            if (isinstance(v, float) and not 0.0 < v <= 1.0) or (isinstance(v, int) and v < 1):
+                problems.append((key, "a fraction in (0, 1] or a batch count >= 1"))
+        if self.num_threads is not None and self.num_threads < 1:
+            problems.append(("num_threads", "must be >= 1"))
+        return problems
+
+
+# --------------------------------------------------------------------------- tracker
+@dataclass
+class TrackerConfig:
+    """Experiment tracking. `wandb` with mode=offline needs no account and no network."""
+
+    kind: Literal["wandb", "none"] = "wandb"
+    mode: Literal["offline", "online"] = "offline"
+    project: str = "scopeml"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # defaults to the sweep's folder in a multirun
+    tags: list[str] = field(default_factory=list)
+    notes: Optional[str] = None
+
+
+# --------------------------------------------------------------------------- root
+@dataclass
+class Config:
+    scoping: ScopingConfig
+    data: DataConfig
+    model: ModelConfig
+    hparams: HParamsConfig
+    trainer: TrainerConfig
+    tracker: TrackerConfig
+    seed: int = 0
+    run_name: Optional[str] = None
+    extras: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        classes = set(self.scoping.classes)
+        if self.scoping.primary_metric not in self.scoping.targets:
+            problems.append(("scoping.primary_metric", f"{self.scoping.primary_metric!r} has no entry in scoping.targets"))
+        for raw, mapped in self.data.label_map.items():
+            if mapped not in classes:
+                problems.append((f"data.label_map.{raw}", f"maps to {mapped!r}, which is not in scoping.classes"))
+        if isinstance(self.data, SynthKeywordsData):
+            for word in self.data.words:
+                label = self.data.label_map.get(word, word)
+                if label not in classes:
+                    problems.append(("data.words", f"word {word!r} gives label {label!r}, not in scoping.classes"))
+        return problems

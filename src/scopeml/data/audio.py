@@ -1,0 +1,74 @@
+"""Reading and shaping audio. Every problem names the file it came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used; the message starts with the file (or field) at fault."""
+
+    def __init__(self, source: str, problem: str):
+        self.source, self.problem = source, problem
+        super().__init__(f"{source}: {problem}")
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 samples shaped (channels, frames) and its sample rate."""
+    import soundfile as sf  # soundfile, not torchaudio.load: torchaudio 2.9+ needs torchcodec for I/O
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise AudioError(str(path), f"cannot be read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise AudioError(str(path), "is an empty (zero-length) file")
+    try:
+        samples, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
+        raise AudioError(str(path), f"is not readable audio ({exc})") from None
+    return check_samples(samples.T, str(path)), int(sr)
+
+
+def check_samples(samples: np.ndarray, source: str) -> np.ndarray:
+    """Reject clips that would silently poison training or a prediction."""
+    if samples.size == 0 or samples.shape[-1] == 0:
+        raise AudioError(source, "has no samples")
+    if not np.isfinite(samples).all():
+        raise AudioError(source, "has NaN or infinite samples")
+    return samples
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    return samples.mean(axis=0) if samples.ndim == 2 else samples
+
+
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    if orig_sr == target_sr:
+        return samples.astype(np.float32, copy=False)
+    import torch
+    import torchaudio.functional as F
+
+    out = F.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), orig_sr, target_sr)
+    return out.numpy()
+
+
+def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
+    """Center-pad with zeros or center-crop to exactly n samples, keeping the word in the middle."""
+    length = samples.shape[-1]
+    if length == n:
+        return samples
+    if length > n:
+        start = (length - n) // 2
+        return samples[..., start : start + n]
+    left = (n - length) // 2
+    pad = [(0, 0)] * (samples.ndim - 1) + [(left, n - length - left)]
+    return np.pad(samples, pad)
+
+
+def prepare(samples: np.ndarray, sr: int, target_sr: int, n_samples: int) -> np.ndarray:
+    """The shared shaping: downmix, resample, fix length. Serving calls this too."""
+    return fix_length(resample(to_mono(samples), sr, target_sr), n_samples).astype(np.float32, copy=False)

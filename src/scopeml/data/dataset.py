@@ -1,0 +1,51 @@
+"""The data set every later stage sees: clips shaped for the model, labels, speakers, splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A data problem that stops the run; the message names the key or files at fault."""
+
+
+@dataclass
+class KeywordData:
+    manifest: pd.DataFrame  # one row per clip: clip_id, source, label, speaker, split, + recipe metadata
+    waves: np.ndarray  # float32 (clips, samples) at the configured sample rate
+    classes: list[str]
+    sample_rate: int
+    fingerprint: dict = field(default_factory=dict)
+
+    @property
+    def targets(self) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return self.manifest["label"].map(index).to_numpy(dtype=np.int64)
+
+    def indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.manifest["split"].to_numpy() == split)
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0):
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+
+        idx = self.indices(split)
+        ds = TensorDataset(torch.from_numpy(self.waves[idx]), torch.from_numpy(self.targets[idx]))
+        generator = torch.Generator().manual_seed(seed)  # shuffling order is part of the seed's promise
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
+
+    def summary(self) -> dict:
+        out = {}
+        for split in SPLITS:
+            rows = self.manifest[self.manifest["split"] == split]
+            out[split] = {
+                "clips": int(len(rows)),
+                "speakers": sorted(rows["speaker"].unique().tolist()),
+                "per_class": {c: int((rows["label"] == c).sum()) for c in self.classes},
+            }
+        return out

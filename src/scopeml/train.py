@@ -1,0 +1,116 @@
+"""scopeml-train: check the config, build data and model, train, test, and score against the scoping targets.
+
+Run `scopeml-train --help` for the config groups and examples.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from scopeml.config import Config, ConfigError, load, to_plain
+from scopeml.training import artifacts
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+log = logging.getLogger("scopeml.train")
+
+
+def _quiet_libraries() -> None:
+    """Hydra already logs to the console and train.log; Lightning's own handler would print every line twice."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        lib = logging.getLogger(name)
+        lib.handlers.clear()
+        lib.propagate = True
+        lib.addFilter(lambda record: "litlogger" not in record.getMessage())  # an advert, not information
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    artifacts.mark(run_dir, "running", stage="config", started_utc=artifacts.now())
+    try:
+        config = load(cfg)  # every bad key at once, before any data or model work
+    except ConfigError as exc:
+        artifacts.mark_failed(run_dir, "config", exc)
+        print(f"scopeml-train: {exc}", file=sys.stderr)
+        if hydra_cfg.mode.name == "MULTIRUN":
+            raise  # Hydra records the job as failed and the sweep goes on
+        sys.exit(2)
+
+    multirun = hydra_cfg.mode.name == "MULTIRUN"
+    group = Path(hydra_cfg.sweep.dir).name if multirun else None
+    try:
+        return train(config, run_dir, resolved=to_plain(cfg), group=group)
+    except Exception as exc:
+        stage = artifacts.read_stage(run_dir)
+        artifacts.mark_failed(run_dir, stage, exc)
+        if _is_user_error(exc) and not multirun:
+            print(f"scopeml-train: {stage} failed: {exc}", file=sys.stderr)
+            sys.exit(1)
+        raise
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Bad data or paths deserve a clear message, not a traceback; bugs keep theirs."""
+    from scopeml.data import DataError
+    from scopeml.data.audio import AudioError
+
+    return isinstance(exc, (DataError, AudioError))
+
+
+def train(config: Config, run_dir: Path, resolved: dict, group: str | None = None) -> float:
+    """The training stage, top to bottom. Returns the primary metric (what sweepers optimize)."""
+    import lightning as L
+
+    _quiet_libraries()
+    from scopeml import provenance
+    from scopeml.data import build_dataset
+    from scopeml.training import evaluate, report, tracking
+    from scopeml.training.module import KeywordSpotter
+    from scopeml.training.trainer import build_trainer
+
+    started = time.perf_counter()
+    run_name = config.run_name or run_dir.name
+    artifacts.save_config(run_dir, resolved)
+    artifacts.write_json(run_dir / "provenance.json", provenance.collect())
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    artifacts.mark(run_dir, "running", stage="data")
+    data = build_dataset(config.data, config.scoping.classes)
+    artifacts.write_json(run_dir / "data_fingerprint.json", data.fingerprint)
+
+    artifacts.mark(run_dir, "running", stage="fit")
+    module = KeywordSpotter(resolved["model"], resolved["hparams"], config.scoping.classes, data.sample_rate)
+    logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
+    trainer = build_trainer(config.trainer, config.hparams, run_dir, logger)
+    hp = config.hparams
+    trainer.fit(
+        module,
+        data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
+        data.loader("val", hp.batch_size),
+    )
+
+    artifacts.mark(run_dir, "running", stage="test")
+    best = report.load_best(trainer, module)
+    results = {split: evaluate.predict_proba(best, data, split) for split in ("val", "test")}
+    for split, probs in results.items():
+        artifacts.save_predictions(run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], probs, data.classes)
+    metrics = report.build_metrics(config, data, best, results, minutes=(time.perf_counter() - started) / 60, run_name=run_name)
+
+    tracking.log_summary(logger, report.flat_summary(metrics, data.fingerprint, provenance.git_state()))
+    artifacts.write_json(run_dir / "metrics.json", metrics)
+    artifacts.mark(run_dir, "complete", stage="done", finished_utc=artifacts.now())
+    tracking.finish(logger)
+    report.print_scorecard(metrics)
+    return metrics["test"][config.scoping.primary_metric]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The LightningModule: loss, optimizer and schedule around a waveform classifier."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from scopeml.config import _validate
+from scopeml.config.schema import HParamsConfig, ModelConfig
+from scopeml.models import build_classifier
+
+
+class KeywordSpotter(L.LightningModule):
+    """Built from plain dicts so a checkpoint restores without unpickling config objects."""
+
+    def __init__(self, model: dict, hparams: dict, classes: list[str], sample_rate: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model_cfg: ModelConfig = _validate.parse(ModelConfig, model, "model")
+        self.opt_cfg: HParamsConfig = _validate.parse(HParamsConfig, hparams, "hparams")
+        self.classes = list(classes)
+        self.net: nn.Module = build_classifier(self.model_cfg, len(classes), sample_rate)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        return self.net(waves)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        waves, labels = batch
+        logits = self(waves)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.opt_cfg.label_smoothing if stage == "train" else 0.0)
+        acc = (logits.argmax(dim=-1) == labels).float().mean()
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log(f"{stage}/acc", acc, prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(labels))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        h = self.opt_cfg
+        params = self.parameters()
+        if h.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay, nesterov=True)
+        elif h.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
+        if h.scheduler == "none":
+            return opt
+        if h.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=max(total, 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

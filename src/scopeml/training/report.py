@@ -1,0 +1,79 @@
+"""Turn a finished fit into metrics.json and the scoping scorecard."""
+
+from __future__ import annotations
+
+import torch
+
+from scopeml.config.schema import Config
+from scopeml.data import KeywordData
+from scopeml.metrics import METRICS, evaluate_targets
+from scopeml.models import count_parameters, size_mb
+from scopeml.training import evaluate
+
+
+def load_best(trainer, module):
+    """Restore the best checkpoint's weights (weights_only: never unpickle arbitrary objects)."""
+    path = trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path
+    if path:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    return module.cpu().eval()
+
+
+def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes: float, run_name: str) -> dict:
+    scores = {split: evaluate.score(data, split, p) for split, p in probs.items()}
+    test = scores["test"]
+    measured = {
+        **{k: test[k] for k in ("accuracy", "macro_f1", "min_class_recall")},
+        "model_size_mb": size_mb(model),
+        "params": count_parameters(model),
+        "train_minutes": minutes,
+    }
+    targets = evaluate_targets(config.scoping.targets, measured)
+    checked = [t for t in targets if t.passed is not None]
+    return {
+        "run_name": run_name,
+        "status": "complete",
+        "scoping": config.scoping.name,
+        "primary_metric": config.scoping.primary_metric,
+        "test": {k: v for k, v in test.items() if k != "per_class"},
+        "val": {k: v for k, v in scores["val"].items() if k != "per_class"},
+        "per_class_test": test["per_class"],
+        "model": {"arch": config.model.arch, "params": measured["params"], "model_size_mb": measured["model_size_mb"]},
+        "train_minutes": minutes,
+        "measured": measured,
+        "targets": [t.as_dict() for t in targets],
+        "targets_met": all(t.passed for t in checked),
+        "targets_not_measured": [t.metric for t in targets if t.passed is None],
+        "data_fingerprint": data.fingerprint["fingerprint"],
+    }
+
+
+def flat_summary(metrics: dict, fingerprint: dict, git: dict) -> dict:
+    out = {f"test/{k}": v for k, v in metrics["test"].items()}
+    out.update({f"val/{k}": v for k, v in metrics["val"].items()})
+    out.update({"model/params": metrics["model"]["params"], "model/size_mb": metrics["model"]["model_size_mb"]})
+    out["train_minutes"] = metrics["train_minutes"]
+    for t in metrics["targets"]:
+        out[f"target/{t['metric']}"] = {"op": t["op"], "target": t["target"], "value": t["value"], "passed": t["passed"]}
+    out["targets_met"] = metrics["targets_met"]
+    out["data/fingerprint"] = fingerprint["fingerprint"]
+    out["data/content_sha256"] = fingerprint["content_sha256"]
+    out["git/commit"] = git.get("commit")
+    out["git/dirty"] = git.get("dirty")
+    return out
+
+
+def print_scorecard(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Scoping targets: {metrics['scoping']} ({metrics['run_name']})")
+    for col in ("metric", "target", "measured", "result"):
+        table.add_column(col)
+    for t in metrics["targets"]:
+        unit = METRICS[t["metric"]].unit
+        value = "-" if t["value"] is None else f"{t['value']:.4g}{(' ' + unit) if unit else ''}"
+        result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: f"[dim]later ({METRICS[t['metric']].phase})[/]"}[t["passed"]]
+        table.add_row(t["metric"], f"{t['op']} {t['target']:g}", value, result)
+    Console(stderr=True).print(table)

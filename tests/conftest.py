@@ -1,0 +1,88 @@
+"""Shared fixtures: an isolated cache and W&B, a tiny real data recipe, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FSDD_ROOT = ROOT.parent / "shared" / "datasets" / "fsdd"
+
+# Five voices, one pitch, one rate: 50 real synthesized clips, enough for speaker-disjoint splits.
+TINY_DATA = ["data.voices=[en+m1,en+f2,en+m3,en+f4,en+m7]", "data.pitches=[50]", "data.rates=[175]"]
+TINY_FIT = ["hparams.max_epochs=2", "hparams.batch_size=16", "trainer.progress_bar=none"]
+
+needs_fsdd = pytest.mark.skipif(
+    not (FSDD_ROOT / "recordings").is_dir(),
+    reason=f"FSDD is not at {FSDD_ROOT} (CI has ../shared beside the clone; a user's clone does not)",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_env(tmp_path_factory):
+    """No test touches the user's cache, W&B settings or network."""
+    cache = tmp_path_factory.mktemp("scopeml-cache")
+    saved = dict(os.environ)
+    os.environ["SCOPEML_CACHE_DIR"] = str(cache)
+    os.environ["WANDB_SILENT"] = "true"
+    os.environ["WANDB_CONFIG_DIR"] = str(tmp_path_factory.mktemp("wandb-config"))
+    os.environ.pop("WANDB_API_KEY", None)
+    yield cache
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def run_cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` from the repo root, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+
+
+def train(run_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return run_cli("scopeml.train", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One real tiny training run (W&B offline), shared by the tests that inspect its outputs."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = train(run_dir, *TINY_DATA, *TINY_FIT, "seed=7")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def write_wav(path: Path, seconds: float = 0.5, sr: int = 8000, freq: float = 440.0, channels: int = 1) -> Path:
+    import soundfile as sf
+
+    t = np.arange(int(seconds * sr)) / sr
+    tone = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    sf.write(path, np.stack([tone] * channels, axis=1) if channels > 1 else tone, sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+def fsdd_layout(tmp_path) -> Path:
+    """A small folder in FSDD's layout: 3 speakers x 2 digits x 2 takes of tones."""
+    rec = tmp_path / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for s, speaker in enumerate(["ann", "bob", "cyd"]):
+        for digit in (0, 1):
+            for take in (0, 1):
+                write_wav(rec / f"{digit}_{speaker}_{take}.wav", freq=300 + 100 * digit + 10 * s + take)
+    return tmp_path / "fsdd"

@@ -1,0 +1,121 @@
+"""The config tree composes, and bad configs fail fast, naming every bad key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import ROOT, run_cli
+from scopeml.config import ConfigError, load
+
+CONF = ROOT / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in {"hydra", "experiment"})
+# Options that only make sense together with another choice.
+COMPANIONS = {"data=fsdd": ["scoping=digits"]}
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def all_options():
+    for group in GROUPS:
+        for path in sorted((CONF / group).glob("*.yaml")):
+            yield f"{group}={path.stem}"
+    for path in sorted((CONF / "experiment").glob("*.yaml")):
+        yield f"experiment={path.stem}"
+
+
+@pytest.mark.parametrize("option", list(all_options()))
+def test_every_config_file_composes_and_validates(option):
+    cfg = compose_config(option, *COMPANIONS.get(option, []))
+    config = load(cfg)
+    group, name = option.split("=")
+    if group == "data":
+        assert config.data.recipe in name or name in config.data.recipe
+
+
+def test_the_default_config_is_the_documented_one():
+    config = load(compose_config())
+    assert config.data.recipe == "synth_keywords"
+    assert config.tracker.kind == "wandb" and config.tracker.mode == "offline"
+    assert config.scoping.primary_metric in config.scoping.targets
+    assert config.data.words == config.scoping.classes  # the recipe speaks exactly the scoped classes
+    assert "yes" in config.scoping.classes  # YAML 1.1 would have made this `True`
+
+
+BAD_OVERRIDES = [
+    # (override, the key the message must name, a phrase it must contain)
+    ("hparams.lr=fast", "hparams.lr", "expected float"),
+    ("hparams.batch_size=1.5", "hparams.batch_size", "expected int"),
+    ("hparams.max_epochs=0", "hparams.max_epochs", "must be >= 1"),
+    ("hparams.optimizer=adamax", "hparams.optimizer", "one of"),
+    ("+hparams.learning_rate=0.1", "hparams.learning_rate", "unknown key"),
+    ("model.channels=[8,x]", "model.channels[1]", "expected int"),
+    ("model.dropout=1.5", "model.dropout", "must be in [0, 1)"),
+    ("model.arch=transformer", "model.arch", "expected one of"),
+    ("data.recipe=fsd", "data.recipe", "did you mean 'fsdd'"),
+    ("data.split.val_fraction=1.2", "data.split.val_fraction", "between 0 and 1"),
+    ("data.audio.sample_rate=100", "data.audio.sample_rate", "between 4000 and 48000"),
+    ("scoping.primary_metric=auc", "scoping.primary_metric", "unknown metric"),
+    ("scoping.classes=[only_one]", "scoping.classes", "at least two"),
+    ("+scoping.targets.f2={min:0.5}", "scoping.targets.f2", "unknown metric"),
+    ("scoping.targets.accuracy.min=null", "scoping.targets.accuracy", "exactly one of min or max"),
+    ("tracker.kind=mlflow", "tracker.kind", "one of"),
+    ("tracker.mode=sometimes", "tracker.mode", "one of"),
+    ("trainer.devices=1.5", "trainer.devices", "expected int or str"),
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches", "batch count"),
+    ("seed=abc", "seed", "expected int"),
+    ("scoping.name=???", "scoping.name", "required value is missing"),
+]
+
+
+@pytest.mark.parametrize("override,key,phrase", BAD_OVERRIDES, ids=[b[0] for b in BAD_OVERRIDES])
+def test_bad_override_is_rejected_naming_the_key(override, key, phrase):
+    with pytest.raises(ConfigError) as info:
+        load(compose_config(override))
+    line = next((p for p in info.value.problems if p.startswith(key + ":") or p.startswith(key + " ")), None)
+    assert line is not None, f"{key} not named in {info.value.problems}"
+    assert phrase in line
+
+
+def test_all_bad_keys_are_reported_at_once_from_the_cli_before_any_work(tmp_path):
+    # Cross-field checks run on every node that is well typed, so these all surface in one pass.
+    bad = ["hparams.lr=fast", "hparams.batch_size=1.5", "scoping.primary_metric=auc", "trainer.limit_train_batches=0",
+           "model.channels=[8,x]", "data.recipe=fsd", "tracker.kind=mlflow"]
+    started = time.perf_counter()
+    proc = run_cli("scopeml.train", f"hydra.run.dir={tmp_path / 'run'}", *bad)
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 2
+    for key in ("hparams.lr", "hparams.batch_size", "scoping.primary_metric", "trainer.limit_train_batches", "model.channels[1]", "data.recipe", "tracker.kind"):
+        assert key in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # Failed before any work: nothing trained, nothing cached, and the run says it failed.
+    run = tmp_path / "run"
+    assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists()
+    assert '"failed"' in (run / "status.json").read_text()
+    assert elapsed < 10, f"config check took {elapsed:.1f}s including interpreter start"
+
+
+def test_unknown_key_without_plus_is_named_by_hydra(tmp_path):
+    proc = run_cli("scopeml.train", f"hydra.run.dir={tmp_path}", "hparams.lrr=0.1")
+    assert proc.returncode != 0
+    assert "hparams.lrr" in proc.stderr
+
+
+def test_a_broken_interpolation_names_its_key():
+    with pytest.raises(ConfigError) as info:
+        load(compose_config("data.cache_dir=${nope.missing}"))
+    assert any(p.startswith("data.cache_dir") for p in info.value.problems)
+
+
+def test_in_process_check_is_fast():
+    cfg = compose_config("hparams.lr=fast", "model.dropout=2")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError):
+        load(cfg)
+    assert time.perf_counter() - started < 3.0
