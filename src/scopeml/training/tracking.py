@@ -43,3 +43,36 @@ def finish(logger) -> None:
     import wandb
 
     wandb.finish()
+
+
+def read_offline_run(run_path: Path) -> dict:
+    """Read back an offline W&B run (its .wandb record stream): name, group, config and final summary.
+
+    W&B 0.29 writes only the record stream offline; config.yaml and wandb-summary.json
+    appear after `wandb sync`. Tests and reports read the stream the way sync would.
+    """
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.sdk.internal import datastore
+
+    (stream,) = Path(run_path).glob("run-*.wandb")
+    store = datastore.DataStore()
+    store.open_for_scan(str(stream))
+    out: dict = {"config": {}, "summary": {}, "history_rows": 0}
+    while (record := store.scan_record()) is not None:
+        rec = pb.Record()
+        rec.ParseFromString(record[1])
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            out.update(id=rec.run.run_id, name=rec.run.display_name, group=rec.run.run_group, project=rec.run.project)
+            out["config"].update({u.key: json.loads(u.value_json) for u in rec.run.config.update})
+        elif kind == "config":
+            out["config"].update({u.key: json.loads(u.value_json) for u in rec.config.update})
+        elif kind == "summary":
+            for u in rec.summary.update:
+                key = u.key or "/".join(u.nested_key)
+                out["summary"][key] = json.loads(u.value_json)
+        elif kind == "history":
+            out["history_rows"] += 1
+    return out
