@@ -46,7 +46,7 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
     for _ in range(epochs):
         net.train()
         losses = []
-        for waves, labels in train:
+        for waves, labels, _ in train:
             loss = F.cross_entropy(net(waves), labels, label_smoothing=h.label_smoothing)
             opt.zero_grad()
             loss.backward()
@@ -55,7 +55,7 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
             losses.append(loss.item())
         net.eval()
         with torch.no_grad():
-            correct = sum((net(w).argmax(-1) == y).sum().item() for w, y in val)
+            correct = sum((net(w).argmax(-1) == y).sum().item() for w, y, _ in val)
     return {"seconds": time.perf_counter() - started, "train_loss": float(np.mean(losses)), "val_acc": correct / len(val.dataset)}
 
 

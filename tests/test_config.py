@@ -12,9 +12,10 @@ from conftest import ROOT, run_cli
 from scopeml.config import ConfigError, load
 
 CONF = ROOT / "conf"
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in {"hydra", "experiment"})
 # Options that only make sense together with another choice.
-COMPANIONS = {"data=fsdd": ["scoping=digits"]}
+COMPANIONS = {"data=fsdd": ["scoping=digits"], "data=fsdd_synth_mix": ["scoping=digits"], "data=manifest": ["data.manifest=x.csv"], "data/labels=digits": ["scoping=digits"],
+              "data/labels=commands_unknown": ["scoping=keywords_unknown", "data=speech_commands"],
+              "scoping=keywords_unknown": ["data=speech_commands", "data/labels=commands_unknown"]}
 
 
 def compose_config(*overrides: str):
@@ -23,11 +24,11 @@ def compose_config(*overrides: str):
 
 
 def all_options():
-    for group in GROUPS:
-        for path in sorted((CONF / group).glob("*.yaml")):
+    """Every YAML file under conf/ (nested groups such as data/augment too), as a GROUP=OPTION override."""
+    for path in sorted(CONF.rglob("*.yaml")):
+        group = path.parent.relative_to(CONF).as_posix()
+        if group not in (".", "hydra/help"):
             yield f"{group}={path.stem}"
-    for path in sorted((CONF / "experiment").glob("*.yaml")):
-        yield f"experiment={path.stem}"
 
 
 @pytest.mark.parametrize("option", list(all_options()))
@@ -36,7 +37,9 @@ def test_every_config_file_composes_and_validates(option):
     config = load(cfg)
     group, name = option.split("=")
     if group == "data":
-        assert config.data.recipe in name or name in config.data.recipe
+        assert config.data.recipe == {"fsdd_synth_mix": "mixture"}.get(name, name)
+    if group == "data/augment":
+        assert config.data.augment.enabled == (name != "none")
 
 
 def test_the_default_config_is_the_documented_one():
@@ -60,7 +63,8 @@ BAD_OVERRIDES = [
     ("model.arch=transformer", "model.arch", "expected one of"),
     ("data.recipe=fsd", "data.recipe", "did you mean 'fsdd'"),
     ("data.split.val_fraction=1.2", "data.split.val_fraction", "between 0 and 1"),
-    ("data.audio.sample_rate=100", "data.audio.sample_rate", "between 4000 and 48000"),
+    ("data.preprocess.sample_rate=100", "data.preprocess.sample_rate", "between 4000 and 48000"),
+    ("data.preprocess.trim.method=spectral", "data.preprocess.trim.method", "one of"),
     ("scoping.primary_metric=auc", "scoping.primary_metric", "unknown metric"),
     ("scoping.classes=[only_one]", "scoping.classes", "at least two"),
     ("+scoping.targets.f2={min:0.5}", "scoping.targets.f2", "unknown metric"),

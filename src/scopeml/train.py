@@ -72,6 +72,7 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     _quiet_libraries()
     from scopeml import provenance
     from scopeml.data import build_dataset
+    from scopeml.data.report import build_report
     from scopeml.training import evaluate, report, tracking
     from scopeml.training.module import KeywordSpotter
     from scopeml.training.trainer import build_trainer
@@ -84,11 +85,17 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
 
     artifacts.mark(run_dir, "running", stage="data")
     data = build_dataset(config.data, config.scoping.classes)
+    data_report = build_report(data, config.data, config.seed)
     artifacts.write_json(run_dir / "data_fingerprint.json", data.fingerprint)
+    artifacts.write_json(run_dir / "data_report.json", data_report)
+    if not data_report["passed"]:
+        log.warning("data checks failed: %s (see data_report.json)", ", ".join(data_report["blocking_failures"]))
 
     artifacts.mark(run_dir, "running", stage="fit")
-    module = KeywordSpotter(resolved["model"], resolved["hparams"], config.scoping.classes, data.sample_rate)
+    module = KeywordSpotter(resolved["model"], resolved["hparams"], config.scoping.classes, data.sample_rate,
+                            augment=resolved["data"]["augment"], seed=config.seed)
     logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
+    tracking.log_data_version(logger, data.fingerprint, run_dir)
     trainer = build_trainer(config.trainer, config.hparams, run_dir, logger)
     hp = config.hparams
     trainer.fit(
@@ -96,13 +103,15 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
         data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
         data.loader("val", hp.batch_size),
     )
+    report.save_augment_log(run_dir, module, data)
 
     artifacts.mark(run_dir, "running", stage="test")
     best = report.load_best(trainer, module)
     results = {split: evaluate.predict_proba(best, data, split) for split in ("val", "test")}
     for split, probs in results.items():
         artifacts.save_predictions(run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], probs, data.classes)
-    metrics = report.build_metrics(config, data, best, results, minutes=(time.perf_counter() - started) / 60, run_name=run_name)
+    metrics = report.build_metrics(config, data, best, results, minutes=(time.perf_counter() - started) / 60, run_name=run_name,
+                                   baseline=data_report["baseline"])
 
     tracking.log_summary(logger, report.flat_summary(metrics, data.fingerprint, provenance.git_state()))
     artifacts.write_json(run_dir / "metrics.json", metrics)

@@ -94,11 +94,49 @@ class SplitConfig:
 
 
 @dataclass
-class AudioConfig:
-    """How every clip is brought to the model's input; serving applies the same definition."""
+class TrimConfig:
+    """Leading/trailing silence removal before the clip length is fixed."""
+
+    method: Literal["none", "energy", "vad"] = "none"
+    threshold_db: float = -35.0  # energy: frames quieter than this, relative to the clip's loudest frame, are silence
+    frame_ms: float = 10.0
+    pad_ms: float = 30.0  # silence kept on each side of the speech
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if self.threshold_db >= 0:
+            problems.append(("threshold_db", "must be negative (dB below the loudest frame)"))
+        if not 1.0 <= self.frame_ms <= 100.0:
+            problems.append(("frame_ms", "must be between 1 and 100 ms"))
+        if self.pad_ms < 0:
+            problems.append(("pad_ms", "must be >= 0"))
+        return problems
+
+
+@dataclass
+class NormalizeConfig:
+    """Volume normalization: peak or RMS level in dBFS, or loudness in LUFS (ITU-R BS.1770)."""
+
+    method: Literal["none", "peak", "rms", "loudness"] = "none"
+    target_db: float = -20.0
+    max_gain_db: float = 30.0  # never amplify near-silence into loud noise
+
+    def check(self) -> Problems:
+        return [] if -70.0 <= self.target_db <= 0.0 else [("target_db", "must be between -70 and 0")]
+
+
+@dataclass
+class PreprocessConfig:
+    """How every clip becomes model input: downmix, resample, trim, normalize, fix length.
+
+    Serving applies this same definition (it is packaged with the model).
+    """
 
     sample_rate: int = 16000
     clip_seconds: float = 1.0
+    trim: TrimConfig = field(default_factory=TrimConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    pad: Literal["center", "start", "end"] = "center"  # where the speech sits when padding to clip_seconds
 
     def check(self) -> Problems:
         problems: Problems = []
@@ -109,14 +147,75 @@ class AudioConfig:
         return problems
 
 
+@dataclass
+class AugmentConfig:
+    """Training-split augmentation, drawn from the run's seed; every draw is logged for error analysis."""
+
+    prob: float = 0.0  # chance that a training clip is augmented at all
+    time_shift_ms: float = 0.0  # uniform shift in [-x, x], zero-filled
+    gain_db: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    noise_prob: float = 0.0
+    noise_snr_db: list[float] = field(default_factory=lambda: [20.0, 40.0])
+    speed: list[float] = field(default_factory=lambda: [1.0, 1.0])  # tempo and pitch together, per batch
+    spec_time_masks: int = 0
+    spec_time_mask_frames: int = 10
+    spec_freq_masks: int = 0
+    spec_freq_mask_bins: int = 5
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        for key in ("prob", "noise_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                problems.append((key, "must be in [0, 1]"))
+        for key in ("gain_db", "noise_snr_db", "speed"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+                problems.append((key, "must be [low, high] with low <= high"))
+        if self.speed and len(self.speed) == 2 and not (0.5 <= self.speed[0] and self.speed[1] <= 2.0):
+            problems.append(("speed", "factors must lie in [0.5, 2.0]"))
+        if self.time_shift_ms < 0:
+            problems.append(("time_shift_ms", "must be >= 0"))
+        return problems
+
+    @property
+    def enabled(self) -> bool:
+        return self.prob > 0 or self.spec_time_masks > 0 or self.spec_freq_masks > 0
+
+
+@dataclass
+class LabelsConfig:
+    """Raw labels to scoping classes: case and spacing, aliases, fillers, and labels outside the classes."""
+
+    map: dict[str, str] = field(default_factory=dict)  # alias -> class, applied after lowercase/strip
+    lowercase: bool = True
+    fillers: list[str] = field(default_factory=list)  # e.g. [um, uh]: treated as `unknown`
+    unknown: Optional[str] = None  # class for labels outside the classes; null: see `others`
+    others: Literal["error", "drop", "unknown"] = "error"  # what to do with a label that maps to no class
+
+
+@dataclass
+class ChecksConfig:
+    """Data validation (scopeml-data). Checks listed in `blocking` make the command exit non-zero."""
+
+    min_clips_per_label: int = 5  # per split
+    min_clips_per_speaker: int = 1
+    near_duplicate_similarity: float = 0.99  # cosine similarity of mel magnitude fingerprints (checks.fingerprints)
+    clipping_fraction: float = 0.01  # a clip with more samples at full scale than this is flagged
+    blocking: list[Literal["leakage", "conflicting_labels", "too_few_examples", "unreadable", "duplicates"]] = field(
+        default_factory=lambda: ["leakage", "conflicting_labels", "too_few_examples"]
+    )
+
+
 @variants("recipe")
 @dataclass
 class DataConfig:
     recipe: str = "???"
     cache_dir: str = ".cache/scopeml"
-    audio: AudioConfig = field(default_factory=AudioConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
-    label_map: dict[str, str] = field(default_factory=dict)  # raw label -> scoping class
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     on_bad_file: Literal["error", "skip"] = "error"
 
 
@@ -125,9 +224,10 @@ class DataConfig:
 class SynthKeywordsData(DataConfig):
     """Spoken keywords synthesized offline with eSpeak NG: many voices, pitches and rates."""
 
-    words: list[str] = field(default_factory=list)  # what is spoken; labels are words mapped by label_map
+    words: list[str] = field(default_factory=list)  # what is spoken (configurable: digits for mixing with FSDD)
     language: str = "en"
     voices: list[str] = field(default_factory=list)  # empty: every variant of `language`
+    exclude_voices: list[str] = field(default_factory=list)  # variants that only duplicate another voice
     pitches: list[int] = field(default_factory=lambda: [35, 50, 65])
     rates: list[int] = field(default_factory=lambda: [140, 175, 210])
     lead_silence_ms: list[float] = field(default_factory=lambda: [20.0, 250.0])
@@ -158,6 +258,57 @@ class FsddData(DataConfig):
     root: str = "???"
     download: bool = False  # fetch the pinned upstream commit into root when it is missing
     url: str = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/26eb9aaf76e81b692f806f9140c2d2777410d7a1.tar.gz"
+
+
+@DataConfig.register("speech_commands")
+@dataclass
+class SpeechCommandsData(DataConfig):
+    """Google Speech Commands v2 in its published layout: root/<word>/<speaker>_nohash_<n>.wav."""
+
+    root: str = "???"
+    download: bool = False
+    url: str = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+    sha256: str = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
+    max_per_word: Optional[int] = None  # cap clips per word (the full set has ~105k clips)
+
+
+@DataConfig.register("manifest")
+@dataclass
+class ManifestData(DataConfig):
+    """Your own data: a CSV or JSONL manifest with path, label, and optional speaker and tag columns."""
+
+    manifest: str = "???"
+    root: Optional[str] = None  # paths in the manifest resolve under this folder (default: the manifest's folder)
+    allow_missing_speaker: bool = False  # without speakers, splits fall back to one speaker per clip
+
+
+@DataConfig.register("mixture")
+@dataclass
+class MixtureData(DataConfig):
+    """Several recipes mixed for training; validation and test come only from `eval_component`.
+
+    `weights` scale how many of a component's training clips are used (1.0 = all, 0.5 = half).
+    """
+
+    components: dict[str, DataConfig] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    eval_component: str = "???"
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if self.eval_component not in self.components:
+            problems.append(("eval_component", f"{self.eval_component!r} is not one of components {sorted(self.components)}"))
+        for name, weight in self.weights.items():
+            if name not in self.components:
+                problems.append((f"weights.{name}", "names no component"))
+            elif not 0.0 < weight <= 10.0:
+                problems.append((f"weights.{name}", "must be in (0, 10]"))
+        for name, comp in self.components.items():
+            if isinstance(comp, MixtureData):
+                problems.append((f"components.{name}", "a mixture cannot contain a mixture"))
+            elif comp.preprocess != self.preprocess:
+                problems.append((f"components.{name}.preprocess", "must equal data.preprocess (interpolate it: ${data.preprocess})"))
+        return problems
 
 
 # --------------------------------------------------------------------------- model
@@ -296,12 +447,22 @@ class Config:
         classes = set(self.scoping.classes)
         if self.scoping.primary_metric not in self.scoping.targets:
             problems.append(("scoping.primary_metric", f"{self.scoping.primary_metric!r} has no entry in scoping.targets"))
-        for raw, mapped in self.data.label_map.items():
-            if mapped not in classes:
-                problems.append((f"data.label_map.{raw}", f"maps to {mapped!r}, which is not in scoping.classes"))
-        if isinstance(self.data, SynthKeywordsData):
-            for word in self.data.words:
-                label = self.data.label_map.get(word, word)
-                if label not in classes:
-                    problems.append(("data.words", f"word {word!r} gives label {label!r}, not in scoping.classes"))
+        for name, data in _data_parts(self.data):
+            prefix = f"data.components.{name}" if name else "data"
+            for raw, mapped in data.labels.map.items():
+                if mapped not in classes:
+                    problems.append((f"{prefix}.labels.map.{raw}", f"maps to {mapped!r}, which is not in scoping.classes"))
+            if data.labels.others == "unknown" and data.labels.unknown not in classes:
+                problems.append((f"{prefix}.labels.unknown", f"{data.labels.unknown!r} must be one of scoping.classes when others=unknown"))
+            if isinstance(data, SynthKeywordsData):
+                for word in data.words:
+                    label = data.labels.map.get(word.lower() if data.labels.lowercase else word, word)
+                    if label not in classes and data.labels.others == "error":
+                        problems.append((f"{prefix}.words", f"word {word!r} gives label {label!r}, not in scoping.classes"))
         return problems
+
+
+def _data_parts(data: DataConfig) -> list[tuple[str, DataConfig]]:
+    if isinstance(data, MixtureData):
+        return [(name, comp) for name, comp in data.components.items()]
+    return [("", data)]

@@ -3,74 +3,140 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from types import ModuleType
 
-from scopeml.config.schema import DataConfig
+import numpy as np
+import pandas as pd
+
+from scopeml.config.schema import DataConfig, MixtureData
 from scopeml.data import cache
 from scopeml.data.dataset import SPLITS, DataError, KeywordData
 from scopeml.data.fingerprint import hash_config
+from scopeml.data.labels import normalize_labels
 from scopeml.data.splits import SplitError, assign_speakers
 
 __all__ = ["DataError", "KeywordData", "SPLITS", "build_dataset", "recipe_module"]
+log = logging.getLogger(__name__)
 
 
 def recipe_module(recipe: str) -> ModuleType:
     """Recipes are modules with source_info(cfg), make_clips(cfg, progress) and content_hash(cfg, manifest, waves)."""
-    from scopeml.data import fsdd, synth
+    from scopeml.data import fsdd, manifest, speech_commands, synth
 
-    return {"synth_keywords": synth, "fsdd": fsdd}[recipe]
+    return {"synth_keywords": synth, "fsdd": fsdd, "speech_commands": speech_commands, "manifest": manifest}[recipe]
 
 
-def build_dataset(cfg: DataConfig, classes: list[str], progress: bool = True) -> KeywordData:
+def build_dataset(cfg: DataConfig, classes: list[str], progress: bool = True, tolerate_bad: bool = False) -> KeywordData:
+    """Prepared, labeled and split clips for `cfg`, from cache when nothing that shapes them changed.
+
+    Unusable files are all collected first; then `data.on_bad_file` decides (error: one
+    message naming every file; skip: drop them). `tolerate_bad` keeps going for reports.
+    """
+    if isinstance(cfg, MixtureData):
+        return _build_mixture(cfg, classes, progress, tolerate_bad)
+    manifest, waves, info = _load_or_make(cfg, progress)
+    _apply_bad_file_policy(info["bad_files"], cfg.on_bad_file, tolerate_bad)
+
+    labels, keep = normalize_labels(manifest["raw_label"], manifest["source"], cfg.labels, classes)
+    manifest = manifest.assign(label=labels)[keep].reset_index(drop=True)
+    waves = waves[keep]
+    manifest["split"] = _split(manifest, cfg)
+
+    data = KeywordData(manifest=manifest, waves=waves, classes=list(classes), sample_rate=cfg.preprocess.sample_rate)
+    data.bad_files = info["bad_files"]
+    data.fingerprint = _fingerprint(cfg, info, data)
+    return data
+
+
+def _load_or_make(cfg: DataConfig, progress: bool) -> tuple[pd.DataFrame, np.ndarray, dict]:
     recipe = recipe_module(cfg.recipe)
-    content_cfg = _content_config(cfg)
+    content_cfg = content_config(cfg)
     key = hash_config({"config": content_cfg, "source": recipe.source_info(cfg), "version": cache.CACHE_VERSION})
     path = cache.cache_path(cfg.cache_dir, cfg.recipe, key)
     cached = cache.load(path)
-    if cached is None:
-        manifest, waves = recipe.make_clips(cfg, progress=progress)
-        info = {"content_sha256": recipe.content_hash(cfg, manifest, waves), "cache_key": key}
-        cache.store(path, manifest, waves, info)
-    else:
+    if cached is not None:
         manifest, waves, info = cached
+        return manifest, waves, {**info, "cache": str(path), "cache_hit": True}
+    manifest, waves, bad = recipe.make_clips(cfg, progress=progress)
+    info = {"content_sha256": recipe.content_hash(cfg, manifest, waves), "cache_key": key, "bad_files": bad}
+    cache.store(path, manifest, waves, info)
+    return manifest, waves, {**info, "cache": str(path), "cache_hit": False}
 
-    manifest = manifest.copy()
-    manifest["label"] = _map_labels(manifest, cfg.label_map, classes)
+
+def _apply_bad_file_policy(bad: list[dict], policy: str, tolerate: bool) -> None:
+    if not bad:
+        return
+    shown = "\n".join(f"  - {b['source']}: {b['problem']}" for b in bad[:20])
+    more = f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
+    if policy == "error" and not tolerate:
+        raise DataError(f"{len(bad)} unusable audio file(s) (set data.on_bad_file=skip to drop them):\n{shown}{more}")
+    log.warning("skipping %d unusable audio file(s):\n%s%s", len(bad), shown, more)
+
+
+def _split(manifest: pd.DataFrame, cfg: DataConfig) -> pd.Series:
+    """A manifest's own split column wins (scopeml-data checks it for leakage); otherwise split by speaker."""
+    if "manifest_split" in manifest and manifest["manifest_split"].isin(SPLITS).all():
+        return manifest["manifest_split"]
     try:
         assignment = assign_speakers(manifest["speaker"], cfg.split)
     except SplitError as exc:
         raise DataError(str(exc)) from None
-    manifest["split"] = manifest["speaker"].map(assignment)
-
-    data = KeywordData(manifest=manifest, waves=waves, classes=list(classes), sample_rate=cfg.audio.sample_rate)
-    data.fingerprint = {
-        "recipe": cfg.recipe,
-        "config_sha256": hash_config(content_cfg),
-        "content_sha256": info["content_sha256"],
-        "fingerprint": hash_config([hash_config(content_cfg), info["content_sha256"], dataclasses.asdict(cfg.split)])[:16],
-        "cache": str(path),
-        "clips": int(len(manifest)),
-        "splits": data.summary(),
-    }
-    return data
+    return manifest["speaker"].map(assignment)
 
 
-def _content_config(cfg: DataConfig) -> dict:
-    """Everything in the data config that changes the clips (not where they are cached, not the split)."""
+def content_config(cfg: DataConfig) -> dict:
+    """Everything in the data config that changes the prepared clips (not caching, labels, splits or checks)."""
     plain = dataclasses.asdict(cfg)
-    for key in ("cache_dir", "split", "label_map"):
+    for key in ("cache_dir", "split", "labels", "augment", "checks", "on_bad_file"):
         plain.pop(key, None)
     return plain
 
 
-def _map_labels(manifest, label_map: dict[str, str], classes: list[str]):
-    labels = manifest["raw_label"].astype(str).map(lambda raw: label_map.get(raw, raw))
-    outside = ~labels.isin(classes)
-    if outside.any():
-        examples = manifest.loc[outside, ["source", "raw_label"]].head(5).itertuples(index=False)
-        listing = "; ".join(f"{src} has label {raw!r}" for src, raw in examples)
-        raise DataError(
-            f"{int(outside.sum())} clip(s) have labels outside scoping.classes {classes} "
-            f"(map them with data.label_map): {listing}"
-        )
-    return labels
+def _fingerprint(cfg: DataConfig, info: dict, data: KeywordData) -> dict:
+    content_cfg = content_config(cfg)
+    recipe_sha = hash_config([content_cfg, dataclasses.asdict(cfg.labels), dataclasses.asdict(cfg.split)])
+    return {
+        "recipe": cfg.recipe,
+        "config_sha256": recipe_sha,
+        "content_sha256": info["content_sha256"],
+        "fingerprint": hash_config([recipe_sha, info["content_sha256"]])[:16],
+        "cache": info.get("cache"),
+        "clips": int(len(data.manifest)),
+        "bad_files": len(info["bad_files"]),
+        "splits": data.summary(),
+    }
+
+
+def _build_mixture(cfg: MixtureData, classes: list[str], progress: bool, tolerate_bad: bool) -> KeywordData:
+    """Train on every component (scaled by its weight); validate and test on `eval_component` only."""
+    parts, prints = [], {}
+    rng = np.random.default_rng(cfg.split.seed)
+    for name in sorted(cfg.components):
+        part = build_dataset(cfg.components[name], classes, progress, tolerate_bad)
+        manifest = part.manifest.assign(component=name)
+        if name != cfg.eval_component:
+            # Only the evaluation recipe speaks for val/test: a mixture must be judged on real data.
+            manifest["split"] = "train"
+            weight = cfg.weights.get(name, 1.0)
+            take = np.sort(rng.choice(len(manifest), size=min(len(manifest), int(round(weight * len(manifest)))), replace=weight > 1.0))
+            manifest, waves = manifest.iloc[take].reset_index(drop=True), part.waves[take]
+        else:
+            waves = part.waves
+        parts.append((manifest, waves))
+        prints[name] = part.fingerprint
+    manifest = pd.concat([m for m, _ in parts], ignore_index=True)
+    data = KeywordData(manifest=manifest, waves=np.concatenate([w for _, w in parts]), classes=list(classes),
+                       sample_rate=cfg.preprocess.sample_rate)
+    combined = hash_config([prints[n]["fingerprint"] for n in sorted(prints)] + [cfg.weights, cfg.eval_component])
+    data.fingerprint = {
+        "recipe": "mixture",
+        "config_sha256": hash_config([prints[n]["config_sha256"] for n in sorted(prints)] + [cfg.weights]),
+        "content_sha256": hash_config([prints[n]["content_sha256"] for n in sorted(prints)]),
+        "fingerprint": combined[:16],
+        "components": prints,
+        "clips": int(len(manifest)),
+        "bad_files": sum(p.get("bad_files", 0) for p in prints.values()),
+        "splits": data.summary(),
+    }
+    return data

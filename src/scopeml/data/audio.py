@@ -56,16 +56,22 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return out.numpy()
 
 
-def fix_length(samples: np.ndarray, n: int) -> np.ndarray:
-    """Center-pad with zeros or center-crop to exactly n samples, keeping the word in the middle."""
+def fix_length(samples: np.ndarray, n: int, mode: str = "center") -> np.ndarray:
+    """Zero-pad or crop to exactly n samples; `mode` says where the audio sits.
+
+    center (default): the word stays in the middle. start: audio first, zeros after (a crop keeps
+    the beginning). end: zeros first, audio last (a crop keeps the ending).
+    """
+    if mode not in ("center", "start", "end"):
+        raise ValueError(f"mode must be 'center', 'start' or 'end', got {mode!r}")
     length = samples.shape[-1]
     if length == n:
         return samples
+    excess = abs(length - n)
+    lead = {"center": excess // 2, "start": 0, "end": excess}[mode]
     if length > n:
-        start = (length - n) // 2
-        return samples[..., start : start + n]
-    left = (n - length) // 2
-    pad = [(0, 0)] * (samples.ndim - 1) + [(left, n - length - left)]
+        return samples[..., lead : lead + n]
+    pad = [(0, 0)] * (samples.ndim - 1) + [(lead, excess - lead)]
     return np.pad(samples, pad)
 
 

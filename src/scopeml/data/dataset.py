@@ -21,6 +21,7 @@ class KeywordData:
     classes: list[str]
     sample_rate: int
     fingerprint: dict = field(default_factory=dict)
+    bad_files: list[dict] = field(default_factory=list)  # files a tolerant build skipped, with the reason
 
     @property
     def targets(self) -> np.ndarray:
@@ -35,7 +36,8 @@ class KeywordData:
         from torch.utils.data import DataLoader, TensorDataset
 
         idx = self.indices(split)
-        ds = TensorDataset(torch.from_numpy(self.waves[idx]), torch.from_numpy(self.targets[idx]))
+        # The third tensor is the row in the manifest, so per-clip logs (augmentation, errors) can name the clip.
+        ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(self.waves[idx])), torch.from_numpy(self.targets[idx]), torch.from_numpy(idx))
         generator = torch.Generator().manual_seed(seed)  # shuffling order is part of the seed's promise
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from scopeml.config.schema import FsddData
-from scopeml.data.audio import AudioError, prepare, read_audio
 from scopeml.data.dataset import DataError
+from scopeml.data.files import Entry, read_entries
 from scopeml.data.fingerprint import hash_files
 
 NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.wav$")
@@ -60,52 +60,16 @@ def content_hash(cfg: FsddData, manifest: pd.DataFrame, waves: np.ndarray) -> st
     return hash_files(manifest["source"], folder.parent)
 
 
-def make_clips(cfg: FsddData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
-    files = list_files(cfg)
-    n_out = int(round(cfg.audio.clip_seconds * cfg.audio.sample_rate))
-    rows, waves, bad = [], [], []
-    iterator = files
-    if progress:
-        from rich.progress import track
-
-        iterator = track(files, description="Reading FSDD", transient=True)
-    for path in iterator:
+def make_clips(cfg: FsddData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
+    entries, bad = [], []
+    for path in list_files(cfg):
         match = NAME.match(path.name)
-        if not match:
-            bad.append(AudioError(str(path), "name does not follow {digit}_{speaker}_{index}.wav"))
-            continue
-        try:
-            samples, sr = read_audio(path)
-        except AudioError as exc:
-            bad.append(exc)
-            continue
-        waves.append(prepare(samples, sr, cfg.audio.sample_rate, n_out))
-        rows.append(
-            {
-                "clip_id": path.stem,
-                "source": str(path),
-                "raw_label": match["digit"],
-                "speaker": match["speaker"],
-                "orig_sample_rate": sr,
-                "orig_channels": samples.shape[0],
-                "duration_ms": 1000 * samples.shape[-1] / sr,
-            }
-        )
-    report_bad_files(bad, cfg.on_bad_file)
-    if not rows:
-        raise DataError(f"data.root: none of the {len(files)} files could be used")
-    return pd.DataFrame(rows), np.stack(waves)
-
-
-def report_bad_files(bad: list[AudioError], policy: str) -> None:
-    if not bad:
-        return
-    listing = "\n".join(f"  - {e}" for e in bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-    if policy == "error":
-        raise DataError(f"{len(bad)} unusable audio file(s) (set data.on_bad_file=skip to drop them):\n{listing}")
-    import logging
-
-    logging.getLogger(__name__).warning("skipping %d unusable audio file(s):\n%s", len(bad), listing)
+        if match:
+            entries.append(Entry(path, match["digit"], match["speaker"], {"take": int(match["index"])}))
+        else:
+            bad.append({"source": str(path), "problem": "name does not follow {digit}_{speaker}_{index}.wav"})
+    manifest, waves, unreadable = read_entries(entries, cfg, progress, "FSDD")
+    return manifest, waves, bad + unreadable
 
 
 def download(url: str, root: Path) -> None:

@@ -1,28 +1,46 @@
 """The built-in data set: keywords spoken by eSpeak NG voices, made offline and deterministically.
 
 Each (voice, word, pitch, rate) gives one clip; the voice is the speaker, so
-splits by speaker test on voices never heard in training. Random leading
-silence, gain and pink background noise are drawn from a per-clip seed, so the
-same config always produces the same audio whatever order clips are made in.
+splits by speaker test on voices never heard in training. Random leading and
+trailing silence, gain and pink background noise are drawn from a per-clip
+seed, so the same config always produces the same audio whatever order clips
+are made in. The raw recording then goes through the configured preprocessing,
+exactly as a file from disk would.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
 
 from scopeml.config.schema import SynthKeywordsData
-from scopeml.data import espeak
+from scopeml.data import espeak, preprocess
 from scopeml.data.fingerprint import hash_array
 
 
 def source_info(cfg: SynthKeywordsData) -> dict:
-    """What besides the config decides the audio: the synthesizer's version."""
+    """What besides the config decides the audio: the synthesizer's version and its voice list."""
     from importlib.metadata import version
 
-    return {"espeakng_loader": version("espeakng-loader")}
+    return {"espeakng_loader": version("espeakng-loader"), "voices": select_voices(cfg)}
+
+
+def select_voices(cfg: SynthKeywordsData) -> list[str]:
+    voices = list(cfg.voices) or espeak.list_voices(cfg.language)
+    return [v for v in voices if v not in set(cfg.exclude_voices)]
+
+
+def voice_family(voice: str) -> str:
+    """The speaker a voice belongs to: numbered variants of one voice (steph, steph2, steph3) are one speaker.
+
+    scopeml-data found them near-identical across splits; splitting them apart leaks the voice into test.
+    Short names with a number (m1, f3) are distinct voices and stay apart.
+    """
+    match = re.match(r"^(?P<lang>[^+]+)\+(?P<base>[A-Za-z]{3,}?)\d+$", voice)
+    return f"{match['lang']}+{match['base'].lower()}" if match else voice.lower()
 
 
 def content_hash(cfg: SynthKeywordsData, manifest: pd.DataFrame, waves: np.ndarray) -> str:
@@ -30,48 +48,42 @@ def content_hash(cfg: SynthKeywordsData, manifest: pd.DataFrame, waves: np.ndarr
     return hash_array(waves)
 
 
-def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
-    import torch
-    import torchaudio
-
-    voices = list(cfg.voices) or espeak.list_voices(cfg.language)
-    sr_out = cfg.audio.sample_rate
-    n_out = int(round(cfg.audio.clip_seconds * sr_out))
-    resampler = torchaudio.transforms.Resample(espeak.sample_rate(), sr_out)
+def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
+    """Speak every (voice, word, pitch, rate), build a raw recording around it, then preprocess it like any file."""
+    voices = select_voices(cfg)
+    sr = espeak.sample_rate()
     combos = list(itertools.product(voices, cfg.words, cfg.pitches, cfg.rates))
-
-    waves = np.zeros((len(combos), n_out), dtype=np.float32)
-    rows = []
+    waves, rows = [], []
     for i, (voice, word, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", progress)):
-        rng = np.random.default_rng([cfg.seed, i])
+        rng = np.random.default_rng([cfg.seed, i])  # per clip: the same clip whatever else is generated
         speech = _trim(espeak.synthesize(word, voice=voice, pitch=pitch, rate=rate))
-        with torch.no_grad():
-            speech = resampler(torch.from_numpy(speech)).numpy()
-        lead = int(rng.uniform(*cfg.lead_silence_ms) / 1000 * sr_out)
-        speech = speech[: max(n_out - lead, 0)]  # a slow voice may not fit after a long lead-in
-        clip = np.zeros(n_out, dtype=np.float32)
-        clip[lead : lead + len(speech)] = 0.5 * speech / max(np.abs(speech).max(), 1e-6)
+        speech = 0.5 * speech / max(np.abs(speech).max(), 1e-6)
+        lead, trail = (int(rng.uniform(*cfg.lead_silence_ms) / 1000 * sr) for _ in range(2))
+        raw = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(trail, np.float32)])
         snr_db = rng.uniform(*cfg.noise_snr_db)
-        clip += _pink_noise(rng, n_out) * _rms(clip[lead : lead + len(speech)]) / 10 ** (snr_db / 20)
+        raw += _pink_noise(rng, len(raw)) * _rms(speech) / 10 ** (snr_db / 20)
         gain_db = rng.uniform(*cfg.gain_db)
-        waves[i] = np.clip(clip * 10 ** (gain_db / 20), -1.0, 1.0)
+        raw = np.clip(raw * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
+        waves.append(preprocess.apply(raw, sr, cfg.preprocess))
         rows.append(
             {
                 "clip_id": f"{voice}/{word}/p{pitch}/r{rate}",
                 "source": f"espeak:{voice}:{word}:p{pitch}:r{rate}",
                 "raw_label": word,
-                "speaker": voice,
+                "speaker": voice_family(voice),
+                "orig_sample_rate": sr,
+                "orig_channels": 1,
+                **preprocess.measure(raw, sr, cfg.preprocess.trim.threshold_db),
                 "voice": voice,
                 "pitch": pitch,
                 "rate": rate,
-                "lead_ms": 1000 * lead / sr_out,
-                "speech_ms": 1000 * len(speech) / sr_out,
-                "trail_ms": 1000 * (n_out - lead - len(speech)) / sr_out,
+                "planted_lead_ms": 1000 * lead / sr,
+                "planted_trail_ms": 1000 * trail / sr,
                 "gain_db": gain_db,
                 "snr_db": snr_db,
             }
         )
-    return pd.DataFrame(rows), waves
+    return pd.DataFrame(rows), np.stack(waves), []
 
 
 def _trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:

@@ -13,7 +13,7 @@ from scopeml.metrics import classification_metrics, per_class_metrics
 def predict_proba(model: torch.nn.Module, data: KeywordData, split: str, batch_size: int = 256) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
-    chunks = [torch.softmax(model(waves.to(device)), dim=-1).cpu() for waves, _ in data.loader(split, batch_size)]
+    chunks = [torch.softmax(model(waves.to(device)), dim=-1).cpu() for waves, *_ in data.loader(split, batch_size)]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(data.classes)), dtype=np.float32)
 
 

@@ -8,27 +8,44 @@ from torch import nn
 from torch.nn import functional as F
 
 from scopeml.config import _validate
-from scopeml.config.schema import HParamsConfig, ModelConfig
+from scopeml.config.schema import AugmentConfig, HParamsConfig, ModelConfig
+from scopeml.data.augment import _generator as augment_generator
+from scopeml.data.augment import build as augment_parts
 from scopeml.models import build_classifier
 
 
 class KeywordSpotter(L.LightningModule):
     """Built from plain dicts so a checkpoint restores without unpickling config objects."""
 
-    def __init__(self, model: dict, hparams: dict, classes: list[str], sample_rate: int):
+    def __init__(self, model: dict, hparams: dict, classes: list[str], sample_rate: int, augment: dict | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.model_cfg: ModelConfig = _validate.parse(ModelConfig, model, "model")
         self.opt_cfg: HParamsConfig = _validate.parse(HParamsConfig, hparams, "hparams")
         self.classes = list(classes)
+        # `net` is what ships: features and classifier. Augmentation lives beside it, training only.
         self.net: nn.Module = build_classifier(self.model_cfg, len(classes), sample_rate)
+        aug_cfg = _validate.parse(AugmentConfig, augment or {}, "data.augment")
+        self.wave_augment, self.spec_augment = augment_parts(aug_cfg, sample_rate, seed)
+        self.augment_seed = seed
+        self.augment_records: list[dict] = []
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.net(waves)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        waves, labels = batch
-        logits = self(waves)
+    def _augmented_logits(self, waves: torch.Tensor, index: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        key = (self.current_epoch, batch_idx)
+        if self.wave_augment is not None:
+            waves, records = self.wave_augment(waves, key)
+            self.augment_records.extend({"epoch": key[0], "index": int(i), **r} for i, r in zip(index.tolist(), records))
+        if self.spec_augment is None:
+            return self(waves)
+        features, classifier = self.net[0], self.net[1]
+        return classifier(self.spec_augment(features(waves), generator=augment_generator(self.augment_seed, (*key, 1))))
+
+    def _step(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
+        waves, labels, index = batch
+        logits = self._augmented_logits(waves, index, batch_idx) if stage == "train" else self(waves)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.opt_cfg.label_smoothing if stage == "train" else 0.0)
         acc = (logits.argmax(dim=-1) == labels).float().mean()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
@@ -36,7 +53,7 @@ class KeywordSpotter(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        return self._step(batch, "train", batch_idx)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

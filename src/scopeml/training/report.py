@@ -6,6 +6,7 @@ import torch
 
 from scopeml.config.schema import Config
 from scopeml.data import KeywordData
+from scopeml.data.baseline import lift
 from scopeml.metrics import METRICS, evaluate_targets
 from scopeml.models import count_parameters, size_mb
 from scopeml.training import evaluate
@@ -20,7 +21,18 @@ def load_best(trainer, module):
     return module.cpu().eval()
 
 
-def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes: float, run_name: str) -> dict:
+def save_augment_log(run_dir, module, data: KeywordData) -> None:
+    """Every augmentation drawn in training, by clip, so error analysis can slice by what was applied."""
+    if not module.augment_records:
+        return
+    import pandas as pd
+
+    log = pd.DataFrame(module.augment_records)
+    log.insert(1, "clip_id", data.manifest["clip_id"].to_numpy()[log["index"].to_numpy()])
+    log.to_parquet(run_dir / "augment_log.parquet", index=False)
+
+
+def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes: float, run_name: str, baseline: dict) -> dict:
     scores = {split: evaluate.score(data, split, p) for split, p in probs.items()}
     test = scores["test"]
     measured = {
@@ -46,6 +58,8 @@ def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes
         "targets_met": all(t.passed for t in checked),
         "targets_not_measured": [t.metric for t in targets if t.passed is None],
         "data_fingerprint": data.fingerprint["fingerprint"],
+        "baseline": {name: baseline[name]["test"] for name in ("majority", "logreg_mfcc")},
+        "lift_over_baseline": lift(test, baseline),
     }
 
 
@@ -57,6 +71,8 @@ def flat_summary(metrics: dict, fingerprint: dict, git: dict) -> dict:
     for t in metrics["targets"]:
         out[f"target/{t['metric']}"] = {"op": t["op"], "target": t["target"], "value": t["value"], "passed": t["passed"]}
     out["targets_met"] = metrics["targets_met"]
+    out.update({f"baseline/{name}/accuracy": b["accuracy"] for name, b in metrics["baseline"].items()})
+    out.update({f"lift/{k}": v for k, v in metrics["lift_over_baseline"].items()})
     out["data/fingerprint"] = fingerprint["fingerprint"]
     out["data/content_sha256"] = fingerprint["content_sha256"]
     out["git/commit"] = git.get("commit")
@@ -76,4 +92,8 @@ def print_scorecard(metrics: dict) -> None:
         value = "-" if t["value"] is None else f"{t['value']:.4g}{(' ' + unit) if unit else ''}"
         result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: f"[dim]later ({METRICS[t['metric']].phase})[/]"}[t["passed"]]
         table.add_row(t["metric"], f"{t['op']} {t['target']:g}", value, result)
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    b, lift_ = metrics["baseline"], metrics["lift_over_baseline"]
+    console.print(f"baselines (test accuracy): majority {b['majority']['accuracy']:.3f}, logistic regression on MFCC stats "
+                  f"{b['logreg_mfcc']['accuracy']:.3f}; lift over the best: {lift_['accuracy']:+.3f}")

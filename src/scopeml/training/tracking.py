@@ -28,6 +28,22 @@ def build_logger(cfg: TrackerConfig, run_dir: Path, name: str, group: str | None
     )
 
 
+def log_data_version(logger, fingerprint: dict, run_dir: Path) -> None:
+    """Record the data version as a W&B artifact: a reference to the prepared-clip cache plus the fingerprint and report."""
+    if logger is None:
+        return
+    import wandb
+
+    art = wandb.Artifact(f"data-{fingerprint['recipe']}", type="dataset", metadata={k: v for k, v in fingerprint.items() if k != "splits"})
+    if fingerprint.get("cache"):
+        art.add_reference(Path(fingerprint["cache"]).resolve().as_uri(), name="prepared-clips", checksum=False)
+    for name in ("data_fingerprint.json", "data_report.json"):
+        if (run_dir / name).exists():
+            art.add_file(str(run_dir / name))
+    # log, not use: an offline run cannot `use_artifact`, and logging records the same reference for `wandb sync`.
+    logger.experiment.log_artifact(art)
+
+
 def log_summary(logger, summary: dict) -> None:
     """Put final numbers in the run summary (what the W&B table of runs shows)."""
     if logger is None:

@@ -1,0 +1,156 @@
+"""Training-time augmentation: waveform (shift, gain, noise, speed) and SpecAugment masks.
+
+Every random draw comes from a CPU generator seeded by (seed, *key), never from the global RNG,
+so a rerun, a resumed run or a run on another device augments each batch identically, and the
+per-clip records can be logged for error analysis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from scopeml.config.schema import AugmentConfig
+
+_SPEED_GRID = 100  # speed factors are snapped to k/100 so resampling stays a short polyphase filter
+
+
+def _generator(seed: int, key: tuple[int, ...]) -> torch.Generator:
+    # SeedSequence mixes the whole tuple well: (epoch 1, batch 2) and (epoch 2, batch 1) get unrelated streams.
+    entropy = [int(v) & (2**64 - 1) for v in (seed, *key)]  # SeedSequence rejects negatives
+    state = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1
+    return torch.Generator(device="cpu").manual_seed(state)
+
+
+def _fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Center-crop or center-zero-pad the last dim to n, so speed changes keep the clip's middle in place."""
+    length = x.shape[-1]
+    if length >= n:
+        start = (length - n) // 2
+        return x[..., start : start + n]
+    left = (n - length) // 2
+    return nn.functional.pad(x, (left, n - length - left))
+
+
+class WaveAugment:
+    """Per-clip shift/gain/noise with probability cfg.prob, plus one speed factor per batch.
+
+    Order: speed, then shift, then gain, then noise, so the recorded shift and SNR are exactly what the
+    output contains (speed applied last would rescale the shift; noise applied first would change the SNR).
+    Positive shift delays the clip. Noise is white Gaussian, scaled by its measured (not expected) RMS,
+    so the recorded SNR (relative to the shifted, gained clip's own RMS) is exact rather than approximate;
+    white rather than pink keeps it to one randn and no FFT. Samples are not clipped after gain: the
+    features are log-mel standardised per clip, so values above 1.0 do no harm.
+    """
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int, seed: int):
+        self.cfg, self.sample_rate, self.seed = cfg, sample_rate, seed
+
+    def __call__(self, waves: torch.Tensor, key: tuple[int, ...]) -> tuple[torch.Tensor, list[dict]]:
+        cfg, sr = self.cfg, self.sample_rate
+        batch, n = waves.shape
+        g = _generator(self.seed, key)
+        # Draw everything up front in a fixed order, so the stream never depends on earlier outcomes.
+        u = torch.rand(5, batch, generator=g, dtype=torch.float64)
+        speed_u = float(torch.rand(1, generator=g, dtype=torch.float64))
+        augmented = u[0] < cfg.prob
+        shift = torch.round((2 * u[1] - 1) * cfg.time_shift_ms * sr / 1000).long() * augmented
+        gain_db = (cfg.gain_db[0] + u[2] * (cfg.gain_db[1] - cfg.gain_db[0])) * augmented
+        noisy = augmented & (u[3] < cfg.noise_prob)
+        snr_db = cfg.noise_snr_db[0] + u[4] * (cfg.noise_snr_db[1] - cfg.noise_snr_db[0])
+        speed = 1.0
+        if list(cfg.speed) != [1.0, 1.0]:
+            speed = round((cfg.speed[0] + speed_u * (cfg.speed[1] - cfg.speed[0])) * _SPEED_GRID) / _SPEED_GRID
+
+        shift_ms = (shift.double() * 1000 / sr).tolist()
+        records = [
+            {
+                "augmented": bool(a),
+                "shift_ms": ms,
+                "gain_db": float(gd),
+                "snr_db": float(snr) if nz else None,
+                "speed": speed if a else 1.0,
+            }
+            for a, ms, gd, nz, snr in zip(augmented.tolist(), shift_ms, gain_db.tolist(), noisy.tolist(), snr_db.tolist())
+        ]
+        idx = augmented.nonzero().squeeze(1)
+        if not len(idx):
+            return waves.clone(), records
+        dev = waves.device
+        idx_dev = idx.to(dev)
+        everyone = len(idx) == batch
+        x = waves if everyone else waves[idx_dev]  # may alias the input until the gain step copies it
+        if speed != 1.0:
+            import torchaudio.functional as AF  # deferred: only speed perturbation needs torchaudio
+
+            # Reading k/100 samples as 1 speeds playback up by k/100 (shorter clip, higher pitch).
+            x = _fit_length(AF.resample(x, round(speed * _SPEED_GRID), _SPEED_GRID), n)
+        s = shift[idx]
+        if bool(s.any()):
+            # Row i of the zero-padded clip's sliding windows, started at pad - s_i, is the clip delayed by s_i
+            # with zeros shifted in: one strided gather, no (batch, samples) index tensor (gather was 50x slower).
+            pad = int(s.abs().max())
+            windows = nn.functional.pad(x, (pad, pad)).unfold(-1, n, 1)
+            x = windows[torch.arange(len(idx), device=dev), (pad - s).to(dev)]
+        x = x * (10 ** (gain_db[idx] / 20)).to(dev, x.dtype)[:, None]  # out of place: x is ours from here
+        rows = noisy[idx].nonzero().squeeze(1)
+        if len(rows):
+            rows_dev = rows.to(dev)
+            noise = torch.randn(len(rows), n, generator=g).to(dev, x.dtype)
+            signal_norm = torch.linalg.vector_norm(x, dim=1)[rows_dev]  # cheaper than copying the rows out
+            noise_norm = torch.linalg.vector_norm(noise, dim=1).clamp_min(1e-12)
+            scale = signal_norm / (noise_norm * (10 ** (snr_db[idx[rows]] / 20)).to(dev, x.dtype))
+            noise.mul_(scale[:, None])
+            if len(rows) == len(idx):
+                x.add_(noise)
+            else:
+                x.index_add_(0, rows_dev, noise)
+        if everyone:
+            return x, records
+        out = waves.clone()
+        out[idx_dev] = x
+        return out, records
+
+
+class SpecAugment(nn.Module):
+    """Time and frequency stripe masks on (batch, 1, freq, time) features, in training mode only.
+
+    Masked cells take the example's own mean (about 0, since LogMel standardises per clip), so a mask
+    reads as "no information" rather than as the silence that the log floor would suggest. Stripes may
+    overlap, so an example can end up with fewer masked columns than the widths add up to.
+    """
+
+    def __init__(self, cfg: AugmentConfig):
+        super().__init__()
+        self.time_masks, self.time_width = cfg.spec_time_masks, cfg.spec_time_mask_frames
+        self.freq_masks, self.freq_width = cfg.spec_freq_masks, cfg.spec_freq_mask_bins
+
+    @staticmethod
+    def _stripes(batch: int, size: int, count: int, width: int, g: torch.Generator | None, dev) -> torch.Tensor:
+        """(batch, size) bool: `count` stripes per row, width U[0, width], start uniform where it fits."""
+        if count == 0 or width == 0:
+            return torch.zeros(batch, size, dtype=torch.bool, device=dev)
+        widths = torch.randint(0, min(width, size) + 1, (batch, count), generator=g, device=dev)
+        starts = (torch.rand(batch, count, generator=g, device=dev) * (size - widths + 1)).long()
+        pos = torch.arange(size, device=dev)
+        return ((pos >= starts[..., None]) & (pos < (starts + widths)[..., None])).any(1)
+
+    def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.training or (self.time_masks == 0 and self.freq_masks == 0):
+            return feats
+        batch, _, n_freq, n_time = feats.shape
+        # Draw on the generator's device so a CPU generator gives the same masks for CPU and GPU features.
+        dev = generator.device if generator is not None else feats.device
+        t_mask = self._stripes(batch, n_time, self.time_masks, self.time_width, generator, dev).to(feats.device)
+        f_mask = self._stripes(batch, n_freq, self.freq_masks, self.freq_width, generator, dev).to(feats.device)
+        masked = f_mask[:, None, :, None] | t_mask[:, None, None, :]
+        fill = feats.mean(dim=(1, 2, 3), keepdim=True)
+        return torch.where(masked, fill, feats)
+
+
+def build(cfg: AugmentConfig, sample_rate: int, seed: int) -> tuple[WaveAugment | None, SpecAugment | None]:
+    """The two augmenters, each None when switched off, so callers can skip them with one `if`."""
+    wave = WaveAugment(cfg, sample_rate, seed) if cfg.prob > 0 else None
+    spec = SpecAugment(cfg) if cfg.spec_time_masks > 0 or cfg.spec_freq_masks > 0 else None
+    return wave, spec

@@ -1,0 +1,100 @@
+"""scopeml-data: build a data set from its recipe, validate it, compute baselines, and write the report.
+
+Exit codes: 0 all blocking checks pass, 1 a blocking check failed or the data could not be built, 2 bad config.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from scopeml.config import ConfigError, load, to_plain
+from scopeml.train import CONF_DIR
+from scopeml.training import artifacts
+
+
+@hydra.main(config_path=CONF_DIR, config_name="data_report", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    artifacts.mark(run_dir, "running", stage="config", started_utc=artifacts.now())
+    try:
+        config = load(cfg)
+    except ConfigError as exc:
+        artifacts.mark_failed(run_dir, "config", exc)
+        print(f"scopeml-data: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from scopeml.data import DataError
+    from scopeml.data.audio import AudioError
+
+    try:
+        passed = report_data(config, run_dir, to_plain(cfg))
+    except (DataError, AudioError) as exc:
+        artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
+        print(f"scopeml-data: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0 if passed else 1)
+
+
+def report_data(config, run_dir: Path, resolved: dict) -> bool:
+    """The data stage, top to bottom. Returns whether every blocking check passed."""
+    from scopeml.data import build_dataset
+    from scopeml.data.html import render
+    from scopeml.data.report import build_report
+
+    artifacts.save_config(run_dir, resolved)
+    artifacts.mark(run_dir, "running", stage="data")
+    data = build_dataset(config.data, config.scoping.classes, tolerate_bad=True)
+    artifacts.write_json(run_dir / "data_fingerprint.json", data.fingerprint)
+    artifacts.mark(run_dir, "running", stage="checks")
+    report = build_report(data, config.data, config.seed)
+    artifacts.write_json(run_dir / "report.json", report)
+    (run_dir / "report.html").write_text(render(report, data.manifest, f"Data report: {config.scoping.name}"))
+    data.manifest.to_parquet(run_dir / "manifest.parquet", index=False)
+    _log_to_wandb(config, run_dir, report)
+    _print_summary(report, run_dir)
+    artifacts.mark(run_dir, "complete", stage="done", finished_utc=artifacts.now(), passed=report["passed"])
+    return report["passed"]
+
+
+def _log_to_wandb(config, run_dir: Path, report: dict) -> None:
+    if config.tracker.kind == "none":
+        return
+    import wandb
+
+    run = wandb.init(project=config.tracker.project, entity=config.tracker.entity, mode=config.tracker.mode, dir=str(run_dir),
+                     name=f"data-{run_dir.name}", job_type="data-validation", group=config.tracker.group,
+                     config={"scoping": config.scoping.name, "data": report["fingerprint"]["recipe"]})
+    run.summary.update({f"check/{c['name']}": c["status"] for c in report["checks"]})
+    run.summary["passed"] = report["passed"]
+    run.summary["data/fingerprint"] = report["fingerprint"]["fingerprint"]
+    art = wandb.Artifact(f"data-report-{report['fingerprint']['recipe']}", type="data-report", metadata=report["fingerprint"])
+    art.add_file(str(run_dir / "report.json"))
+    art.add_file(str(run_dir / "report.html"))
+    run.log_artifact(art)
+    run.finish()
+
+
+def _print_summary(report: dict, run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Data checks ({report['fingerprint']['clips']} clips, fingerprint {report['fingerprint']['fingerprint']})")
+    for col in ("check", "result", "blocking", "finding"):
+        table.add_column(col)
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for c in report["checks"]:
+        table.add_row(c["name"], f"[{colour[c['status']]}]{c['status'].upper()}[/]", "yes" if c["blocking"] else "no", c["summary"])
+    b = report["baseline"]
+    console = Console(stderr=True)
+    console.print(table)
+    console.print(f"baselines (test accuracy): majority {b['majority']['test']['accuracy']:.3f}, "
+                  f"logistic regression on MFCC stats {b['logreg_mfcc']['test']['accuracy']:.3f}")
+    console.print(f"report: {run_dir / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Augmentation: reproducible from (seed, key), records that match what was done, SpecAugment stripes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scopeml.config.schema import AugmentConfig
+from scopeml.data.augment import SpecAugment, WaveAugment, build
+
+SR = 16000
+
+
+def _speech_like(batch: int = 16, n: int = SR, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / SR
+    freqs = 200 + 600 * torch.rand(batch, 1, generator=g)
+    return (0.3 * torch.sin(2 * math.pi * freqs * t) + 0.05 * torch.randn(batch, n, generator=g)).float()
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.double().pow(2).mean(-1).sqrt()
+
+
+FULL = dict(prob=0.5, time_shift_ms=50.0, gain_db=[-6.0, 6.0], noise_prob=0.5, noise_snr_db=[5.0, 30.0], speed=[0.9, 1.1])
+
+
+def test_same_key_same_output_other_key_differs_input_untouched():
+    waves = _speech_like()
+    before = waves.clone()
+    aug = WaveAugment(AugmentConfig(**FULL), SR, seed=7)
+    a, rec_a = aug(waves, (3, 5))
+    b, rec_b = WaveAugment(AugmentConfig(**FULL), SR, seed=7)(waves, (3, 5))
+    assert torch.equal(a, b) and rec_a == rec_b
+    c, rec_c = aug(waves, (3, 6))
+    assert not torch.equal(a, c) and rec_a != rec_c
+    d, _ = WaveAugment(AugmentConfig(**FULL), SR, seed=8)(waves, (3, 5))
+    assert not torch.equal(a, d)
+    assert torch.equal(waves, before)
+    assert a.shape == waves.shape and a.dtype == waves.dtype
+    assert set(rec_a[0]) == {"augmented", "shift_ms", "gain_db", "snr_db", "speed"}
+
+
+def test_unaugmented_clips_are_bit_identical():
+    waves = _speech_like(32)
+    out, recs = WaveAugment(AugmentConfig(**FULL), SR, seed=1)(waves, (0, 0))
+    flags = [r["augmented"] for r in recs]
+    assert any(flags) and not all(flags)
+    for i, r in enumerate(recs):
+        if r["augmented"]:
+            assert not torch.equal(out[i], waves[i])
+        else:
+            assert torch.equal(out[i], waves[i])
+            assert r == {"augmented": False, "shift_ms": 0.0, "gain_db": 0.0, "snr_db": None, "speed": 1.0}
+
+
+def test_prob_zero_is_identity():
+    waves = _speech_like()
+    cfg = AugmentConfig(**{**FULL, "prob": 0.0})
+    out, recs = WaveAugment(cfg, SR, seed=1)(waves, (0, 0))
+    assert torch.equal(out, waves)
+    assert not any(r["augmented"] for r in recs)
+
+
+def test_time_shift_moves_a_click_by_the_recorded_amount():
+    waves = torch.zeros(16, SR)
+    onset = SR // 2
+    waves[:, onset:] = 0.5  # a step, so the onset survives whichever way it moves
+    cfg = AugmentConfig(prob=1.0, time_shift_ms=100.0)
+    out, recs = WaveAugment(cfg, SR, seed=3)(waves, (1, 2))
+    shifts = []
+    for i, r in enumerate(recs):
+        assert r["augmented"] and abs(r["shift_ms"]) <= 100.0
+        moved = int((out[i].abs() > 0.25).nonzero()[0]) - onset
+        assert abs(moved * 1000 / SR - r["shift_ms"]) <= 1000 / SR + 1e-9
+        shifts.append(r["shift_ms"])
+    assert min(shifts) < 0 < max(shifts)  # both directions, zero-filled at the front when delayed
+    delayed = max(range(16), key=lambda i: recs[i]["shift_ms"])
+    assert float(out[delayed, :onset].abs().max()) == 0.0
+
+
+def test_gain_matches_measured_rms_ratio():
+    waves = _speech_like()
+    cfg = AugmentConfig(prob=1.0, gain_db=[-12.0, 12.0])
+    out, recs = WaveAugment(cfg, SR, seed=4)(waves, (0, 1))
+    measured = 20 * torch.log10(_rms(out) / _rms(waves))
+    for m, r in zip(measured.tolist(), recs):
+        assert -12.0 <= r["gain_db"] <= 12.0
+        assert abs(m - r["gain_db"]) < 0.1
+    assert len({round(r["gain_db"], 3) for r in recs}) > 1
+
+
+def test_noise_snr_matches_record():
+    waves = _speech_like(32)
+    before = waves.clone()
+    cfg = AugmentConfig(prob=1.0, noise_prob=0.5, noise_snr_db=[5.0, 25.0])
+    out, recs = WaveAugment(cfg, SR, seed=5)(waves, (2, 0))
+    assert torch.equal(waves, before)  # every clip augmented: the noise is added to a copy, not the input
+    with_noise = [i for i, r in enumerate(recs) if r["snr_db"] is not None]
+    assert 0 < len(with_noise) < 32
+    for i, r in enumerate(recs):
+        if r["snr_db"] is None:
+            assert torch.equal(out[i], waves[i])
+            continue
+        assert 5.0 <= r["snr_db"] <= 25.0
+        snr = 20 * math.log10(float(_rms(waves[i]) / _rms(out[i] - waves[i])))
+        assert abs(snr - r["snr_db"]) < 1.0
+
+
+def test_speed_scales_frequency_and_keeps_length():
+    n, f0 = SR, 500.0
+    waves = torch.sin(2 * math.pi * f0 * torch.arange(n) / SR).repeat(4, 1).float()
+    cfg = AugmentConfig(prob=1.0, speed=[0.9, 1.1])
+    aug = WaveAugment(cfg, SR, seed=6)
+    factors = set()
+    for key in range(6):
+        out, recs = aug(waves, (0, key))
+        assert out.shape == waves.shape
+        speed = recs[0]["speed"]
+        assert all(r["speed"] == speed for r in recs) and 0.9 <= speed <= 1.1  # one factor per batch
+        factors.add(speed)
+        window = torch.hann_window(n // 2)
+        mid = out[0, n // 4 : n // 4 + n // 2]  # the middle is filled at any factor in range
+        peak_hz = int(torch.fft.rfft(mid * window).abs().argmax()) * SR / (n // 2)
+        assert abs(peak_hz / (f0 * speed) - 1) < 0.03
+    assert len(factors) > 1 and factors != {1.0}
+
+
+def test_spec_augment_eval_is_identity():
+    spec = SpecAugment(AugmentConfig(spec_time_masks=2, spec_freq_masks=2)).eval()
+    feats = torch.randn(4, 1, 40, 101)
+    assert spec(feats) is feats
+
+
+def _constant(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Per example (batch, positions): lines along `dim` whose cells all hold one value."""
+    return (x == x.select(dim, 0).unsqueeze(dim)).all(dim)
+
+
+@pytest.mark.parametrize("axis", ["time", "freq"])
+def test_spec_augment_masks_stripes(axis):
+    count, width = (2, 10) if axis == "time" else (3, 5)
+    cfg = AugmentConfig(**({"spec_time_masks": count, "spec_time_mask_frames": width} if axis == "time"
+                          else {"spec_freq_masks": count, "spec_freq_mask_bins": width}))
+    spec = SpecAugment(cfg).train()
+    feats = torch.randn(64, 1, 40, 101)
+    out = spec(feats, torch.Generator().manual_seed(0))
+    again = spec(feats, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert not torch.equal(out, spec(feats, torch.Generator().manual_seed(1)))
+    x = out[:, 0]  # (batch, freq, time)
+    lines = _constant(x, 1) if axis == "time" else _constant(x, 2)  # masked columns / masked rows
+    means = feats.mean(dim=(1, 2, 3))
+    totals = lines.sum(1)
+    for b in range(64):
+        hit = lines[b].nonzero().squeeze(1)
+        if len(hit):
+            assert torch.allclose(x[b, :, hit] if axis == "time" else x[b, hit, :], means[b])
+            runs = 1 + int((hit.diff() > 1).sum())
+            assert runs <= count
+        assert totals[b] <= count * width
+        unmasked = ~lines[b]
+        orig = feats[b, 0]
+        kept = (x[b][:, unmasked], orig[:, unmasked]) if axis == "time" else (x[b][unmasked], orig[unmasked])
+        assert torch.equal(*kept)
+    assert totals.float().mean() > 0.25 * count * width  # widths are really drawn up to the maximum
+    assert int(totals.max()) > width  # more than one stripe lands somewhere
+
+
+def test_build_switches_parts_off():
+    assert build(AugmentConfig(), SR, 0) == (None, None)
+    wave, spec = build(AugmentConfig(prob=0.3), SR, 0)
+    assert isinstance(wave, WaveAugment) and spec is None
+    wave, spec = build(AugmentConfig(spec_freq_masks=1), SR, 0)
+    assert wave is None and isinstance(spec, SpecAugment)
