@@ -43,7 +43,8 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
     val = data.loader("val", h.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=epochs * len(train))
     started = time.perf_counter()
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        train.sampler.set_epoch(epoch)  # what Lightning does for us
         net.train()
         losses = []
         for waves, labels, _ in train:
@@ -63,7 +64,7 @@ def lightning_fit(cfg, resolved, data, epochs: int, run_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
     module = KeywordSpotter(resolved["model"], {**resolved["hparams"], "max_epochs": epochs}, data.classes, data.sample_rate)
     cfg.hparams.max_epochs = epochs
-    trainer = build_trainer(cfg.trainer, cfg.hparams, run_dir, logger=None)
+    trainer = build_trainer(cfg.trainer, cfg.hparams, run_dir, logger=None, seed=cfg.seed)
     train = data.loader("train", cfg.hparams.batch_size, shuffle=True, seed=cfg.seed)
     val = data.loader("val", cfg.hparams.batch_size)
     started = time.perf_counter()

@@ -86,3 +86,21 @@ def fsdd_layout(tmp_path) -> Path:
             for take in (0, 1):
                 write_wav(rec / f"{digit}_{speaker}_{take}.wav", freq=300 + 100 * digit + 10 * s + take)
     return tmp_path / "fsdd"
+
+
+def offline_run(run_path: Path, needs: str = "summary", timeout: float = 30.0) -> dict:
+    """Read an offline W&B run, waiting for its record stream to be complete.
+
+    wandb 0.29's finish() can return before its service has flushed the stream, so a
+    read straight after a run may see no summary yet (measured: about 1 in 6).
+    """
+    import time
+
+    from scopeml.training.tracking import read_offline_run
+
+    deadline = time.monotonic() + timeout
+    while True:
+        run = read_offline_run(run_path)
+        if run.get(needs) or time.monotonic() > deadline:
+            return run
+        time.sleep(0.5)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, TINY_DATA, TINY_FIT, read_json, run_cli, train
+from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, run_cli, train
 
 pytestmark = pytest.mark.slow
 
@@ -70,11 +70,9 @@ def test_provenance_records_git_commit_and_dirty_flag(tiny_run: Path):
 
 
 def test_wandb_offline_run_holds_config_summary_and_targets(tiny_run: Path):
-    from scopeml.training.tracking import read_offline_run
-
     runs = list((tiny_run / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    run = read_offline_run(runs[0])
+    run = offline_run(runs[0])
     assert run["name"] == tiny_run.name and run["project"] == "scopeml"
     assert run["config"]["scoping"]["primary_metric"] == "macro_f1"
     assert run["config"]["seed"] == 7
@@ -86,6 +84,33 @@ def test_wandb_offline_run_holds_config_summary_and_targets(tiny_run: Path):
     assert summary["data/fingerprint"] == read_json(tiny_run / "data_fingerprint.json")["fingerprint"]
     assert "git/commit" in summary and summary["model/params"] == metrics["model"]["params"]
     assert run["history_rows"] > 0  # per-epoch curves were logged
+
+
+def test_run_reports_lift_over_baselines_and_records_the_data_version(tiny_run: Path):
+    metrics = read_json(tiny_run / "metrics.json")
+    assert set(metrics["baseline"]) == {"majority", "logreg_mfcc"}
+    best = max(b["accuracy"] for b in metrics["baseline"].values())
+    assert metrics["lift_over_baseline"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"] - best)
+    assert read_json(tiny_run / "data_report.json")["fingerprint"]["fingerprint"] == metrics["data_fingerprint"]
+    (run_path,) = (tiny_run / "wandb").glob("offline-run-*")
+    assert {"name": "data-synth_keywords", "type": "dataset"} in offline_run(run_path)["artifacts"]
+
+
+def test_augmentation_touches_training_clips_only_and_is_logged(tmp_path: Path):
+    run = tmp_path / "aug"
+    proc = train(run, *TINY_DATA, *TINY_FIT, "data/augment=heavy", "tracker=none")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = pd.read_parquet(run / "augment_log.parquet")
+    splits = read_json(run / "data_fingerprint.json")["splits"]
+    assert set(log["epoch"]) == {0, 1}
+    assert len(log) == 2 * splits["train"]["clips"]  # every training clip, every epoch, nothing else
+    train_voices = set(splits["train"]["speakers"])
+    assert {cid.split("/")[0].lower() for cid in log["clip_id"]} <= {v.lower() for v in train_voices}
+    assert log["augmented"].any() and (log.loc[~log["augmented"], "gain_db"] == 0).all()
+    # The same seed draws the same augmentations.
+    again = tmp_path / "aug2"
+    assert train(again, *TINY_DATA, *TINY_FIT, "data/augment=heavy", "tracker=none").returncode == 0
+    pd.testing.assert_frame_equal(log, pd.read_parquet(again / "augment_log.parquet"))
 
 
 def test_same_seed_gives_the_same_metrics(tiny_run: Path, tmp_path: Path):
@@ -107,12 +132,10 @@ def test_multirun_gives_each_job_its_own_folder_and_grouped_wandb_run(tmp_path: 
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert len(jobs) == 2 and jobs[0].name != jobs[1].name
-    from scopeml.training.tracking import read_offline_run
-
     groups, names = set(), set()
     for job in jobs:
         (run_path,) = job.glob("wandb/offline-run-*")
-        run = read_offline_run(run_path)
+        run = offline_run(run_path)
         groups.add(run["group"])
         names.add(run["name"])
         assert read_json(job / "status.json")["status"] == "complete"

@@ -35,26 +35,34 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     artifacts.mark(run_dir, "running", stage="config", started_utc=artifacts.now())
+    multirun = hydra_cfg.mode.name == "MULTIRUN"
     try:
         config = load(cfg)  # every bad key at once, before any data or model work
     except ConfigError as exc:
-        artifacts.mark_failed(run_dir, "config", exc)
-        print(f"scopeml-train: {exc}", file=sys.stderr)
-        if hydra_cfg.mode.name == "MULTIRUN":
-            raise  # Hydra records the job as failed and the sweep goes on
-        sys.exit(2)
+        return _failed(run_dir, "config", exc, multirun, exit_code=2)
 
-    multirun = hydra_cfg.mode.name == "MULTIRUN"
     group = Path(hydra_cfg.sweep.dir).name if multirun else None
     try:
         return train(config, run_dir, resolved=to_plain(cfg), group=group)
     except Exception as exc:
-        stage = artifacts.read_stage(run_dir)
-        artifacts.mark_failed(run_dir, stage, exc)
-        if _is_user_error(exc) and not multirun:
-            print(f"scopeml-train: {stage} failed: {exc}", file=sys.stderr)
-            sys.exit(1)
-        raise
+        if not multirun and not _is_user_error(exc):
+            artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
+            raise  # a bug: keep the traceback
+        return _failed(run_dir, artifacts.read_stage(run_dir), exc, multirun, exit_code=1)
+
+
+def _failed(run_dir: Path, stage: str, exc: Exception, multirun: bool, exit_code: int) -> float:
+    """Record the failure in the run folder. A single run exits; a sweep job returns NaN so the sweep goes on.
+
+    (Hydra's basic sweeper would re-raise a job's exception after the batch and skip the sweep summary;
+    Optuna counts a NaN objective as a failed trial.)
+    """
+    artifacts.mark_failed(run_dir, stage, exc)
+    if multirun:
+        log.error("job failed at stage %s: %s", stage, exc, exc_info=not _is_user_error(exc))
+        return float("nan")
+    print(f"scopeml-train: {stage} failed: {exc}" if stage != "config" else f"scopeml-train: {exc}", file=sys.stderr)
+    sys.exit(exit_code)
 
 
 def _is_user_error(exc: Exception) -> bool:
@@ -62,7 +70,7 @@ def _is_user_error(exc: Exception) -> bool:
     from scopeml.data import DataError
     from scopeml.data.audio import AudioError
 
-    return isinstance(exc, (DataError, AudioError))
+    return isinstance(exc, (DataError, AudioError, ConfigError))
 
 
 def train(config: Config, run_dir: Path, resolved: dict, group: str | None = None) -> float:
@@ -75,12 +83,13 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     from scopeml.data.report import build_report
     from scopeml.training import evaluate, report, tracking
     from scopeml.training.module import KeywordSpotter
-    from scopeml.training.trainer import build_trainer
+    from scopeml.training.trainer import build_trainer, resume_checkpoint
 
     started = time.perf_counter()
     run_name = config.run_name or run_dir.name
     artifacts.save_config(run_dir, resolved)
     artifacts.write_json(run_dir / "provenance.json", provenance.collect())
+    ckpt_path = resume_checkpoint(config.resume, run_dir)
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     artifacts.mark(run_dir, "running", stage="data")
@@ -96,22 +105,24 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
                             augment=resolved["data"]["augment"], seed=config.seed)
     logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
     tracking.log_data_version(logger, data.fingerprint, run_dir)
-    trainer = build_trainer(config.trainer, config.hparams, run_dir, logger)
+    trainer = build_trainer(config.trainer, config.hparams, run_dir, logger, seed=config.seed)
     hp = config.hparams
-    trainer.fit(
-        module,
-        data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
-        data.loader("val", hp.batch_size),
-    )
+    trainer.fit(module, data.loader("train", hp.batch_size, shuffle=True, seed=config.seed), data.loader("val", hp.batch_size),
+                ckpt_path=ckpt_path)
+    if trainer.global_rank != 0:
+        return float("nan")  # DDP workers stop here: rank 0 evaluates and writes the run folder
     report.save_augment_log(run_dir, module, data)
 
     artifacts.mark(run_dir, "running", stage="test")
     best = report.load_best(trainer, module)
-    results = {split: evaluate.predict_proba(best, data, split) for split in ("val", "test")}
-    for split, probs in results.items():
-        artifacts.save_predictions(run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], probs, data.classes)
-    metrics = report.build_metrics(config, data, best, results, minutes=(time.perf_counter() - started) / 60, run_name=run_name,
+    logits = {split: evaluate.predict_logits(best, data, split) for split in ("val", "test")}
+    calibration, probs = report.calibrate(data, logits, run_dir)
+    for split, p in probs.items():
+        artifacts.save_predictions(run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], p, data.classes)
+    errors = report.analyze_errors(config, run_dir, logger, data)
+    metrics = report.build_metrics(config, data, best, probs, minutes=(time.perf_counter() - started) / 60, run_name=run_name,
                                    baseline=data_report["baseline"])
+    metrics.update(calibration=calibration, error_analysis=errors, latency_ms=evaluate.latency_ms(best, data))
 
     tracking.log_summary(logger, report.flat_summary(metrics, data.fingerprint, provenance.git_state()))
     artifacts.write_json(run_dir / "metrics.json", metrics)

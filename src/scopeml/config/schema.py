@@ -357,6 +357,46 @@ class CnnModel(ModelConfig):
         return problems
 
 
+@ModelConfig.register("dscnn")
+@dataclass
+class DsCnnModel(ModelConfig):
+    """Depthwise-separable CNN for keyword spotting (Zhang et al., "Hello Edge", 2017)."""
+
+    channels: int = 64
+    blocks: int = 4
+    first_kernel: list[int] = field(default_factory=lambda: [10, 4])  # (mel bands, frames)
+    first_stride: list[int] = field(default_factory=lambda: [2, 2])
+
+    def check(self) -> Problems:
+        problems = super().check()
+        if self.channels < 1 or self.blocks < 1:
+            problems.append(("channels", "channels and blocks must be >= 1"))
+        for key in ("first_kernel", "first_stride"):
+            if len(getattr(self, key)) != 2 or min(getattr(self, key)) < 1:
+                problems.append((key, "must be two positive integers (mel bands, frames)"))
+        return problems
+
+
+@ModelConfig.register("bcresnet")
+@dataclass
+class BcResNetModel(ModelConfig):
+    """Broadcasted residual network (Kim et al., "Broadcasted Residual Learning", 2021); `width` scales it."""
+
+    width: int = 8
+    stages: list[int] = field(default_factory=lambda: [2, 2, 4, 4])  # blocks per stage
+    sub_bands: int = 5  # SubSpectralNorm groups
+
+    def check(self) -> Problems:
+        problems = super().check()
+        if self.width < 1:
+            problems.append(("width", "must be >= 1"))
+        if not self.stages or min(self.stages) < 1:
+            problems.append(("stages", "needs at least one stage of >= 1 block"))
+        if self.sub_bands < 1:
+            problems.append(("sub_bands", "must be >= 1"))
+        return problems
+
+
 # --------------------------------------------------------------------------- hparams
 @dataclass
 class HParamsConfig:
@@ -440,6 +480,7 @@ class Config:
     tracker: TrackerConfig
     seed: int = 0
     run_name: Optional[str] = None
+    resume: Union[bool, str] = False  # true: continue this run folder's last checkpoint; or a checkpoint / run folder path
     extras: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
 
     def check(self) -> Problems:

@@ -38,8 +38,8 @@ class KeywordData:
         idx = self.indices(split)
         # The third tensor is the row in the manifest, so per-clip logs (augmentation, errors) can name the clip.
         ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(self.waves[idx])), torch.from_numpy(self.targets[idx]), torch.from_numpy(idx))
-        generator = torch.Generator().manual_seed(seed)  # shuffling order is part of the seed's promise
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=False)
+        sampler = EpochShuffle(len(ds), seed) if shuffle else None
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=False)
 
     def summary(self) -> dict:
         out = {}
@@ -51,3 +51,23 @@ class KeywordData:
                 "per_class": {c: int((rows["label"] == c).sum()) for c in self.classes},
             }
         return out
+
+
+class EpochShuffle:
+    """A shuffling sampler whose order depends only on (seed, epoch).
+
+    Lightning calls set_epoch before each epoch, so a run resumed from a checkpoint
+    sees exactly the batches the uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n

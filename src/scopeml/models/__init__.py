@@ -12,10 +12,10 @@ from scopeml.config.schema import ModelConfig
 
 def build_classifier(cfg: ModelConfig, n_classes: int, sample_rate: int) -> nn.Module:
     """Waveform in, logits out: features and network in one module, as deployed."""
-    from scopeml.models import cnn
+    from scopeml.models import bcresnet, cnn, dscnn
     from scopeml.models.features import LogMel
 
-    builders = {"cnn": cnn.build}
+    builders = {"cnn": cnn.build, "dscnn": dscnn.build, "bcresnet": bcresnet.build}
     return nn.Sequential(LogMel(cfg.features, sample_rate), builders[cfg.arch](cfg, n_classes))
 
 

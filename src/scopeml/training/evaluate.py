@@ -10,11 +10,28 @@ from scopeml.metrics import classification_metrics, per_class_metrics
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, data: KeywordData, split: str, batch_size: int = 256) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, data: KeywordData, split: str, batch_size: int = 256) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
-    chunks = [torch.softmax(model(waves.to(device)), dim=-1).cpu() for waves, *_ in data.loader(split, batch_size)]
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(data.classes)), dtype=np.float32)
+    chunks = [model(waves.to(device)).cpu() for waves, *_ in data.loader(split, batch_size)]
+    return torch.cat(chunks).numpy().astype(np.float64) if chunks else np.zeros((0, len(data.classes)))
+
+
+@torch.no_grad()
+def latency_ms(model: torch.nn.Module, data: KeywordData, runs: int = 50) -> dict:
+    """Single-clip CPU latency of the model call, for ranking models of equal quality."""
+    import time
+
+    model = model.cpu().eval()
+    clip = torch.from_numpy(np.ascontiguousarray(data.waves[:1]))
+    for _ in range(5):
+        model(clip)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model(clip)
+        times.append(1000 * (time.perf_counter() - t))
+    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)), "threads": torch.get_num_threads()}
 
 
 def score(data: KeywordData, split: str, probs: np.ndarray) -> dict:

@@ -47,6 +47,10 @@ class KeywordSpotter(L.LightningModule):
         waves, labels, index = batch
         logits = self._augmented_logits(waves, index, batch_idx) if stage == "train" else self(waves)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.opt_cfg.label_smoothing if stage == "train" else 0.0)
+        if stage == "train" and not torch.isfinite(loss):
+            # Fail the trial loudly: a sweep records it as failed and moves on, instead of training on NaN.
+            raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                                     f"the run diverged (try a lower hparams.lr, now {self.opt_cfg.lr})")
         acc = (logits.argmax(dim=-1) == labels).float().mean()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
         self.log(f"{stage}/acc", acc, prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(labels))

@@ -32,6 +32,43 @@ def save_augment_log(run_dir, module, data: KeywordData) -> None:
     log.to_parquet(run_dir / "augment_log.parquet", index=False)
 
 
+def calibrate(data: KeywordData, logits: dict, run_dir) -> tuple[dict, dict]:
+    """Temperature scaling fitted on validation; the calibrated probabilities are the ones saved (CBPE needs them)."""
+    from scopeml.training import calibration as cal
+
+    y = {split: data.targets[data.indices(split)] for split in logits}
+    raw = {split: cal.softmax(l) for split, l in logits.items()}
+    val_errors = int((raw["val"].argmax(1) != y["val"]).sum()) if len(y["val"]) else 0
+    if val_errors == 0 or len(y["val"]) < 30:
+        # With no validation errors the NLL keeps falling as T -> 0: the fit would only sharpen blindly.
+        temperature, note = 1.0, f"skipped: {val_errors} validation errors in {len(y['val'])} clips"
+    else:
+        temperature, note = cal.fit_temperature(logits["val"], y["val"]), "fitted on the validation split"
+    probs = {split: cal.softmax(l, temperature) for split, l in logits.items()}
+    cal.reliability_plot(run_dir / "calibration.png", raw["test"], probs["test"], y["test"])
+    return {
+        "temperature": float(temperature),
+        "note": note,
+        **{f"ece_{split}_{when}": cal.expected_calibration_error(p[split], y[split]) for split in logits for when, p in (("before", raw), ("after", probs))},
+    }, probs
+
+
+def analyze_errors(config: Config, run_dir, logger, data: KeywordData) -> dict:
+    """Confusion matrix, per-class and per-slice metrics, confused pairs and worst examples of the test split."""
+    import pandas as pd
+
+    from scopeml.training import errors
+
+    preds = pd.read_parquet(run_dir / "predictions_test.parquet")
+    target = config.scoping.targets.get("accuracy")
+    summary = errors.analyze(preds, data.classes, run_dir / "errors", target_accuracy=target.min if target else None)
+    if logger is not None:
+        index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
+        errors.log_to_wandb(logger.experiment, summary, run_dir / "errors", preds,
+                            audio_lookup=lambda cid: (data.waves[index[cid]], data.sample_rate))
+    return {k: summary[k] for k in ("confused_pairs", "flagged_slices") if k in summary}
+
+
 def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes: float, run_name: str, baseline: dict) -> dict:
     scores = {split: evaluate.score(data, split, p) for split, p in probs.items()}
     test = scores["test"]

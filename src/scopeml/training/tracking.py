@@ -75,7 +75,7 @@ def read_offline_run(run_path: Path) -> dict:
     (stream,) = Path(run_path).glob("run-*.wandb")
     store = datastore.DataStore()
     store.open_for_scan(str(stream))
-    out: dict = {"config": {}, "summary": {}, "history_rows": 0}
+    out: dict = {"config": {}, "summary": {}, "history_rows": 0, "artifacts": []}
     while (record := store.scan_record()) is not None:
         rec = pb.Record()
         rec.ParseFromString(record[1])
@@ -91,4 +91,6 @@ def read_offline_run(run_path: Path) -> dict:
                 out["summary"][key] = json.loads(u.value_json)
         elif kind == "history":
             out["history_rows"] += 1
+        elif kind == "artifact":
+            out["artifacts"].append({"name": rec.artifact.name, "type": rec.artifact.type})
     return out

@@ -11,11 +11,28 @@ from lightning.pytorch import callbacks as cb
 from scopeml.config.schema import HParamsConfig, TrainerConfig
 
 
-def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger) -> L.Trainer:
+class EpochSeed(L.Callback):
+    """Reseed the global RNG (dropout, anything else drawing from it) from (seed, epoch) at each epoch.
+
+    Lightning does not checkpoint RNG states; this makes an epoch's random draws independent of
+    whether the run was resumed, so a resumed run ends with the same weights as an uninterrupted one.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        import numpy as np
+
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0]))
+
+
+def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, seed: int = 0) -> L.Trainer:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     callbacks: list = [
         cb.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True),
+        EpochSeed(seed),
     ]
     if cfg.progress_bar == "rich":
         callbacks.append(cb.RichProgressBar(leave=True))
@@ -43,3 +60,17 @@ def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger) 
         callbacks=callbacks,
         default_root_dir=str(run_dir),
     )
+
+
+def resume_checkpoint(resume: bool | str, run_dir: Path) -> str | None:
+    """The checkpoint `resume` points at: this run folder's last.ckpt (true), a run folder, or a .ckpt file."""
+    from scopeml.config import ConfigError
+
+    if resume is False:
+        return None
+    target = run_dir if resume is True else Path(resume).expanduser()
+    ckpt = target / "checkpoints" / "last.ckpt" if target.is_dir() else target
+    if not ckpt.is_file():
+        hint = " (pass the killed run's folder: hydra.run.dir=<it> resume=true, or resume=<its folder>)" if resume is True else ""
+        raise ConfigError([f"resume: no checkpoint at {ckpt}{hint}"])
+    return str(ckpt)

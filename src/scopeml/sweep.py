@@ -1,0 +1,133 @@
+"""Hydra callbacks for sweeps: check every job's config before the first starts, and summarize at the end.
+
+Registered in conf/config.yaml under hydra.callbacks, so any `scopeml-train -m ...` gets them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("scopeml.sweep")
+
+
+class SweepGuard(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Compose and check every job of a grid sweep up front: a typo in job 7 must not cost jobs 1-6."""
+        from hydra import compose
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        from scopeml.config import ConfigError, load
+
+        task = list(config.hydra.overrides.task)
+        parsed = OverridesParser.create().parse_overrides(task)
+        if any(o.is_sweep_override() and not (o.is_choice_sweep() or o.is_range_sweep()) for o in parsed):
+            jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]  # search sweeps: check the fixed part
+        else:
+            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        problems: dict[str, list[str]] = {}
+        for overrides in jobs:
+            try:
+                load(compose(config_name=config.hydra.job.config_name, overrides=overrides))
+            except ConfigError as exc:
+                for p in exc.problems:
+                    problems.setdefault(p, []).append(" ".join(overrides))
+            except Exception as exc:  # Hydra's own composition errors (unknown key without +, bad group option)
+                problems.setdefault(str(exc).splitlines()[0], []).append(" ".join(overrides))
+        if problems:
+            lines = [f"  - {p}  (in {len(jobs_)} of {len(jobs)} jobs, e.g. {jobs_[0]})" for p, jobs_ in problems.items()]
+            raise SystemExit(f"scopeml-train: the sweep was not started; {len(problems)} problem(s) in its configs:\n" + "\n".join(lines))
+        log.info("sweep of %d job(s): every config checked", len(jobs))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarize(sweep_dir)
+        if not rows:
+            return
+        write_summary(sweep_dir, rows)
+        _log_summary_to_wandb(config, sweep_dir, rows)
+        failed = [r for r in rows if r["status"] != "complete"]
+        report = log.warning if failed else log.info
+        report("sweep summary: %d job(s), %d failed%s; see %s", len(rows), len(failed),
+               f" (jobs {', '.join(r['job'] for r in failed)})" if failed else "", sweep_dir / "sweep_summary.md")
+
+
+def summarize(sweep_dir: Path) -> list[dict]:
+    """One row per job folder: the overrides that make it different, its status and metrics, and its gates."""
+    rows = []
+    for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()), key=_job_number):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+        status = _read(job / "status.json") or {"status": "not started"}
+        metrics = _read(job / "metrics.json") or {}
+        row = {"job": job.name, "overrides": " ".join(overrides), "status": status.get("status")}
+        if status.get("status") == "failed":
+            row["error"] = str(status.get("error", "")).splitlines()[0][:200]
+        test = metrics.get("test", {})
+        for key in ("accuracy", "macro_f1", "min_class_recall"):
+            row[key] = test.get(key)
+        row["model_size_mb"] = metrics.get("model", {}).get("model_size_mb")
+        row["targets_met"] = metrics.get("targets_met")
+        row["missed_gates"] = ", ".join(t["metric"] for t in metrics.get("targets", []) if t.get("passed") is False)
+        rows.append(row)
+    _mark_varying(rows)
+    return rows
+
+
+def _mark_varying(rows: list[dict]) -> None:
+    """Keep only the overrides that differ between jobs: shared ones say nothing about the comparison."""
+    split = [dict(o.split("=", 1) for o in r["overrides"].split() if "=" in o) for r in rows]
+    varying = {k for k in set().union(*split) if len({s.get(k) for s in split}) > 1}
+    for row, ov in zip(rows, split):
+        row["overrides"] = " ".join(f"{k}={ov[k]}" for k in sorted(varying) if k in ov)
+
+
+def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    table.to_csv(sweep_dir / "sweep_summary.csv", index=False)
+    cols = [c for c in table.columns if c != "error"]
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        md.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    errors = [f"- job {r['job']}: {r['error']}" for r in rows if r.get("error")]
+    (sweep_dir / "sweep_summary.md").write_text("\n".join(["# Sweep summary", "", *md, "", *(["## Failed jobs", "", *errors] if errors else [])]) + "\n")
+
+
+def _log_summary_to_wandb(config: DictConfig, sweep_dir: Path, rows: list[dict]) -> None:
+    tracker = config.get("tracker", {})
+    if tracker.get("kind") != "wandb":
+        return
+    import pandas as pd
+    import wandb
+
+    run = wandb.init(project=tracker.get("project"), entity=tracker.get("entity"), mode=tracker.get("mode"), dir=str(sweep_dir),
+                     name=f"sweep-{sweep_dir.name}", group=tracker.get("group") or sweep_dir.name, job_type="sweep-summary")
+    run.log({"sweep_summary": wandb.Table(dataframe=pd.DataFrame(rows).astype(str))})
+    run.summary.update({"jobs": len(rows), "failed": sum(r["status"] != "complete" for r in rows)})
+    run.finish()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _job_number(path: Path) -> tuple:
+    head = path.name.split("_", 1)[0]
+    return (int(head), path.name) if head.isdigit() else (1 << 30, path.name)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,135 @@
+"""Every architecture in conf/model/ builds from its YAML, fits the edge budget, learns, and exports."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from scopeml.config._validate import parse
+from scopeml.config.schema import ModelConfig
+from scopeml.models import build_classifier, count_parameters, size_mb
+
+ARCHS = ["cnn", "dscnn", "bcresnet"]
+N_CLASSES = 10
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread is fastest and keeps timings stable on a busy machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def model_config(arch: str) -> ModelConfig:
+    return parse(ModelConfig, yaml.safe_load((ROOT / "conf" / "model" / f"{arch}.yaml").read_text()))
+
+
+def classifier(arch: str, sample_rate: int = 16000, n_classes: int = N_CLASSES, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_classifier(model_config(arch), n_classes, sample_rate)
+
+
+def tones(n: int, sample_rate: int, seconds: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two separable classes: a 300 Hz sine (0) or a 2000 Hz sine (1), random phase and gain, light noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    t = torch.arange(int(sample_rate * seconds)) / sample_rate
+    freq = torch.where(labels == 0, 300.0, 2000.0)[:, None]
+    phase = torch.rand(n, 1, generator=g) * 2 * math.pi
+    gain = 10 ** (-torch.rand(n, 1, generator=g) * 1.5)  # 0.03 .. 1
+    waves = gain * torch.sin(2 * math.pi * freq * t + phase) + 1e-3 * torch.randn(n, t.numel(), generator=g)
+    return waves, labels
+
+
+def test_every_model_yaml_exists_and_parses():
+    for arch in ARCHS:
+        path = ROOT / "conf" / "model" / f"{arch}.yaml"
+        assert path.is_file(), path
+        cfg = model_config(arch)
+        assert cfg.arch == arch
+        assert type(cfg) is ModelConfig.__variants__[arch]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_waveforms_to_logits_at_16k_1s(arch):
+    model = classifier(arch).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(4, 16000))
+    assert logits.shape == (4, N_CLASSES)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_waveforms_to_logits_at_8k_half_second(arch):
+    model = classifier(arch, sample_rate=8000).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchaudio may warn about empty mel filters at 8 kHz
+        with torch.no_grad():
+            logits = model(torch.randn(4, 4000))
+    assert logits.shape == (4, N_CLASSES)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fits_the_edge_budget(arch):
+    model = classifier(arch)
+    assert count_parameters(model) < 100_000
+    assert size_mb(model) < 1.0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_learns_a_tiny_separable_task(arch):
+    torch.manual_seed(0)
+    model = classifier(arch, n_classes=2).train()
+    waves, labels = tones(8, 16000, 0.5, seed=1)  # ~1 s of CPU per arch
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(waves), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 <= 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_eval_output_is_deterministic(arch):
+    model = classifier(arch).eval()
+    x = torch.randn(4, 16000, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    assert torch.equal(first, second)
+    # A second build from the same seed is the same model.
+    with torch.no_grad():
+        assert torch.equal(classifier(arch).eval()(x), first)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_torchscript_export_matches_eager(arch, tmp_path):
+    model = classifier(arch).eval()
+    # Give BN non-trivial running statistics so the comparison covers them.
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 16000))
+    model.eval()
+    x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still what deployment loads
+        scripted = torch.jit.script(model)
+        path = tmp_path / f"{arch}.pt"
+        scripted.save(str(path))
+        loaded = torch.jit.load(str(path))
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.allclose(scripted(x), expected, atol=1e-5)
+        assert torch.allclose(loaded(x), expected, atol=1e-5)
+        # Scripted (not traced) graphs keep working at other clip lengths.
+        assert loaded(torch.randn(1, 8000)).shape == (1, N_CLASSES)
