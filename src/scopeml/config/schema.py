@@ -469,6 +469,50 @@ class TrackerConfig:
     notes: Optional[str] = None
 
 
+# --------------------------------------------------------------------------- deploy
+@dataclass
+class BatchingConfig:
+    """BentoML adaptive batching of model calls; off, every request runs the model in the API worker."""
+
+    enabled: bool = False
+    max_batch_size: int = 32
+    max_latency_ms: int = 1000  # BentoML sheds load (503) when it cannot meet this; set from measurements
+
+
+@dataclass
+class DeployConfig:
+    """How the selected model is packaged and served (realtime), run over files (batch), or exported (edge)."""
+
+    kind: Literal["realtime", "batch", "edge"] = "realtime"
+    model_name: str = "scopeml-kws"  # name in the BentoML model store; the service loads <name>:latest
+    workers: int = 1
+    max_body_mb: float = 5.0  # larger request bodies get 413 before they are read
+    max_clip_seconds: float = 10.0  # longer audio gets 422 on /classify (use /segments for long audio)
+    max_long_audio_seconds: float = 120.0
+    max_clips_per_request: int = 64
+    max_concurrency: int = 64  # in-flight requests beyond this get 429 with Retry-After
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    prediction_log: str = "outputs/serving/predictions.sqlite"
+    # batch job
+    batch_size: int = 64
+    # edge export
+    quantize: bool = True
+    parity_tolerance: float = 1e-4  # max |probability difference| of float exports vs the model
+    quantized_tolerance: float = 0.05
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        for key in ("max_body_mb", "max_clip_seconds", "max_long_audio_seconds"):
+            if getattr(self, key) <= 0:
+                problems.append((key, "must be > 0"))
+        for key in ("workers", "max_clips_per_request", "max_concurrency", "batch_size"):
+            if getattr(self, key) < 1:
+                problems.append((key, "must be >= 1"))
+        if self.batching.max_batch_size < 1 or self.batching.max_latency_ms < 1:
+            problems.append(("batching", "max_batch_size and max_latency_ms must be >= 1"))
+        return problems
+
+
 # --------------------------------------------------------------------------- root
 @dataclass
 class Config:
@@ -478,6 +522,7 @@ class Config:
     hparams: HParamsConfig
     trainer: TrainerConfig
     tracker: TrackerConfig
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     seed: int = 0
     run_name: Optional[str] = None
     resume: Union[bool, str] = False  # true: continue this run folder's last checkpoint; or a checkpoint / run folder path

@@ -1,0 +1,35 @@
+"""Monitoring features of an input clip: the one definition used by serving, batch inference and monitoring.
+
+They describe the audio, not the model, so drift in them shows a changing world
+(higher voices, noisier rooms, longer or quieter clips) before labels arrive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEATURES = ("duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db")
+FRAME_MS = 20.0
+SILENCE_FLOOR_DB = -35.0  # a frame this far below the loudest frame counts as silence
+
+
+def monitoring_features(x: np.ndarray, sr: int) -> dict[str, float]:
+    """x: mono float samples at their original rate. Every value is a finite float."""
+    x = np.asarray(x, dtype=np.float64)
+    n = max(int(sr * FRAME_MS / 1000), 1)
+    frames = x[: len(x) // n * n].reshape(-1, n) if len(x) >= n else x.reshape(1, -1)
+    energy = np.mean(frames**2, axis=1) + 1e-12
+    level_db = 10 * np.log10(energy)
+    loud = level_db >= level_db.max() + SILENCE_FLOOR_DB
+    spectrum = np.abs(np.fft.rfft(frames[loud] * np.hanning(frames.shape[1]), axis=1)) ** 2
+    freqs = np.fft.rfftfreq(frames.shape[1], 1 / sr)
+    centroid = float(np.sum(spectrum * freqs) / max(np.sum(spectrum), 1e-12))
+    # SNR estimate: loud frames against the quietest tenth, the usual proxy when no clean reference exists.
+    snr = float(np.percentile(level_db, 90) - np.percentile(level_db, 10))
+    return {
+        "duration_s": len(x) / sr,
+        "rms_dbfs": float(10 * np.log10(np.mean(x**2) + 1e-12)),
+        "silence_ratio": float(1.0 - loud.mean()),
+        "spectral_centroid_hz": centroid,
+        "snr_db": snr,
+    }
