@@ -45,6 +45,7 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
     started = time.perf_counter()
     for epoch in range(epochs):
         train.sampler.set_epoch(epoch)  # what Lightning does for us
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch]).generate_state(1)[0]))  # as scopeml's EpochSeed
         net.train()
         losses = []
         for waves, labels, _ in train:

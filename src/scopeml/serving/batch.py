@@ -1,0 +1,153 @@
+"""scopeml-batch: score a folder of audio files or a manifest offline with the packaged model.
+
+    scopeml-batch /data/incoming --out outputs/batch/today            # every .wav/.flac under the folder
+    scopeml-batch /data/manifest.csv --out outputs/batch/today        # its `path` column, under its folder
+
+Writes <out>/predictions.parquet (or .csv) with one row per file (label, confidence, every
+class probability, monitoring features, or the error for a file that could not be read),
+and appends the same records to the prediction log that the service writes, so monitoring
+reads batch and realtime traffic alike. Work is committed in chunks: a killed job started
+again with the same arguments skips what is done. Paths outside the input root are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+AUDIO_SUFFIXES = {".wav", ".flac"}
+
+
+class BatchError(ValueError):
+    pass
+
+
+def list_inputs(source: Path, root: Path | None) -> tuple[Path, list[Path]]:
+    source = source.expanduser().resolve()
+    if source.is_dir():
+        root = (root or source).resolve()
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    elif source.is_file():
+        import pandas as pd
+
+        table = pd.read_json(source, lines=True) if source.suffix in {".jsonl", ".json"} else pd.read_csv(source, dtype=str)
+        if "path" not in table.columns:
+            raise BatchError(f"{source}: manifest has no `path` column")
+        root = (root or source.parent).resolve()
+        files = [(root / p).resolve() for p in table["path"].astype(str)]
+    else:
+        raise BatchError(f"{source}: no such folder or manifest")
+    outside = [p for p in files if not p.is_relative_to(root)]
+    if outside:
+        raise BatchError(f"{len(outside)} path(s) resolve outside the input root {root}, e.g. {outside[0]}")
+    if not files:
+        raise BatchError(f"{source}: no .wav or .flac files")
+    return root, files
+
+
+def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
+    import numpy as np
+
+    from scopeml.data.audio import to_mono
+    from scopeml.features import monitoring_features
+    from scopeml.serving.decode import RequestError, check_not_silent, decode_audio
+
+    rows, waves, good = [], [], []
+    for path in files:
+        rel = path.relative_to(root).as_posix()
+        row = {"path": rel, "request_id": f"batch:{rel}", "error": None}
+        try:
+            samples, sr = decode_audio(path.read_bytes(), rel)
+            check_not_silent(to_mono(samples), rel)
+            waves.append(bundle.prepare(samples, sr))
+            row.update(monitoring_features(to_mono(samples), sr))
+            good.append(len(rows))
+        except (RequestError, OSError) as exc:
+            row["error"] = str(exc)
+        rows.append(row)
+    if waves:
+        for i, p in zip(good, bundle.predict(np.stack(waves))):
+            d = bundle.describe(p)
+            rows[i].update(label=d["label"], confidence=d["confidence"], model_tag=d["model"],
+                           **{f"prob_{c}": v for c, v in d["probabilities"].items()})
+    return rows
+
+
+def run(source: Path, out: Path, bundle, root: Path | None = None, batch_size: int = 64, log_path: Path | None = None,
+        fmt: str = "parquet", progress: bool = True) -> Path:
+    import pandas as pd
+
+    from scopeml.serving.log import PredictionLog
+
+    root, files = list_inputs(source, root)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    done = set()
+    for part in sorted(parts.glob("part-*.parquet")):
+        done.update(pd.read_parquet(part, columns=["path"])["path"])
+    todo = [p for p in files if p.relative_to(root).as_posix() not in done]
+    log = PredictionLog(log_path) if log_path else None
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
+        rows = score_chunk(bundle, chunk, root)
+        index = len(list(parts.glob("part-*.parquet")))
+        tmp = parts / f".part-{index:05d}.tmp"
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        os.replace(tmp, parts / f"part-{index:05d}.parquet")  # a chunk is done only once it is whole on disk
+        if log:
+            now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            log.append([{**r, "time_utc": now, "endpoint": "batch", "source": r["path"],
+                         "probabilities": {c[5:]: r[c] for c in r if c.startswith("prob_")}} for r in rows if r["error"] is None])
+    table = pd.concat([pd.read_parquet(p) for p in sorted(parts.glob("part-*.parquet"))], ignore_index=True)
+    target = out / f"predictions.{fmt}"
+    table.to_parquet(target, index=False) if fmt == "parquet" else table.to_csv(target, index=False)
+    return target
+
+
+def _track(items, description: str, enabled: bool):
+    if not enabled or not items:
+        return items
+    from rich.progress import track
+
+    return track(items, description=description)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scopeml-batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="a folder of .wav/.flac files, or a CSV/JSONL manifest with a `path` column")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (re-use it to resume)")
+    parser.add_argument("--root", type=Path, help="paths must stay under this folder (default: the folder, or the manifest's folder)")
+    parser.add_argument("--model", default=os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest"), help="BentoML model tag (default: %(default)s)")
+    parser.add_argument("--bundle", type=Path, help="a serving bundle folder instead of the BentoML store")
+    parser.add_argument("--log", type=Path, default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", "outputs/serving/predictions.sqlite")),
+                        help="prediction log to append to (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    args = parser.parse_args(argv)
+
+    from scopeml.serving.bundle import ServingBundle
+
+    try:
+        if args.bundle:
+            bundle = ServingBundle.load(args.bundle, str(args.bundle))
+        else:
+            import bentoml
+
+            try:
+                stored = bentoml.models.get(args.model)
+            except bentoml.exceptions.NotFound:
+                raise BatchError(f"no model {args.model} in the BentoML store; run scopeml-package first") from None
+            bundle = ServingBundle.load(stored.path, str(stored.tag))
+        target = run(args.source, args.out, bundle, args.root, args.batch_size, args.log, args.format)
+    except BatchError as exc:
+        print(f"scopeml-batch: {exc}", file=sys.stderr)
+        return 1
+    print(target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""scopeml-package: put the selected model into the BentoML model store, ready for `bentoml serve` and `bentoml build`.
+
+    scopeml-package outputs/sweeps/<time>/selection.json [deploy=realtime_batching] [deploy.max_body_mb=2]
+
+The model is saved as <deploy.model_name>:<version> with its weights, preprocessing,
+classes, calibration temperature, deploy settings and held-out predictions (the
+monitoring reference); its metadata carries the scoping targets, metrics, data
+fingerprint and git commit. The service loads <name>:latest, so the model just
+packaged is the one served (SCOPEML_MODEL_TAG pins another).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scopeml-package", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="selection.json from scopeml-select, or a training run folder")
+    parser.add_argument("overrides", nargs="*", help="config overrides for the deploy group, e.g. deploy=realtime_batching")
+    args = parser.parse_args(argv)
+    try:
+        tag = package(args.source, args.overrides)
+    except PackageError as exc:
+        print(f"scopeml-package: {exc}", file=sys.stderr)
+        return 1
+    print(tag)
+    return 0
+
+
+class PackageError(ValueError):
+    pass
+
+
+def run_dir_of(source: Path) -> Path:
+    if source.is_dir():
+        run_dir = source
+    elif source.is_file():
+        selection = json.loads(source.read_text())
+        if not selection.get("selected"):
+            raise PackageError(f"{source}: no run was selected (every run missed a gate; see its 'rejected' list)")
+        run_dir = Path(selection["selected"]["run_dir"])
+    else:
+        raise PackageError(f"{source}: no such selection.json or run folder")
+    missing = [n for n in ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "predictions_val.parquet") if not (run_dir / n).exists()]
+    if missing:
+        raise PackageError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
+    return run_dir
+
+
+def deploy_config(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from scopeml.config import ConfigError, load
+    from scopeml.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        try:
+            return load(compose(config_name="config", overrides=overrides)).deploy
+        except ConfigError as exc:
+            raise PackageError(str(exc)) from None
+
+
+def package(source: Path, overrides: list[str] = ()) -> str:
+    import tempfile
+
+    import bentoml
+
+    from scopeml.provenance import git_state
+    from scopeml.serving.bundle import write_bundle
+
+    run_dir = run_dir_of(source)
+    deploy = deploy_config(list(overrides))
+    with tempfile.TemporaryDirectory() as tmp:
+        info = write_bundle(run_dir, Path(tmp), asdict(deploy))
+        provenance = json.loads((run_dir / "provenance.json").read_text()) if (run_dir / "provenance.json").exists() else {}
+        git = provenance.get("git") or git_state()
+        # BentoML metadata takes only plain scalars in its nested values (no null): nested
+        # structures go in as JSON strings, and the fields people filter on stay flat.
+        metadata = {
+            "scoping": json.dumps(info["scoping"]),
+            "metrics": json.dumps(info["metrics"]),
+            "config": json.dumps(_yaml(run_dir / "config.yaml")),
+            "primary_metric": info["scoping"]["primary_metric"],
+            "test_value": float(info["metrics"]["test"][info["scoping"]["primary_metric"]]),
+            "data_fingerprint": str(info["data_fingerprint"]),
+            "git_commit": str(git.get("commit")),
+            "git_dirty": str(git.get("dirty")),
+            "run_dir": str(run_dir),
+        }
+        labels = {"project": "scopeml", "scoping": info["scoping"]["name"], "arch": info["model"]["arch"]}
+        with bentoml.models.create(deploy.model_name, labels=labels, metadata=metadata) as model:
+            for item in Path(tmp).iterdir():
+                target = Path(model.path) / item.name
+                target.write_bytes(item.read_bytes())
+        tag = str(model.tag)
+    (run_dir / "package.json").write_text(json.dumps({"tag": tag, "bentoml_home": os.environ.get("BENTOML_HOME", "~/bentoml")}, indent=2))
+    return tag
+
+
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

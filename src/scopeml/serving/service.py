@@ -1,0 +1,192 @@
+"""The BentoML service: `bentoml serve` at the repo root (bentofile.yaml) serves the packaged model.
+
+Endpoints (POST): /classify (multipart `audio`: WAV or FLAC), /classify_array (JSON samples +
+sample_rate), /classify_many (JSON list of clips), /segments (long audio: VAD first, then one
+prediction per voiced segment), /info. BentoML adds /livez, /readyz and Prometheus /metrics.
+Bad input gets a 4xx with a JSON error; overload beyond deploy.max_concurrency gets 429 with
+Retry-After; every prediction is committed to the prediction log before the response is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from http import HTTPStatus
+from pathlib import Path
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, Field
+
+from scopeml.serving.limits import RequestLimits
+
+MODEL_TAG = os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest")
+
+
+def _settings() -> dict:
+    """Deploy settings packaged with the model: batching and limits are fixed when the service is defined."""
+    try:
+        stored = bentoml.models.get(MODEL_TAG)
+    except bentoml.exceptions.NotFound:
+        raise RuntimeError(f"no model {MODEL_TAG} in the BentoML store ({os.environ.get('BENTOML_HOME', '~/bentoml')}); "
+                           "run scopeml-package <selection.json> first") from None
+    return json.loads((Path(stored.path) / "serving.json").read_text())["deploy"]
+
+
+DEPLOY = _settings()
+BATCHING = DEPLOY["batching"]
+
+
+class ClientError(BentoMLException):
+    """BentoML answers with this exception's status and {"error": message}."""
+
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.error_code = status
+
+
+class Clip(BaseModel):
+    samples: list[float] | list[list[float]] = Field(description="mono samples, or one list per channel")
+    sample_rate: int = Field(description="Hz; resampled to the model's rate")
+
+
+@bentoml.service(workers=1, traffic={"timeout": 60})
+class Classifier:
+    """The model alone, behind BentoML's adaptive batching (used when deploy.batching.enabled)."""
+
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        from scopeml.serving.bundle import ServingBundle
+
+        self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
+
+    @bentoml.api(batchable=True, max_batch_size=BATCHING["max_batch_size"], max_latency_ms=BATCHING["max_latency_ms"])
+    def predict(self, waves: np.ndarray) -> np.ndarray:
+        return self.bundle.predict(waves)
+
+
+@bentoml.service(name="scopeml-kws", workers=DEPLOY["workers"], traffic={"timeout": 60})
+class KeywordSpotting:
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    if BATCHING["enabled"]:
+        classifier = bentoml.depends(Classifier)
+
+    def __init__(self) -> None:
+        from scopeml.serving.bundle import ServingBundle
+        from scopeml.serving.log import PredictionLog
+
+        self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
+        self.log = PredictionLog(os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]))
+
+    # ------------------------------------------------------------------ endpoints
+    @bentoml.api(route="/classify")
+    def classify(self, audio: Path, ctx: bentoml.Context) -> dict:
+        """One clip as a WAV or FLAC file (multipart field `audio`)."""
+        return self._classify_one(lambda: _decode_file(audio, "audio"), ctx, "classify", source="audio")
+
+    @bentoml.api(route="/classify_array")
+    def classify_array(self, samples: list[float] | list[list[float]], sample_rate: int, ctx: bentoml.Context) -> dict:
+        """One clip as JSON samples (mono list, or one list per channel) and its sample rate."""
+        from scopeml.serving.decode import from_array
+
+        return self._classify_one(lambda: _guard(from_array, samples, sample_rate), ctx, "classify_array", source="array")
+
+    @bentoml.api(route="/classify_many")
+    def classify_many(self, clips: list[Clip], ctx: bentoml.Context) -> dict:
+        """Several clips in one call; answered in order."""
+        from scopeml.serving.decode import from_array
+
+        started = time.perf_counter()
+        if not clips or len(clips) > DEPLOY["max_clips_per_request"]:
+            raise ClientError(HTTPStatus.UNPROCESSABLE_ENTITY, f"clips: send 1 to {DEPLOY['max_clips_per_request']} clips, got {len(clips)}")
+        decoded = [_guard(from_array, c.samples, c.sample_rate, f"clips[{i}]") for i, c in enumerate(clips)]
+        results = self._predict_and_log(decoded, ctx, "classify_many", [f"clips[{i}]" for i in range(len(clips))])
+        return {"results": results, "model": self.bundle.tag, "latency_ms": 1000 * (time.perf_counter() - started)}
+
+    @bentoml.api(route="/segments")
+    def segments(self, audio: Path, ctx: bentoml.Context) -> dict:
+        """Long audio: find voiced segments first, classify each; silence gives no segments, not a guess."""
+        from scopeml.data.audio import to_mono
+        from scopeml.serving.vad import find_segments
+
+        started = time.perf_counter()
+        samples, sr = _decode_file(audio, "audio", DEPLOY["max_long_audio_seconds"], allow_silence=True)
+        mono = to_mono(samples)
+        spans = find_segments(mono, sr)
+        results = self._predict_and_log([(mono[None, a:b], sr) for a, b in spans], ctx, "segments",
+                                        [f"audio@{a / sr:.2f}s" for a, _ in spans]) if spans else []
+        for result, (a, b) in zip(results, spans):
+            result.update(start_s=a / sr, end_s=b / sr)
+        return {"segments": results, "duration_s": len(mono) / sr, "model": self.bundle.tag,
+                "latency_ms": 1000 * (time.perf_counter() - started)}
+
+    @bentoml.api(route="/info")
+    def info(self) -> dict:
+        """The served model: tag, classes, preprocessing, scoping targets and offline metrics."""
+        i = self.bundle.info
+        return {"model": self.bundle.tag, "classes": self.bundle.classes, "preprocess": i["preprocess"],
+                "temperature": self.bundle.temperature, "scoping": i["scoping"], "metrics": i["metrics"],
+                "batching": BATCHING, "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")}}
+
+    # ------------------------------------------------------------------ internals
+    def _classify_one(self, decode, ctx: bentoml.Context, endpoint: str, source: str) -> dict:
+        started = time.perf_counter()
+        samples, sr = decode()
+        from scopeml.data.audio import to_mono
+        from scopeml.serving.decode import RequestError, check_length, check_not_silent
+
+        try:
+            check_length(samples, sr, DEPLOY["max_clip_seconds"], source)
+            check_not_silent(to_mono(samples), source)
+        except RequestError as exc:
+            raise ClientError(exc.status, str(exc)) from None
+        (result,) = self._predict_and_log([(samples, sr)], ctx, endpoint, [source])
+        result["latency_ms"] = 1000 * (time.perf_counter() - started)
+        return result
+
+    def _predict_and_log(self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]) -> list[dict]:
+        from scopeml.data.audio import to_mono
+        from scopeml.features import monitoring_features
+
+        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        waves = np.stack([self.bundle.prepare(s, sr) for s, sr in clips])
+        probs = self.classifier.predict(waves) if BATCHING["enabled"] else self.bundle.predict(waves)
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        results, records = [], []
+        for k, ((samples, sr), p, source) in enumerate(zip(clips, probs, sources)):
+            rid = request_id if len(clips) == 1 else f"{request_id}-{k}"
+            result = {"request_id": rid, **self.bundle.describe(p)}
+            results.append(result)
+            records.append({"time_utc": now, "request_id": rid, "model_tag": self.bundle.tag, "endpoint": endpoint, "source": source,
+                            "label": result["label"], "confidence": result["confidence"], "probabilities": result["probabilities"],
+                            **monitoring_features(to_mono(samples), sr)})
+        self.log.append(records)  # committed before the response: an acknowledged prediction is never lost
+        ctx.response.headers["x-request-id"] = request_id
+        return results
+
+
+def _decode_file(audio: Path, what: str, limit_s: float | None = None, allow_silence: bool = False):
+    from scopeml.serving.decode import check_length, decode_audio
+
+    samples, sr = _guard(decode_audio, Path(audio).read_bytes(), what)
+    if limit_s is not None:
+        _guard(check_length, samples, sr, limit_s, what)
+    return samples, sr
+
+
+def _guard(fn, *args):
+    from scopeml.serving.decode import RequestError
+
+    try:
+        return fn(*args)
+    except RequestError as exc:
+        raise ClientError(exc.status, str(exc)) from None
+
+
+KeywordSpotting.add_asgi_middleware(RequestLimits, max_body_bytes=int(DEPLOY["max_body_mb"] * 1024 * 1024),
+                                    max_concurrency=DEPLOY["max_concurrency"])

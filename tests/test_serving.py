@@ -1,0 +1,235 @@
+"""Deployment: a real `bentoml serve` of a packaged model, talked to over loopback with BentoML's client and plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import ROOT, read_json
+from serving_helpers import Server, encode, tone, word
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def packaged(tiny_run, tmp_path_factory) -> dict:
+    """The tiny run packaged into a fresh BentoML store, with a secret in the environment that must not leak."""
+    home = tmp_path_factory.mktemp("bentoml-home")
+    env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "WANDB_API_KEY": "sekret-key-0123456789"}
+    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tiny_run)], cwd=ROOT, capture_output=True, text=True,
+                          env={**__import__("os").environ, **env})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tag = proc.stdout.strip().splitlines()[-1]
+    assert tag.startswith("scopeml-kws:")
+    return {"home": home, "tag": tag, "run": tiny_run}
+
+
+@pytest.fixture(scope="session")
+def server(packaged, tmp_path_factory):
+    srv = Server(packaged["home"], tmp_path_factory.mktemp("serving") / "predictions.sqlite")
+    yield srv
+    srv.stop()
+
+
+def post_audio(srv: Server, data: bytes, route: str = "classify", name: str = "clip.wav") -> httpx.Response:
+    return httpx.post(f"{srv.url}/{route}", files={"audio": (name, data, "application/octet-stream")}, timeout=30)
+
+
+# ---------------------------------------------------------------- packaging
+def test_package_stores_everything_serving_needs_and_no_secret(packaged):
+    import os
+
+    import bentoml
+
+    os.environ["BENTOML_HOME"] = str(packaged["home"])
+    try:
+        model = bentoml.models.get(packaged["tag"])
+        files = {p.name for p in Path(model.path).iterdir()}
+        assert {"weights.pt", "serving.json", "config.yaml", "predictions_val.parquet", "predictions_test.parquet"} <= files
+        info = json.loads((Path(model.path) / "serving.json").read_text())
+        assert info["classes"] == read_json(packaged["run"] / "data_report.json")["classes"]
+        assert info["preprocess"]["sample_rate"] == 16000 and "temperature" in info
+        meta = model.info.metadata
+        assert json.loads(meta["scoping"])["targets"]["accuracy"]["min"] == 0.9 and meta["data_fingerprint"] and meta["git_commit"]
+        assert json.loads(meta["config"])["seed"] == 7 and json.loads(meta["metrics"])["test"]["accuracy"] >= 0
+        everything = json.dumps(meta) + "".join(p.read_text(errors="ignore") for p in Path(model.path).glob("*.json")) + (Path(model.path) / "config.yaml").read_text()
+        assert "sekret-key" not in everything
+    finally:
+        os.environ.pop("BENTOML_HOME", None)
+
+
+def test_package_refuses_a_selection_without_a_winner(tmp_path):
+    (tmp_path / "selection.json").write_text(json.dumps({"selected": None, "rejected": []}))
+    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tmp_path / "selection.json")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and "no run was selected" in proc.stderr
+
+
+# ---------------------------------------------------------------- happy paths
+def test_classify_wav_with_bentoml_client_and_plain_http(server, packaged):
+    import bentoml
+
+    clip = word("yes")
+    with bentoml.SyncHTTPClient(server.url) as client:
+        path = Path(server.log_path.parent / "yes.wav")
+        path.write_bytes(encode(clip))
+        result = client.classify(audio=path)
+    assert result["model"] == packaged["tag"] and result["label"] in result["probabilities"]
+    assert abs(sum(result["probabilities"].values()) - 1.0) < 1e-4 and result["latency_ms"] > 0
+    plain = post_audio(server, encode(clip))
+    assert plain.status_code == 200 and plain.json()["probabilities"] == pytest.approx(result["probabilities"], abs=1e-6)
+    assert plain.headers["x-request-id"] == plain.json()["request_id"]
+
+
+def test_flac_stereo_and_other_sample_rates_are_accepted(server):
+    mono16k = post_audio(server, encode(word("stop"))).json()
+    flac = post_audio(server, encode(word("stop"), fmt="FLAC"), name="clip.flac").json()
+    assert flac["probabilities"] == pytest.approx(mono16k["probabilities"], abs=1e-3)
+    stereo = np.stack([word("stop")] * 2, axis=1)
+    assert post_audio(server, encode(stereo)).json()["probabilities"] == pytest.approx(mono16k["probabilities"], abs=1e-3)
+    r8k = post_audio(server, encode(word("stop", sr=8000), sr=8000))
+    assert r8k.status_code == 200 and r8k.json()["label"] in r8k.json()["probabilities"]
+
+
+def test_json_arrays_and_many_clips(server):
+    one = httpx.post(f"{server.url}/classify_array", json={"samples": word("go").tolist(), "sample_rate": 16000}, timeout=30)
+    assert one.status_code == 200
+    many = httpx.post(f"{server.url}/classify_many", json={"clips": [{"samples": word(w).tolist(), "sample_rate": 16000} for w in ("go", "no", "up")]}, timeout=30)
+    assert many.status_code == 200
+    results = many.json()["results"]
+    assert len(results) == 3 and results[0]["probabilities"] == pytest.approx(one.json()["probabilities"], abs=1e-5)
+    assert len({r["request_id"] for r in results}) == 3
+
+
+def test_long_audio_is_segmented_before_classification(server):
+    sr = 16000
+    gap = np.zeros(int(0.8 * sr), np.float32)
+    long = np.concatenate([gap, word("left"), gap, word("right"), gap])
+    r = post_audio(server, encode(long), route="segments")
+    assert r.status_code == 200
+    segments = r.json()["segments"]
+    assert len(segments) == 2
+    assert segments[0]["start_s"] < 0.9 < segments[0]["end_s"] < segments[1]["start_s"]
+    silent = post_audio(server, encode(np.zeros(3 * sr, np.float32)), route="segments")
+    assert silent.status_code == 200 and silent.json()["segments"] == []
+
+
+def test_health_readiness_metrics_and_info(server):
+    assert httpx.get(f"{server.url}/livez").status_code == 200 and httpx.get(f"{server.url}/readyz").status_code == 200
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
+    info = httpx.post(f"{server.url}/info", json={}).json()
+    assert info["classes"] and info["scoping"]["targets"]
+
+
+# ---------------------------------------------------------------- bad input: 4xx, never 500
+BAD_UPLOADS = [
+    ("not audio", b"this is a text file, not audio at all", 415),
+    ("corrupt header", b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", 400),
+    ("empty", b"", 400),
+    ("silent", encode(np.zeros(16000, np.float32)), 422),
+    ("nan samples", encode(np.full(16000, np.nan, np.float32), subtype="FLOAT"), 422),
+    ("infinite samples", encode(np.full(16000, np.inf, np.float32), subtype="FLOAT"), 422),
+    ("too long", encode(tone(seconds=12.0)), 422),
+]
+
+
+@pytest.mark.parametrize("name,data,status", BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
+def test_bad_audio_gets_a_clear_4xx(server, name, data, status):
+    r = post_audio(server, data)
+    assert r.status_code == status, r.text
+    assert "error" in r.text and r.headers["content-type"].startswith("application/json")
+
+
+def test_oversized_body_gets_413_before_it_is_read(server):
+    r = httpx.post(f"{server.url}/classify", content=b"\0" * (6 * 1024 * 1024), headers={"content-type": "application/octet-stream"}, timeout=30)
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body", ['{"samples": "garbage", "sample_rate": 16000}', '{"samples": [1, 2]}', "not json{", '{"samples": [[1, "a"]], "sample_rate": 8000}',
+                                  '{"samples": [], "sample_rate": 16000}', '{"samples": [0.1, 0.2], "sample_rate": -5}'])
+def test_bad_json_gets_a_4xx(server, body):
+    r = httpx.post(f"{server.url}/classify_array", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert 400 <= r.status_code < 500, r.text
+
+
+def test_fuzz_500_malformed_requests_never_5xx_and_server_stays_healthy(server):
+    rng = random.Random(0)
+    valid = encode(word("up"))
+    statuses = []
+    for i in range(500):
+        kind = i % 5
+        if kind == 0:
+            r = post_audio(server, rng.randbytes(rng.randint(0, 4000)))
+        elif kind == 1:
+            cut = bytearray(valid[: rng.randint(0, len(valid))])
+            for _ in range(rng.randint(0, 20)):
+                if cut:
+                    cut[rng.randrange(len(cut))] = rng.randrange(256)
+            r = post_audio(server, bytes(cut))
+        elif kind == 2:
+            junk = rng.choice(['{"samples": null}', '{"samples": [[]]}', '[]', '{"sample_rate": "x"}', '{"samples": [1e309], "sample_rate": 16000}',
+                               json.dumps({"samples": [rng.random() for _ in range(10)], "sample_rate": rng.randint(-10, 10**7)})])
+            r = httpx.post(f"{server.url}/classify_array", content=junk, headers={"content-type": "application/json"}, timeout=30)
+        elif kind == 3:
+            r = httpx.post(f"{server.url}/classify_many", json={"clips": [{"samples": [rng.random()] * rng.randint(0, 3), "sample_rate": rng.choice([0, 8000, 16000])}] * rng.randint(0, 70)}, timeout=30)
+        else:
+            r = httpx.post(f"{server.url}/segments", content=rng.randbytes(200), headers={"content-type": rng.choice(["audio/wav", "multipart/form-data", "text/plain"])}, timeout=30)
+        statuses.append(r.status_code)
+    assert not [s for s in statuses if s >= 500], sorted(set(statuses))
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+    assert post_audio(server, valid).status_code == 200
+
+
+# ---------------------------------------------------------------- prediction log
+def test_every_prediction_is_logged_with_monitoring_features(server):
+    from scopeml.serving.log import read_log
+
+    ids = [post_audio(server, encode(word(w))).json()["request_id"] for w in ("yes", "no", "on")]
+    log = read_log(server.log_path)
+    rows = log[log["request_id"].isin(ids)]
+    assert len(rows) == 3
+    for col in ("duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db", "confidence", "model_tag", "label"):
+        assert rows[col].notna().all(), col
+    assert any(c.startswith("prob_") for c in log.columns)
+
+
+def test_sigkill_under_load_loses_no_acknowledged_prediction(packaged, tmp_path):
+    from scopeml.serving.log import read_log
+
+    srv = Server(packaged["home"], tmp_path / "predictions.sqlite")
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    clip = encode(word("down"))
+
+    def client():
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    r = http.post(f"{srv.url}/classify", files={"audio": ("c.wav", clip)})
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 200:
+                    acknowledged.append(r.json()["request_id"])
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    deadline = __import__("time").monotonic() + 60
+    while len(acknowledged) < 40 and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    srv.kill()
+    stop.set()
+    for t in threads:
+        t.join()
+    srv.stderr.close()
+    assert len(acknowledged) >= 40
+    logged = set(read_log(tmp_path / "predictions.sqlite")["request_id"])
+    assert set(acknowledged) <= logged
