@@ -233,3 +233,117 @@ def test_sigkill_under_load_loses_no_acknowledged_prediction(packaged, tmp_path)
     assert len(acknowledged) >= 40
     logged = set(read_log(tmp_path / "predictions.sqlite")["request_id"])
     assert set(acknowledged) <= logged
+
+
+# ---------------------------------------------------------------- batch and load test
+def batch_cli(packaged, *args, log: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "BENTOML_HOME": str(packaged["home"])}
+    return subprocess.run([sys.executable, "-m", "scopeml.serving.batch", *map(str, args), "--log", str(log)], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(packaged, tmp_path):
+    import os
+    import signal
+    import time
+
+    import pandas as pd
+
+    from scopeml.serving.log import read_log
+
+    folder = tmp_path / "incoming"
+    (folder / "day1").mkdir(parents=True)
+    for i in range(160):
+        (folder / "day1" / f"clip{i:03d}.wav").write_bytes(encode(tone(seconds=0.3, freq=200 + 10 * i)))
+    (folder / "day1" / "broken.wav").write_bytes(b"RIFF....WAVEgarbage")
+    out, log = tmp_path / "out", tmp_path / "log.sqlite"
+    import os as _os
+
+    proc = subprocess.Popen([sys.executable, "-m", "scopeml.serving.batch", str(folder), "--out", str(out), "--log", str(log), "--batch-size", "4"],
+                            cwd=ROOT, env={**_os.environ, "BENTOML_HOME": str(packaged["home"])}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((out / "parts").glob("part-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "parts").glob("part-*.parquet")))
+    assert 0 < done_before < 41, "the kill should land mid-job"
+
+    again = batch_cli(packaged, folder, "--out", out, "--batch-size", "4", log=log)
+    assert again.returncode == 0, again.stderr[-2000:]
+    table = pd.read_parquet(out / "predictions.parquet")
+    assert len(table) == 161 and table["path"].is_unique
+    assert "not WAV or FLAC" in table.set_index("path").loc["day1/broken.wav", "error"] or "corrupt" in table.set_index("path").loc["day1/broken.wav", "error"]
+    assert table["label"].notna().sum() == 160
+    logged = read_log(log)
+    assert len(logged) == 160 and logged["request_id"].is_unique and set(logged["endpoint"]) == {"batch"}
+
+
+def test_batch_refuses_paths_outside_the_root(packaged, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ok.wav").write_bytes(encode(tone()))
+    manifest = tmp_path / "data" / "manifest.csv"
+    manifest.write_text("path\nok.wav\n../secret.wav\n")
+    proc = batch_cli(packaged, manifest, "--out", tmp_path / "out", log=tmp_path / "log.sqlite")
+    assert proc.returncode == 1 and "outside the input root" in proc.stderr
+
+
+def test_loadtest_scores_the_service_and_logs_to_the_model_run(server, packaged, tmp_path):
+    from conftest import offline_run
+
+    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.loadtest", "--url", server.url, "--concurrency", "1", "4",
+                           "--duration", "2", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    card = read_json(tmp_path / "scorecard.json")
+    assert [lv["concurrency"] for lv in card["levels"]] == [1, 4]
+    for lv in card["levels"]:
+        assert lv["requests"] > 0 and lv["error_rate"] == 0 and lv["p50_ms"] <= lv["p95_ms"] <= lv["p99_ms"]
+    assert {t["metric"] for t in card["targets"]} == {"latency_p95_ms", "throughput_qps"}
+    assert (proc.returncode == 0) == card["targets_met"]
+    assert "| concurrency |" in (tmp_path / "scorecard.md").read_text()
+    training_runs = sorted((packaged["run"] / "wandb").glob("offline-run-*"))
+    run_id = training_runs[0].name.rsplit("-", 1)[-1]
+    assert card["wandb_run"] == run_id  # logged to the selected model's own run
+    resumed = [r for r in training_runs if r.name.endswith(run_id)][-1]
+    assert "deployment/throughput_qps" in offline_run(resumed, timeout=30)["summary"]
+
+
+def test_bentoml_build_gives_a_bento_that_serves_the_same_model(packaged, server, tmp_path):
+    import os
+
+    env = {**os.environ, "BENTOML_HOME": str(packaged["home"]), "BENTOML_DO_NOT_TRACK": "True"}
+    build = subprocess.run([sys.executable, "-m", "bentoml", "build", "."], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert build.returncode == 0, build.stderr[-3000:]
+    bentos = subprocess.run([sys.executable, "-m", "bentoml", "list", "-o", "json"], cwd=ROOT, capture_output=True, text=True, env=env)
+    (bento,) = json.loads(bentos.stdout)
+    srv = Server(packaged["home"], tmp_path / "bento.sqlite", target=bento["tag"])
+    try:
+        clip = encode(word("left"))
+        from_bento = post_audio(srv, clip).json()
+        from_source = post_audio(server, clip).json()
+        assert from_bento["model"] == from_source["model"] == packaged["tag"]
+        assert from_bento["probabilities"] == pytest.approx(from_source["probabilities"], abs=1e-6)
+    finally:
+        srv.stop()
+
+
+def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server, tmp_path):
+    import os
+
+    home = tmp_path / "home"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tiny_run), "deploy=realtime_batching"], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    srv = Server(home, tmp_path / "batching.sqlite")
+    try:
+        info = httpx.post(f"{srv.url}/info", json={}).json()
+        assert info["batching"]["enabled"] is True
+        clip = encode(word("right"))
+        batched = [post_audio(srv, clip) for _ in range(3)]
+        assert all(r.status_code == 200 for r in batched)
+        assert batched[0].json()["probabilities"] == pytest.approx(post_audio(server, clip).json()["probabilities"], abs=1e-5)
+    finally:
+        srv.stop()

@@ -93,15 +93,18 @@ def run(source: Path, out: Path, bundle, root: Path | None = None, batch_size: i
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
         rows = score_chunk(bundle, chunk, root)
+        if log:  # log first, deduplicated: a chunk redone after a kill is never logged twice
+            now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            logged = log.existing([r["request_id"] for r in rows])
+            log.append([{**r, "time_utc": now, "endpoint": "batch", "source": r["path"],
+                         "probabilities": {c[5:]: r[c] for c in r if c.startswith("prob_")}}
+                        for r in rows if r["error"] is None and r["request_id"] not in logged])
         index = len(list(parts.glob("part-*.parquet")))
         tmp = parts / f".part-{index:05d}.tmp"
         pd.DataFrame(rows).to_parquet(tmp, index=False)
         os.replace(tmp, parts / f"part-{index:05d}.parquet")  # a chunk is done only once it is whole on disk
-        if log:
-            now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            log.append([{**r, "time_utc": now, "endpoint": "batch", "source": r["path"],
-                         "probabilities": {c[5:]: r[c] for c in r if c.startswith("prob_")}} for r in rows if r["error"] is None])
     table = pd.concat([pd.read_parquet(p) for p in sorted(parts.glob("part-*.parquet"))], ignore_index=True)
+    table = table.set_index("path").loc[[p.relative_to(root).as_posix() for p in files]].reset_index()  # input order
     target = out / f"predictions.{fmt}"
     table.to_parquet(target, index=False) if fmt == "parquet" else table.to_csv(target, index=False)
     return target

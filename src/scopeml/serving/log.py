@@ -37,6 +37,14 @@ class PredictionLog:
             self._db.executemany(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
             self._db.execute("COMMIT")
 
+    def existing(self, request_ids: list[str]) -> set[str]:
+        """Which of these request ids are already logged (a resumed batch job must not log twice)."""
+        if not request_ids:
+            return set()
+        with self._lock:
+            rows = self._db.execute(f"SELECT request_id FROM predictions WHERE request_id IN ({', '.join('?' * len(request_ids))})", request_ids)
+            return {r[0] for r in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -131,7 +131,8 @@ class KeywordSpotting:
         i = self.bundle.info
         return {"model": self.bundle.tag, "classes": self.bundle.classes, "preprocess": i["preprocess"],
                 "temperature": self.bundle.temperature, "scoping": i["scoping"], "metrics": i["metrics"],
-                "batching": BATCHING, "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")}}
+                "batching": BATCHING, "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
+                "run_dir": i.get("run_dir")}
 
     # ------------------------------------------------------------------ internals
     def _classify_one(self, decode, ctx: bentoml.Context, endpoint: str, source: str) -> dict:

@@ -1,0 +1,475 @@
+"""Serving speed: the BentoML service against the bare model call and a hand-written FastAPI peer.
+
+    python bench/bench_serving.py [--run-dir RUN] [--json out.json] [--duration 10] [--warmup 3]
+
+Same model and the same real clips (eSpeak keywords at 16 kHz, 16-bit WAV) everywhere:
+
+1. In process: bundle.predict at batch 1 (clips/s, p50/p95/p99 over a few hundred calls) and
+   at batch 32 and 64 (clips/s: the limit), plus the full per-request path at batch 1 (decode,
+   checks, prepare, predict, describe, monitoring features, prediction-log append), stage by stage.
+2. bench/fastapi_peer.py under uvicorn (1 worker), with and without its prediction log.
+3. The BentoML service (`bentoml serve`), default deploy (no adaptive batching).
+4. The BentoML service with adaptive batching (deploy=realtime_batching), and with
+   max_latency_ms=50 to show load shedding.
+
+Each server is driven by wrk (bench/wrk_post.lua, round robin over the clips as multipart
+POSTs to /classify) at concurrency 1 (-t1 -c1) and 32 (-t2 -c32): a warm-up run, then a
+measured run. Servers, the model store (BENTOML_HOME) and the prediction logs live in a
+temp folder; every server is started in its own process group and killed at the end.
+
+Targets (printed PASS/FAIL):
+  c1:  BentoML p95 - in-process model call (batch 1) p95 <= 10 ms
+  c32: BentoML req/s / in-process batched (batch 32) clips/s >= 0.5, with no errors
+  c32: BentoML req/s / FastAPI req/s >= 1.0 at equal or lower p95
+Without --run-dir a small model is trained first (3 epochs on 7 voices; ~10 s with a warm cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LUA = ROOT / "bench" / "wrk_post.lua"
+BOUNDARY = "scopemlBenchBoundary7MA4YWxkTrZu0gW"
+WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+VOICES = ["en+m1", "en+f2", "en+m3", "en+f4", "en+m7"]
+TRAIN_ARGS = ["hparams.max_epochs=3", "trainer.progress_bar=none", "tracker=none",
+              "data.voices=[en+m1,en+f2,en+m3,en+f4,en+m7,en+f1,en+m2]", "data.pitches=[50]", "data.rates=[175]"]
+
+
+# ---------------------------------------------------------------------------- setup
+def train_run(tmp: Path) -> Path:
+    run_dir = tmp / "run"
+    env = {**os.environ, "SCOPEML_CACHE_DIR": os.environ.get("SCOPEML_CACHE_DIR", "/tmp/benchcache")}
+    print(f"training a small model into {run_dir} ...", flush=True)
+    out = subprocess.run([str(BIN / "scopeml-train"), f"hydra.run.dir={run_dir}", *TRAIN_ARGS], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode != 0 or not (run_dir / "checkpoints" / "best.ckpt").exists():
+        raise SystemExit(f"scopeml-train failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return run_dir
+
+
+def package(run_dir: Path, overrides: list[str]) -> str:
+    """scopeml-package run_dir [overrides]; prints the tag as its last line."""
+    out = subprocess.run([str(BIN / "scopeml-package"), str(run_dir), *overrides], cwd=ROOT, env=os.environ.copy(),
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise SystemExit(f"scopeml-package {' '.join(overrides)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return out.stdout.strip().splitlines()[-1].strip()
+
+
+def make_clips(n: int) -> list[tuple[str, bytes]]:
+    """n eSpeak keywords (10 words x 5 voices at a pitch and rate the model was not trained on), 16 kHz 16-bit WAV."""
+    import soundfile as sf
+
+    from scopeml.data import espeak
+    from scopeml.data.audio import resample
+
+    clips = []
+    for k in range(n):
+        word, voice = WORDS[k % len(WORDS)], VOICES[(k // len(WORDS)) % len(VOICES)]
+        pitch = 60 if k < 50 else 40
+        samples = resample(espeak.synthesize(word, voice, pitch=pitch, rate=160), espeak.sample_rate(), 16000)
+        buf = io.BytesIO()
+        sf.write(buf, samples, 16000, format="WAV", subtype="PCM_16")
+        clips.append((word, buf.getvalue()))
+    return clips
+
+
+def multipart(wav: bytes, name: str) -> bytes:
+    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"{name}.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    return head + wav + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+# ---------------------------------------------------------------------------- in process
+def pct(times_s: list[float]) -> dict:
+    ms = np.asarray(times_s) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+
+
+def in_process(tag: str, clips: list[tuple[str, bytes]], tmp: Path, calls: int) -> dict:
+    import bentoml
+    import torch
+
+    from scopeml.data.audio import to_mono
+    from scopeml.features import monitoring_features
+    from scopeml.serving.bundle import ServingBundle
+    from scopeml.serving.decode import check_length, check_not_silent, decode_audio
+    from scopeml.serving.log import PredictionLog
+
+    stored = bentoml.models.get(tag)
+    bundle = ServingBundle.load(stored.path, str(stored.tag))
+    max_clip_s = json.loads((Path(stored.path) / "serving.json").read_text())["deploy"]["max_clip_seconds"]
+    waves = np.stack([bundle.prepare(*decode_audio(wav)) for _, wav in clips]).astype(np.float32)
+    out: dict = {"torch_threads": torch.get_num_threads()}
+
+    # model call, batch 1
+    for i in range(20):
+        bundle.predict(waves[i % len(waves)][None])
+    times = []
+    for i in range(calls):
+        x = waves[i % len(waves)][None]
+        t0 = time.perf_counter()
+        bundle.predict(x)
+        times.append(time.perf_counter() - t0)
+    out["b1"] = {"calls": calls, "clips_per_s": calls / sum(times), **pct(times)}
+
+    # model call, batched: the limit
+    for b in (32, 64):
+        batch = np.stack([waves[i % len(waves)] for i in range(b)])
+        for _ in range(3):
+            bundle.predict(batch)
+        n = max(10, 640 // b)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            bundle.predict(batch)
+            times.append(time.perf_counter() - t0)
+        out[f"b{b}"] = {"calls": n, "clips_per_s": b * n / sum(times), **pct(times)}
+
+    # the full per-request path at batch 1, stage by stage (what each server does per request)
+    log = PredictionLog(tmp / "inprocess_log.sqlite")
+    stages = {k: [] for k in ("decode", "checks", "prepare", "predict", "describe", "features", "log_append")}
+    totals, correct = [], 0
+    n_full = max(calls // 2, 100)
+    for i in range(n_full + 10):
+        word, wav = clips[i % len(clips)]
+        t = [time.perf_counter()]
+        samples, sr = decode_audio(wav, "audio"); t.append(time.perf_counter())
+        check_length(samples, sr, max_clip_s, "audio")
+        mono = to_mono(samples)
+        check_not_silent(mono, "audio"); t.append(time.perf_counter())
+        w = np.stack([bundle.prepare(samples, sr)]); t.append(time.perf_counter())
+        (p,) = bundle.predict(w); t.append(time.perf_counter())
+        result = bundle.describe(p); t.append(time.perf_counter())
+        feats = monitoring_features(mono, sr); t.append(time.perf_counter())
+        log.append([{"time_utc": "2024-01-01T00:00:00.000+00:00", "request_id": f"r{i}", "model_tag": bundle.tag,
+                     "endpoint": "classify", "source": "audio", "label": result["label"], "confidence": result["confidence"],
+                     "probabilities": result["probabilities"], **feats}]); t.append(time.perf_counter())
+        if i < 10:
+            continue  # warm-up
+        for k, name in enumerate(stages):
+            stages[name].append(t[k + 1] - t[k])
+        totals.append(t[-1] - t[0])
+        correct += result["label"] == word
+    log.close()
+    out["full_b1"] = {"calls": n_full, "clips_per_s": n_full / sum(totals), **pct(totals),
+                      "stage_mean_ms": {k: 1000 * float(np.mean(v)) for k, v in stages.items()},
+                      "accuracy_on_clips": correct / n_full}
+    return out
+
+
+# ---------------------------------------------------------------------------- servers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server process in its own session (process group): started, waited for, killed with its children."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict, port: int, log_path: Path):
+        self.name, self.port, self.log_path = name, port, log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout: float = 180.0) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url("/readyz"), timeout=2) as r:
+                    if r.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, n: int = 3000) -> str:
+        self._log.flush()
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        else:  # the leader is gone; make sure no child of its group is left
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+def smoke(server: Server, body: bytes) -> dict:
+    req = urllib.request.Request(server.url("/classify"), data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        result = json.loads(r.read())
+    missing = {"label", "confidence", "probabilities", "model", "latency_ms", "request_id"} - set(result)
+    if missing:
+        raise RuntimeError(f"{server.name}: /classify answered without {sorted(missing)}: {result}")
+    return result
+
+
+def wrk(server: Server, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
+    env = {**os.environ, "BENCH_BODY_DIR": str(body_dir), "BENCH_BODY_COUNT": str(n_bodies), "BENCH_BOUNDARY": BOUNDARY}
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA),
+           server.url("/classify")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    r = json.loads(line[len("BENCH_RESULT "):])
+    duration = r["duration_us"] / 1e6
+    socket_errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+    r.update(duration_s=duration, req_per_s=r["requests"] / duration, ok_per_s=r["status_2xx"] / duration,
+             socket_errors=socket_errors, errors=socket_errors + r["err_status"], threads=threads, connections=conns)
+    # wrk's own p50/p90/p99 text, as a cross-check of the Lua numbers
+    r["wrk_text_percentiles"] = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out.stdout, flags=re.M))
+    return r
+
+
+def count_rows(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+
+
+def bench_server(name: str, cmd: list[str], env: dict, tmp: Path, bodies: tuple[Path, int, bytes], levels: list[int],
+                 args, live: list[Server]) -> dict:
+    port = free_port()
+    log_db = tmp / f"{name}.sqlite"
+    env = {**env, "SCOPEML_PREDICTION_LOG": str(log_db)}
+    cmd = [c.replace("{port}", str(port)) for c in cmd]
+    server = Server(name, cmd, env, port, tmp / f"{name}.log")
+    live.append(server)
+    body_dir, n_bodies, first_body = bodies
+    result: dict = {"name": name}
+    try:
+        result["startup_s"] = server.wait_ready()
+        result["smoke"] = smoke(server, first_body)
+        for conns in levels:
+            threads = 1 if conns == 1 else 2
+            wrk(server, body_dir, n_bodies, threads, conns, args.warmup)  # warm-up, discarded
+            r = wrk(server, body_dir, n_bodies, threads, conns, args.duration)
+            result[f"c{conns}"] = r
+            print(f"  {name} c{conns}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
+                  f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']} (429: {r['status_429']}, 503: {r['status_503']}), "
+                  f"handler {r['handler_ms_mean']:.1f} ms", flush=True)
+    finally:
+        server.stop()
+        live.remove(server)
+    result["logged_rows"] = count_rows(log_db)
+    return result
+
+
+# ---------------------------------------------------------------------------- report
+def table(rows: list[tuple]) -> str:
+    head = ("", "req/s", "ok/s", "p50 ms", "p95 ms", "p99 ms", "errors", "handler ms")
+    cells = [head] + [tuple(r) for r in rows]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
+    lines = []
+    for k, c in enumerate(cells):
+        lines.append("  ".join(str(v).ljust(widths[0]) if i == 0 else str(v).rjust(widths[i]) for i, v in enumerate(c)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def f1(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def report(res: dict) -> tuple[str, dict]:
+    ip = res["in_process"]
+    rows = [
+        ("in-process model call b1 (clips/s)", f1(ip["b1"]["clips_per_s"]), "", f1(ip["b1"]["p50_ms"]), f1(ip["b1"]["p95_ms"]), f1(ip["b1"]["p99_ms"]), 0, ""),
+        ("in-process model call b32 (clips/s)", f1(ip["b32"]["clips_per_s"]), "", f1(ip["b32"]["p50_ms"]), f1(ip["b32"]["p95_ms"]), f1(ip["b32"]["p99_ms"]), 0, ""),
+        ("in-process model call b64 (clips/s)", f1(ip["b64"]["clips_per_s"]), "", f1(ip["b64"]["p50_ms"]), f1(ip["b64"]["p95_ms"]), f1(ip["b64"]["p99_ms"]), 0, ""),
+        ("in-process full path b1 (clips/s)", f1(ip["full_b1"]["clips_per_s"]), "", f1(ip["full_b1"]["p50_ms"]), f1(ip["full_b1"]["p95_ms"]), f1(ip["full_b1"]["p99_ms"]), 0, ""),
+    ]
+    for key, label in (("fastapi", "FastAPI/uvicorn"), ("fastapi_nolog", "FastAPI/uvicorn --no-log"), ("bentoml", "BentoML"),
+                       ("bentoml_batching", "BentoML+batching (32, 1000 ms)"), ("bentoml_shedding", "BentoML+batching (32, 50 ms)")):
+        s = res["servers"].get(key)
+        if not s:
+            continue
+        for c in (1, 32):
+            r = s.get(f"c{c}")
+            if r:
+                rows.append((f"{label} c{c}", f1(r["req_per_s"]), f1(r["ok_per_s"]), f1(r["p50_ms"]), f1(r["p95_ms"]), f1(r["p99_ms"]),
+                             r["errors"], f1(r["handler_ms_mean"]) if r["handler_n"] else "-"))
+    text = [table(rows), ""]
+    text.append("req/s = all answered requests / duration; ok/s = 2xx only; errors = non-2xx + socket errors; "
+                "handler ms = mean latency_ms the server reports (time inside its /classify handler).")
+    s = res["servers"]
+    ratios: dict = {}
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    text.append("")
+    text.append("targets:")
+    for key, label in (("bentoml", "BentoML"), ("bentoml_batching", "BentoML+batching")):
+        if key not in s or "c1" not in s[key]:
+            continue
+        c1 = s[key]["c1"]
+        gap = c1["p95_ms"] - ip["b1"]["p95_ms"]
+        gap_full = c1["p95_ms"] - ip["full_b1"]["p95_ms"]
+        ratios[f"{key}_c1_p95_minus_inprocess_b1_ms"] = gap
+        ratios[f"{key}_c1_p95_minus_inprocess_full_ms"] = gap_full
+        text.append(f"  c1  {label}: p95 {c1['p95_ms']:.1f} ms - in-process model call p95 {ip['b1']['p95_ms']:.1f} ms = {gap:+.1f} ms "
+                    f"(target <= 10 ms): {verdict(gap <= 10)}{'' if gap <= 10 else f', over by {gap - 10:.1f} ms'}")
+        text.append(f"        vs in-process full path p95 {ip['full_b1']['p95_ms']:.1f} ms: {gap_full:+.1f} ms (framework overhead alone)")
+    b32 = ip["b32"]["clips_per_s"]
+    for key, label in (("bentoml", "BentoML"), ("bentoml_batching", "BentoML+batching")):
+        if key not in s or "c32" not in s[key]:
+            continue
+        c32 = s[key]["c32"]
+        ratio = c32["req_per_s"] / b32
+        ratios[f"{key}_c32_over_inprocess_b32"] = ratio
+        ok = ratio >= 0.5 and c32["errors"] == 0
+        text.append(f"  c32 {label}: {c32['req_per_s']:.1f} req/s / in-process b32 {b32:.1f} clips/s = {ratio:.3f} "
+                    f"(target >= 0.5, no errors; errors {c32['errors']}): {verdict(ok)}"
+                    + ("" if ok else f" (needs {0.5 * b32:.1f} req/s, {0.5 * b32 / max(c32['req_per_s'], 1e-9):.1f}x more)"))
+    fa = s.get("fastapi", {}).get("c32")
+    for key, label in (("bentoml", "BentoML"), ("bentoml_batching", "BentoML+batching")):
+        if not fa or key not in s or "c32" not in s[key]:
+            continue
+        c32 = s[key]["c32"]
+        ratio = c32["req_per_s"] / fa["req_per_s"]
+        ratios[f"{key}_c32_over_fastapi"] = ratio
+        ok = ratio >= 1.0 and c32["p95_ms"] <= fa["p95_ms"] and c32["errors"] == 0
+        text.append(f"  c32 {label} vs FastAPI: {c32['req_per_s']:.1f} / {fa['req_per_s']:.1f} req/s = {ratio:.3f} (target >= 1.0), "
+                    f"p95 {c32['p95_ms']:.1f} vs {fa['p95_ms']:.1f} ms (target <=): {verdict(ok)}")
+    st = ip["full_b1"]["stage_mean_ms"]
+    text.append("")
+    text.append("in-process full path b1, mean ms per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
+                + f" (total {sum(st.values()):.2f}); accuracy of this 3-epoch model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}")
+    for key, srv in s.items():
+        if srv.get("c1") and srv["c1"]["handler_n"]:
+            c1 = srv["c1"]
+            text.append(f"{key} c1: client mean {c1['mean_ms']:.1f} ms, of which in handler {c1['handler_ms_mean']:.1f} ms, "
+                        f"outside it (HTTP, multipart parsing, framework, dispatch) {c1['mean_ms'] - c1['handler_ms_mean']:.1f} ms; "
+                        f"startup {srv['startup_s']:.1f} s; prediction-log rows {srv['logged_rows']}")
+    return "\n".join(text), ratios
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="a finished training run (default: train a small one into a temp folder)")
+    parser.add_argument("--json", type=Path, help="write every number here")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk warm-up before each measured run")
+    parser.add_argument("--clips", type=int, default=50)
+    parser.add_argument("--calls", type=int, default=300, help="in-process batch-1 model calls")
+    parser.add_argument("--no-extras", action="store_true", help="skip the FastAPI --no-log and the load-shedding rows")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed")
+
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="scopeml_bench_serving_"))
+    os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+    live: list[Server] = []
+    res: dict = {"host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                 "settings": vars(args) | {"run_dir": str(args.run_dir) if args.run_dir else None, "json": str(args.json) if args.json else None}}
+    try:
+        run_dir = args.run_dir or train_run(tmp)
+        res["run_dir"] = str(run_dir)
+        tags = {"default": package(run_dir, []),
+                "batching": package(run_dir, ["deploy=realtime_batching"]),
+                "shedding": package(run_dir, ["deploy=realtime_batching", "deploy.batching.max_latency_ms=50"])}
+        res["tags"] = tags
+        print(f"packaged {tags} into {os.environ['BENTOML_HOME']}", flush=True)
+
+        clips = make_clips(args.clips)
+        body_dir = tmp / "bodies"
+        body_dir.mkdir()
+        bodies = [multipart(wav, f"clip{i}") for i, (_, wav) in enumerate(clips)]
+        for i, b in enumerate(bodies):
+            (body_dir / f"body_{i}.bin").write_bytes(b)
+        res["clips"] = {"n": len(clips), "wav_bytes_mean": float(np.mean([len(w) for _, w in clips])),
+                        "body_bytes_mean": float(np.mean([len(b) for b in bodies]))}
+        print(f"{len(clips)} clips, mean WAV {res['clips']['wav_bytes_mean'] / 1024:.1f} KiB", flush=True)
+
+        print("in-process ...", flush=True)
+        res["in_process"] = in_process(tags["default"], clips, tmp, args.calls)
+        import bentoml
+        import fastapi
+        import torch
+
+        res["versions"] = {"bentoml": bentoml.__version__, "fastapi": fastapi.__version__, "torch": torch.__version__,
+                           "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+
+        base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        uvicorn = [str(BIN / "python"), "-m", "uvicorn", "bench.fastapi_peer:app", "--app-dir", str(ROOT),
+                   "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--no-access-log", "--log-level", "warning"]
+        bento = [str(BIN / "bentoml"), "serve", "scopeml.serving.service:KeywordSpotting", "--host", "127.0.0.1", "--port", "{port}"]
+        plan = [("fastapi", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
+                ("fastapi_nolog", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"], "SCOPEML_PEER_NO_LOG": "1"}, [1, 32]),
+                ("bentoml", bento, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
+                ("bentoml_batching", bento, {"SCOPEML_MODEL_TAG": tags["batching"]}, [1, 32]),
+                ("bentoml_shedding", bento, {"SCOPEML_MODEL_TAG": tags["shedding"]}, [32])]
+        if args.no_extras:
+            plan = [p for p in plan if p[0] not in ("fastapi_nolog", "bentoml_shedding")]
+        res["servers"] = {}
+        for name, cmd, extra, levels in plan:
+            print(f"{name} ...", flush=True)
+            res["servers"][name] = bench_server(name, cmd, {**base_env, **extra}, tmp, (body_dir, len(bodies), bodies[0]),
+                                                levels, args, live)
+        text, ratios = report(res)
+        res["ratios"] = ratios
+        res["total_s"] = time.monotonic() - started
+        print()
+        print(text)
+        print(f"\ntotal {res['total_s']:.0f} s on {os.cpu_count()} CPUs (wrk shares them with the server)")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=2, default=str))
+            print(f"wrote {args.json}")
+    finally:
+        for server in list(live):
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
