@@ -1,4 +1,4 @@
-# The README's two commands are `make train` and `make test`; both set up the
+# The README's two commands are `make lifecycle` and `make test`; both set up the
 # environment on first use, so a fresh clone needs nothing else.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test bench lock clean
+.PHONY: help install lifecycle train test check chromium bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,11 +20,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)  ## create .venv and install scopeml with the locked stack
 
-train: $(STAMP)  ## train on the built-in synthesized keywords (pass Hydra overrides with ARGS="...")
+lifecycle: $(STAMP)  ## the main job: data -> sweep -> select -> package -> serve -> load test -> production -> monitoring -> report
+	$(BIN)/scopeml-lifecycle $(ARGS)
+
+train: $(STAMP)  ## train one model on the built-in synthesized keywords (pass Hydra overrides with ARGS="...")
 	$(BIN)/scopeml-train $(ARGS)
 
-test: $(STAMP)  ## run the test suite
+test: $(STAMP) chromium  ## check every config, then run the test suite
+	$(BIN)/scopeml-config check
 	$(BIN)/python -m pytest $(ARGS)
+
+check: $(STAMP)  ## compose and check every config (what CI gates pull requests on)
+	$(BIN)/scopeml-config check
+
+# The report test screenshots the lifecycle report in Debian's headless Chromium. Installed
+# when missing and possible (root with apt); otherwise that test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+	  || echo "chromium not installed: the report screenshot test will skip"; }
 
 bench: $(STAMP)  ## run every benchmark under bench/ and print the ratios
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -118,6 +118,7 @@ def in_process(tag: str, clips: list[tuple[str, bytes]], tmp: Path, calls: int) 
     from scopeml.serving.decode import check_length, check_not_silent, decode_audio
     from scopeml.serving.log import PredictionLog
 
+    tick, busy_0, self_0, t_0 = os.sysconf("SC_CLK_TCK"), busy_ticks(), time.process_time(), time.monotonic()
     stored = bentoml.models.get(tag)
     bundle = ServingBundle.load(stored.path, str(stored.tag))
     max_clip_s = json.loads((Path(stored.path) / "serving.json").read_text())["deploy"]["max_clip_seconds"]
@@ -177,6 +178,8 @@ def in_process(tag: str, clips: list[tuple[str, bytes]], tmp: Path, calls: int) 
     out["full_b1"] = {"calls": n_full, "clips_per_s": n_full / sum(totals), **pct(totals),
                       "stage_mean_ms": {k: 1000 * float(np.mean(v)) for k, v in stages.items()},
                       "accuracy_on_clips": correct / n_full}
+    elapsed = time.monotonic() - t_0
+    out["other_cpu_cores"] = max((busy_ticks() - busy_0) / tick - (time.process_time() - self_0), 0.0) / elapsed
     return out
 
 
@@ -245,7 +248,66 @@ def smoke(server: Server, body: bytes) -> dict:
     return result
 
 
+def cpu_ticks_of_group(pgid: int) -> int:
+    """utime + stime (clock ticks) of every live process in a process group."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # fields after "comm)": state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def busy_ticks() -> int:
+    """Clock ticks every CPU spent busy since boot (not idle, not waiting on I/O)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(v) - v[3] - v[4]
+
+
+def batch_metric(server: Server) -> tuple[float, float]:
+    """BentoML's adaptive-batching histogram (sum, count) across its services; (0, 0) where there is none."""
+    try:
+        with urllib.request.urlopen(server.url("/metrics"), timeout=5) as r:
+            text = r.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0.0, 0.0
+    total = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        m = re.match(r"\w*adaptive_batch_size_(sum|count)\{.*\} (\S+)$", line)
+        if m:
+            total[m[1]] += float(m[2])
+    return total["sum"], total["count"]
+
+
 def wrk(server: Server, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
+    """One wrk run; also the CPU the server, wrk and everything else on the machine used meanwhile, and
+    the mean adaptive batch size (BentoML with batching)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    server_0, busy_0, wrk_0, batch_0, t0 = cpu_ticks_of_group(server.proc.pid), busy_ticks(), _children_cpu(), batch_metric(server), time.monotonic()
+    r = _wrk(server, body_dir, n_bodies, threads, conns, seconds)
+    elapsed = time.monotonic() - t0
+    server_s = (cpu_ticks_of_group(server.proc.pid) - server_0) / tick
+    busy_s = (busy_ticks() - busy_0) / tick
+    wrk_s = _children_cpu() - wrk_0
+    batch_1 = batch_metric(server)
+    r.update(server_cpu_cores=server_s / elapsed, wrk_cpu_cores=wrk_s / elapsed,
+             other_cpu_cores=max(busy_s - server_s - wrk_s, 0.0) / elapsed,
+             server_cpu_ms_per_req=1000 * server_s / max(r["requests"], 1),
+             mean_batch_size=(batch_1[0] - batch_0[0]) / (batch_1[1] - batch_0[1]) if batch_1[1] > batch_0[1] else None)
+    return r
+
+
+def _children_cpu() -> float:
+    import resource
+
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+
+def _wrk(server: Server, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
     env = {**os.environ, "BENCH_BODY_DIR": str(body_dir), "BENCH_BODY_COUNT": str(n_bodies), "BENCH_BOUNDARY": BOUNDARY}
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA),
            server.url("/classify")]
@@ -288,9 +350,11 @@ def bench_server(name: str, cmd: list[str], env: dict, tmp: Path, bodies: tuple[
             wrk(server, body_dir, n_bodies, threads, conns, args.warmup)  # warm-up, discarded
             r = wrk(server, body_dir, n_bodies, threads, conns, args.duration)
             result[f"c{conns}"] = r
+            batch = "" if r["mean_batch_size"] is None else f", mean batch {r['mean_batch_size']:.2f}"
             print(f"  {name} c{conns}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
                   f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']} (429: {r['status_429']}, 503: {r['status_503']}), "
-                  f"handler {r['handler_ms_mean']:.1f} ms", flush=True)
+                  f"handler {r['handler_ms_mean']:.1f} ms; CPU cores: server {r['server_cpu_cores']:.2f}, wrk {r['wrk_cpu_cores']:.2f}, "
+                  f"other processes {r['other_cpu_cores']:.2f}{batch}", flush=True)
     finally:
         server.stop()
         live.remove(server)
@@ -300,7 +364,7 @@ def bench_server(name: str, cmd: list[str], env: dict, tmp: Path, bodies: tuple[
 
 # ---------------------------------------------------------------------------- report
 def table(rows: list[tuple]) -> str:
-    head = ("", "req/s", "ok/s", "p50 ms", "p95 ms", "p99 ms", "errors", "handler ms")
+    head = ("", "req/s", "ok/s", "p50 ms", "p95 ms", "p99 ms", "errors", "handler ms", "srv CPU ms/req", "other cores")
     cells = [head] + [tuple(r) for r in rows]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
     lines = []
@@ -318,10 +382,10 @@ def f1(x) -> str:
 def report(res: dict) -> tuple[str, dict]:
     ip = res["in_process"]
     rows = [
-        ("in-process model call b1 (clips/s)", f1(ip["b1"]["clips_per_s"]), "", f1(ip["b1"]["p50_ms"]), f1(ip["b1"]["p95_ms"]), f1(ip["b1"]["p99_ms"]), 0, ""),
-        ("in-process model call b32 (clips/s)", f1(ip["b32"]["clips_per_s"]), "", f1(ip["b32"]["p50_ms"]), f1(ip["b32"]["p95_ms"]), f1(ip["b32"]["p99_ms"]), 0, ""),
-        ("in-process model call b64 (clips/s)", f1(ip["b64"]["clips_per_s"]), "", f1(ip["b64"]["p50_ms"]), f1(ip["b64"]["p95_ms"]), f1(ip["b64"]["p99_ms"]), 0, ""),
-        ("in-process full path b1 (clips/s)", f1(ip["full_b1"]["clips_per_s"]), "", f1(ip["full_b1"]["p50_ms"]), f1(ip["full_b1"]["p95_ms"]), f1(ip["full_b1"]["p99_ms"]), 0, ""),
+        ("in-process model call b1 (clips/s)", f1(ip["b1"]["clips_per_s"]), "", f1(ip["b1"]["p50_ms"]), f1(ip["b1"]["p95_ms"]), f1(ip["b1"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
+        ("in-process model call b32 (clips/s)", f1(ip["b32"]["clips_per_s"]), "", f1(ip["b32"]["p50_ms"]), f1(ip["b32"]["p95_ms"]), f1(ip["b32"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
+        ("in-process model call b64 (clips/s)", f1(ip["b64"]["clips_per_s"]), "", f1(ip["b64"]["p50_ms"]), f1(ip["b64"]["p95_ms"]), f1(ip["b64"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
+        ("in-process full path b1 (clips/s)", f1(ip["full_b1"]["clips_per_s"]), "", f1(ip["full_b1"]["p50_ms"]), f1(ip["full_b1"]["p95_ms"]), f1(ip["full_b1"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
     ]
     for key, label in (("fastapi", "FastAPI/uvicorn"), ("fastapi_nolog", "FastAPI/uvicorn --no-log"), ("bentoml", "BentoML"),
                        ("bentoml_batching", "BentoML+batching (32, 1000 ms)"), ("bentoml_shedding", "BentoML+batching (32, 50 ms)")):
@@ -332,10 +396,22 @@ def report(res: dict) -> tuple[str, dict]:
             r = s.get(f"c{c}")
             if r:
                 rows.append((f"{label} c{c}", f1(r["req_per_s"]), f1(r["ok_per_s"]), f1(r["p50_ms"]), f1(r["p95_ms"]), f1(r["p99_ms"]),
-                             r["errors"], f1(r["handler_ms_mean"]) if r["handler_n"] else "-"))
+                             r["errors"], f1(r["handler_ms_mean"]) if r["handler_n"] else "-", f1(r["server_cpu_ms_per_req"]),
+                             f"{r['other_cpu_cores']:.2f}"))
     text = [table(rows), ""]
     text.append("req/s = all answered requests / duration; ok/s = 2xx only; errors = non-2xx + socket errors; "
-                "handler ms = mean latency_ms the server reports (time inside its /classify handler).")
+                "handler ms = mean latency_ms the server reports (time inside its /classify handler);\n"
+                "srv CPU ms/req = CPU time of the server's process group per request; other cores = CPU used meanwhile by "
+                "processes that are neither the server, wrk nor this script (should be ~0).")
+    noisy = [k for k, v in res["servers"].items() for c in (1, 32) if v.get(f"c{c}", {}).get("other_cpu_cores", 0) > 0.15]
+    if ip["other_cpu_cores"] > 0.15 or noisy:
+        text.append(f"WARNING: other processes used CPU during the measurements ({', '.join(sorted(set(noisy))) or 'in-process'}; "
+                    "see 'other cores'): those numbers are pessimistic; rerun on a quiet machine.")
+    for key, srv in res["servers"].items():
+        for c in (1, 32):
+            r = srv.get(f"c{c}")
+            if r and r.get("mean_batch_size") is not None:
+                text.append(f"{key} c{c}: mean adaptive batch size {r['mean_batch_size']:.2f} (BentoML /metrics)")
     s = res["servers"]
     ratios: dict = {}
 

@@ -27,7 +27,7 @@ def all_options():
     """Every YAML file under conf/ (nested groups such as data/augment too), as a GROUP=OPTION override."""
     for path in sorted(CONF.rglob("*.yaml")):
         group = path.parent.relative_to(CONF).as_posix()
-        if group not in (".", "hydra/help"):
+        if group not in (".", "hydra/help", "simulate"):  # simulate/ holds scenarios, checked below
             yield f"{group}={path.stem}"
 
 
@@ -123,3 +123,16 @@ def test_in_process_check_is_fast():
     with pytest.raises(ConfigError):
         load(cfg)
     assert time.perf_counter() - started < 3.0
+
+
+@pytest.mark.parametrize("scenario", sorted(p.stem for p in (CONF / "simulate").glob("*.yaml")))
+def test_every_simulation_scenario_validates(scenario):
+    from scopeml.monitoring.simulate import load_scenario
+
+    assert load_scenario(scenario).name == scenario
+
+
+def test_second_entry_points_compose(tmp_path):
+    for name in ("data_report", "monitor_report"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            assert load(compose(config_name=name)).monitor.chunk_size == 200

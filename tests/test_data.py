@@ -19,7 +19,7 @@ DIGIT_MAP = {str(i): w for i, w in enumerate(DIGITS)}
 
 def synth_cfg(tmp_path: Path, **kw) -> SynthKeywordsData:
     base = dict(recipe="synth_keywords", cache_dir=str(tmp_path / "cache"), words=["yes", "no", "stop"],
-                voices=["en+m1", "en+f2", "en+m3", "en+f4"], pitches=[50], rates=[175])
+                voices=["en+m1", "en+f1", "en+m3", "en+f4"], pitches=[50], rates=[175])
     return SynthKeywordsData(**{**base, **kw})
 
 

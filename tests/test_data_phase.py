@@ -146,7 +146,7 @@ def mixture(real_root: Path, tmp_path: Path, weight: float = 1.0) -> DataConfig:
             "real": {"recipe": "fsdd", "root": str(real_root), "cache_dir": str(tmp_path / "cache"), "preprocess": pre,
                      "labels": {"map": digits}, "split": {"test_speakers": ["cyd"], "val_speakers": ["bob"]}},
             "synth": {"recipe": "synth_keywords", "cache_dir": str(tmp_path / "cache"), "preprocess": pre, "words": ["zero", "one"],
-                      "voices": ["en+m1", "en+f2", "en+m3", "en+f4"], "pitches": [40, 60], "rates": [175]},
+                      "voices": ["en+m1", "en+f1", "en+m3", "en+f4"], "pitches": [40, 60], "rates": [175]},
         },
     }, "data")
 

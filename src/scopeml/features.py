@@ -2,6 +2,9 @@
 
 They describe the audio, not the model, so drift in them shows a changing world
 (higher voices, noisier rooms, longer or quieter clips) before labels arrive.
+They are computed on the model input (the prepared clip), which is what the
+monitoring reference (the held-out split) also has, plus the duration of what
+the client actually sent.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ FRAME_MS = 20.0
 SILENCE_FLOOR_DB = -35.0  # a frame this far below the loudest frame counts as silence
 
 
-def monitoring_features(x: np.ndarray, sr: int) -> dict[str, float]:
-    """x: mono float samples at their original rate. Every value is a finite float."""
+def monitoring_features(x: np.ndarray, sr: int, duration_s: float | None = None) -> dict[str, float]:
+    """x: the prepared clip (mono, model rate); duration_s: length of the audio as received. Finite floats only."""
     x = np.asarray(x, dtype=np.float64)
     n = max(int(sr * FRAME_MS / 1000), 1)
     frames = x[: len(x) // n * n].reshape(-1, n) if len(x) >= n else x.reshape(1, -1)
@@ -27,7 +30,7 @@ def monitoring_features(x: np.ndarray, sr: int) -> dict[str, float]:
     # SNR estimate: loud frames against the quietest tenth, the usual proxy when no clean reference exists.
     snr = float(np.percentile(level_db, 90) - np.percentile(level_db, 10))
     return {
-        "duration_s": len(x) / sr,
+        "duration_s": float(duration_s if duration_s is not None else len(x) / sr),
         "rms_dbfs": float(10 * np.log10(np.mean(x**2) + 1e-12)),
         "silence_ratio": float(1.0 - loud.mean()),
         "spectral_centroid_hz": centroid,

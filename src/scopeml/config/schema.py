@@ -513,6 +513,66 @@ class DeployConfig:
         return problems
 
 
+# --------------------------------------------------------------------------- monitor
+@dataclass
+class MonitorConfig:
+    """scopeml-monitor: NannyML performance estimation (CBPE) and drift on the prediction log."""
+
+    log: str = "outputs/serving/predictions.sqlite"
+    model: str = "scopeml-kws:latest"  # the packaged model whose reference data the log is compared with
+    chunk_size: Optional[int] = 200  # rows per chunk; or set chunk_period instead
+    chunk_period: Optional[str] = None  # pandas offset alias, e.g. "h" or "D"
+    metrics: list[Literal["accuracy", "f1"]] = field(default_factory=lambda: ["accuracy", "f1"])  # f1 is macro-averaged
+    features: list[str] = field(default_factory=lambda: ["duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db"])
+    drift_method: Literal["jensen_shannon", "kolmogorov_smirnov", "wasserstein", "hellinger"] = "jensen_shannon"
+    multivariate: bool = False  # NannyML's PCA reconstruction-error drift over all features
+    min_drifted_chunks: int = 1  # a feature counts as drifted when at least this many chunks alert
+    fail_on: list[Literal["performance", "drift", "realized"]] = field(default_factory=lambda: ["performance", "realized"])
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if (self.chunk_size is None) == (self.chunk_period is None):
+            problems.append(("chunk_size", "set exactly one of chunk_size or chunk_period"))
+        if self.chunk_size is not None and self.chunk_size < 20:
+            problems.append(("chunk_size", "must be >= 20 (CBPE needs enough rows per chunk)"))
+        from scopeml.features import FEATURES
+
+        unknown = sorted(set(self.features) - set(FEATURES))
+        if unknown:
+            problems.append(("features", f"unknown monitoring feature(s) {unknown}; known: {list(FEATURES)}"))
+        return problems
+
+
+# --------------------------------------------------------------------------- simulate
+@dataclass
+class ScenarioConfig:
+    """A production scenario for scopeml-simulate (conf/simulate/<name>.yaml). Unset audio settings
+    take the model's own training-data values, so each file states only what changes."""
+
+    name: str = "???"
+    description: str = ""
+    clips: int = 400
+    source: Literal["synth", "fsdd"] = "synth"
+    voices: list[str] = field(default_factory=list)  # synth; empty: the model's test-split voices (never trained on)
+    pitches: list[int] = field(default_factory=list)
+    rates: list[int] = field(default_factory=list)
+    lead_silence_ms: Optional[list[float]] = None
+    noise_snr_db: Optional[list[float]] = None
+    gain_db: Optional[list[float]] = None
+    fsdd_root: Optional[str] = None
+    fsdd_speakers: list[str] = field(default_factory=list)
+    label_swap: dict[str, str] = field(default_factory=dict)  # concept drift: the truth changes, the audio does not
+    seed: int = 0
+
+    def check(self) -> Problems:
+        problems: Problems = []
+        if self.clips < 1:
+            problems.append(("clips", "must be >= 1"))
+        if self.source == "fsdd" and not (self.fsdd_root and self.fsdd_speakers):
+            problems.append(("fsdd_root", "an fsdd scenario needs fsdd_root and fsdd_speakers"))
+        return problems
+
+
 # --------------------------------------------------------------------------- root
 @dataclass
 class Config:
@@ -523,6 +583,7 @@ class Config:
     trainer: TrainerConfig
     tracker: TrackerConfig
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     seed: int = 0
     run_name: Optional[str] = None
     resume: Union[bool, str] = False  # true: continue this run folder's last checkpoint; or a checkpoint / run folder path

@@ -55,15 +55,8 @@ def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFr
     combos = list(itertools.product(voices, cfg.words, cfg.pitches, cfg.rates))
     waves, rows = [], []
     for i, (voice, word, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", progress)):
-        rng = np.random.default_rng([cfg.seed, i])  # per clip: the same clip whatever else is generated
-        speech = _trim(espeak.synthesize(word, voice=voice, pitch=pitch, rate=rate))
-        speech = 0.5 * speech / max(np.abs(speech).max(), 1e-6)
-        lead, trail = (int(rng.uniform(*cfg.lead_silence_ms) / 1000 * sr) for _ in range(2))
-        raw = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(trail, np.float32)])
-        snr_db = rng.uniform(*cfg.noise_snr_db)
-        raw += _pink_noise(rng, len(raw)) * _rms(speech) / 10 ** (snr_db / 20)
-        gain_db = rng.uniform(*cfg.gain_db)
-        raw = np.clip(raw * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
+        # Seeded per clip: the same clip whatever else is generated.
+        raw, meta = render(word, voice, pitch, rate, [cfg.seed, i], list(cfg.lead_silence_ms), list(cfg.noise_snr_db), list(cfg.gain_db))
         waves.append(preprocess.apply(raw, sr, cfg.preprocess))
         rows.append(
             {
@@ -77,13 +70,28 @@ def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFr
                 "voice": voice,
                 "pitch": pitch,
                 "rate": rate,
-                "planted_lead_ms": 1000 * lead / sr,
-                "planted_trail_ms": 1000 * trail / sr,
-                "gain_db": gain_db,
-                "snr_db": snr_db,
+                **meta,
             }
         )
     return pd.DataFrame(rows), np.stack(waves), []
+
+
+def render(word: str, voice: str, pitch: int, rate: int, seed: list[int], lead_silence_ms, noise_snr_db, gain_db) -> tuple[np.ndarray, dict]:
+    """One raw recording at eSpeak's rate: silence, the word, silence, pink noise at an SNR, a gain.
+
+    The single definition of a synthesized clip: the recipe and scopeml-simulate both call it.
+    """
+    rng = np.random.default_rng(seed)
+    sr = espeak.sample_rate()
+    speech = _trim(espeak.synthesize(word, voice=voice, pitch=pitch, rate=rate))
+    speech = 0.5 * speech / max(np.abs(speech).max(), 1e-6)
+    lead, trail = (int(rng.uniform(*lead_silence_ms) / 1000 * sr) for _ in range(2))
+    raw = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(trail, np.float32)])
+    snr_db = rng.uniform(*noise_snr_db)
+    raw += _pink_noise(rng, len(raw)) * _rms(speech) / 10 ** (snr_db / 20)
+    gain = rng.uniform(*gain_db)
+    raw = np.clip(raw * 10 ** (gain / 20), -1.0, 1.0).astype(np.float32)
+    return raw, {"planted_lead_ms": 1000 * lead / sr, "planted_trail_ms": 1000 * trail / sr, "gain_db": gain, "snr_db": snr_db}
 
 
 def _trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:

@@ -63,7 +63,7 @@ def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
             samples, sr = decode_audio(path.read_bytes(), rel)
             check_not_silent(to_mono(samples), rel)
             waves.append(bundle.prepare(samples, sr))
-            row.update(monitoring_features(to_mono(samples), sr))
+            row.update(monitoring_features(waves[-1], bundle.preprocess.sample_rate, samples.shape[-1] / sr))
             good.append(len(rows))
         except (RequestError, OSError) as exc:
             row["error"] = str(exc)

@@ -88,6 +88,9 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
     torch.save(state, out / WEIGHTS_FILE)
     for name in REFERENCE_FILES:
         shutil.copy(run_dir / name, out / name)
+    from scopeml.monitoring.reference import REFERENCE_FILE, build_reference
+
+    build_reference(run_dir).to_parquet(out / REFERENCE_FILE, index=False)
     info = {
         "classes": list(config.scoping.classes),
         "preprocess": asdict(config.data.preprocess),

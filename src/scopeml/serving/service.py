@@ -151,7 +151,6 @@ class KeywordSpotting:
         return result
 
     def _predict_and_log(self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]) -> list[dict]:
-        from scopeml.data.audio import to_mono
         from scopeml.features import monitoring_features
 
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -159,13 +158,13 @@ class KeywordSpotting:
         probs = self.classifier.predict(waves) if BATCHING["enabled"] else self.bundle.predict(waves)
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         results, records = [], []
-        for k, ((samples, sr), p, source) in enumerate(zip(clips, probs, sources)):
+        for k, ((samples, sr), wave, p, source) in enumerate(zip(clips, waves, probs, sources)):
             rid = request_id if len(clips) == 1 else f"{request_id}-{k}"
             result = {"request_id": rid, **self.bundle.describe(p)}
             results.append(result)
             records.append({"time_utc": now, "request_id": rid, "model_tag": self.bundle.tag, "endpoint": endpoint, "source": source,
                             "label": result["label"], "confidence": result["confidence"], "probabilities": result["probabilities"],
-                            **monitoring_features(to_mono(samples), sr)})
+                            **monitoring_features(wave, self.bundle.preprocess.sample_rate, samples.shape[-1] / sr)})
         self.log.append(records)  # committed before the response: an acknowledged prediction is never lost
         ctx.response.headers["x-request-id"] = request_id
         return results

@@ -1,0 +1,1 @@
+"""The whole lifecycle in one command, and the one report a person reads at the end."""

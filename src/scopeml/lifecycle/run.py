@@ -1,0 +1,220 @@
+"""scopeml-lifecycle: scoping to monitored production in one command, on the built-in offline data.
+
+    scopeml-lifecycle                      # conf/lifecycle/default.yaml -> outputs/lifecycle/
+    scopeml-lifecycle --config quick       # a reduced run (tests, demos)
+    scopeml-lifecycle --force sweep        # re-run from the sweep on, even if its inputs did not change
+
+Each stage runs the project's own command on the previous stage's artifacts, in
+outputs/lifecycle/<nn>_<stage>/, and records what it read in stage.json: a re-run skips a
+stage whose inputs (its config and the files it reads) have not changed. A failing stage is
+named, with its log; the earlier stages' artifacts stay usable. At the end report.html and
+report.md put every scoping target beside what each phase achieved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from scopeml.lifecycle.config import LifecycleConfig, load_lifecycle
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class StageError(RuntimeError):
+    def __init__(self, stage: str, message: str, log: Path | None = None):
+        self.stage, self.log = stage, log
+        super().__init__(f"stage {stage} failed: {message}" + (f" (log: {log})" if log else ""))
+
+
+class Lifecycle:
+    STAGES = ("data", "sweep", "select", "package", "serve", "loadtest", "simulate", "label", "monitor", "report")
+
+    def __init__(self, cfg: LifecycleConfig, force: set[str] = frozenset(), console=None):
+        self.cfg, self.force = cfg, force
+        self.out = Path(cfg.out).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "BENTOML_HOME": str(self.out / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
+                    "SCOPEML_PREDICTION_LOG": str(self.dir("serve") / "predictions.sqlite")}
+        self.server = None
+        self.console = console
+        self.forced_from = min((self.STAGES.index(s) for s in force), default=len(self.STAGES))
+
+    def dir(self, stage: str) -> Path:
+        return self.out / f"{self.STAGES.index(stage) + 1:02d}_{stage}"
+
+    # ------------------------------------------------------------------ the table of contents
+    def run(self) -> dict:
+        try:
+            self.stage("data", self.validate_data, inputs=[self.cfg.train])
+            self.stage("sweep", self.sweep, inputs=[self.cfg.train, self.cfg.sweep, self.dir("data") / "data_fingerprint.json"])
+            self.stage("select", self.select, inputs=[self.dir("sweep") / "sweep_summary.csv"])
+            self.stage("package", self.package, inputs=[self.dir("select") / "selection.json"])
+            served = [self.dir("package") / "package.json", asdict(self.cfg.loadtest), asdict(self.cfg.simulate), self.cfg.monitor]
+            if not self.up_to_date("monitor", served):
+                self.start_service()  # the serving stages share one running service
+            self.stage("loadtest", self.loadtest, inputs=[self.dir("package") / "package.json", asdict(self.cfg.loadtest)])
+            self.stage("simulate", self.simulate, inputs=[self.dir("package") / "package.json", asdict(self.cfg.simulate)])
+            self.stage("label", self.label, inputs=[self.dir("simulate") / "simulation.json", self.cfg.simulate.labelled])
+            self.stage("monitor", self.monitor, inputs=[self.dir("label") / "labels.json", self.cfg.monitor])
+        finally:
+            self.stop_service()
+        self.stage("report", self.report, inputs=[self.dir(s) / "stage.json" for s in self.STAGES[:-1]])
+        return json.loads((self.dir("report") / "stage.json").read_text())
+
+    # ------------------------------------------------------------------ stages
+    def validate_data(self, d: Path) -> dict:
+        self.cli("data", d, "scopeml.data_app", f"hydra.run.dir={d}", *self.cfg.train, ok=(0,))
+        return {"report": str(d / "report.html")}
+
+    def sweep(self, d: Path) -> dict:
+        self.cli("sweep", d, "scopeml.train", "-m", f"hydra.sweep.dir={d}", *self.cfg.train, *self.cfg.sweep, ok=(0,))
+        return {"summary": str(d / "sweep_summary.md")}
+
+    def select(self, d: Path) -> dict:
+        self.cli("select", d, "scopeml.select", str(self.dir("sweep")), "--out", str(d / "selection.json"), ok=(0,))
+        return {"selection": str(d / "selection.json")}
+
+    def package(self, d: Path) -> dict:
+        out = self.cli("package", d, "scopeml.serving.package", str(self.dir("select") / "selection.json"), ok=(0,))
+        tag = out.strip().splitlines()[-1]
+        (d / "package.json").write_text(json.dumps({"tag": tag}))
+        return {"tag": tag}
+
+    def loadtest(self, d: Path) -> dict:
+        lt = self.cfg.loadtest
+        code = self.cli("loadtest", d, "scopeml.serving.loadtest", "--url", self.server.url, "--out", str(d), "--duration", str(lt.duration),
+                        "--concurrency", *map(str, lt.concurrency), ok=(0, 1), want_code=True)
+        return {"scorecard": str(d / "scorecard.json"), "targets_met": code == 0}
+
+    def simulate(self, d: Path) -> dict:
+        sim = self.cfg.simulate
+        self.cli("simulate", d, "scopeml.monitoring.simulate", *sim.scenarios, "--url", self.server.url, "--out", str(d),
+                 "--clips", str(sim.clips), ok=(0,))
+        return {"simulation": str(d / "simulation.json")}
+
+    def label(self, d: Path) -> dict:
+        delivered = {}
+        for scenario in self.cfg.simulate.labelled:
+            self.cli("label", d, "scopeml.monitoring.labels", str(self.dir("simulate") / f"{scenario}_labels.csv"),
+                     "--log", self.env["SCOPEML_PREDICTION_LOG"], ok=(0,))
+            delivered[scenario] = True
+        (d / "labels.json").write_text(json.dumps(delivered))
+        return {"labelled": sorted(delivered)}
+
+    def monitor(self, d: Path) -> dict:
+        tag = json.loads((self.dir("package") / "package.json").read_text())["tag"]
+        # exit 1 is the monitor doing its job (an alert on drifted traffic), not a failed stage
+        code = self.cli("monitor", d, "scopeml.monitoring.monitor", f"hydra.run.dir={d}", f"monitor.log={self.env['SCOPEML_PREDICTION_LOG']}",
+                        f"monitor.model={tag}", *self.cfg.monitor, ok=(0, 1), want_code=True)
+        return {"summary": str(d / "summary.json"), "alerts": code == 1}
+
+    def report(self, d: Path) -> dict:
+        from scopeml.lifecycle.report import write_report
+
+        html, md = write_report(self, d)
+        return {"html": str(html), "markdown": str(md)}
+
+    # ------------------------------------------------------------------ machinery
+    def stage(self, name: str, fn, inputs: list) -> None:
+        d = self.dir(name)
+        number = f"[{self.STAGES.index(name) + 1}/{len(self.STAGES)}]"
+        if self.up_to_date(name, inputs):
+            self.say(f"{number} {name}: inputs unchanged, skipped")
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        self.say(f"{number} {name} ...")
+        started = time.perf_counter()
+        (d / "stage.json").unlink(missing_ok=True)  # a half-run stage never looks done
+        result = fn(d)
+        record = {"stage": name, "inputs": _fingerprint(inputs), "seconds": time.perf_counter() - started, "result": result}
+        (d / "stage.json").write_text(json.dumps(record, indent=2, default=str))
+        self.say(f"{number} {name}: done in {record['seconds']:.1f} s")
+
+    def up_to_date(self, name: str, inputs: list) -> bool:
+        if self.STAGES.index(name) >= self.forced_from:
+            return False
+        path = self.dir(name) / "stage.json"
+        try:
+            return json.loads(path.read_text())["inputs"] == _fingerprint(inputs)
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def cli(self, stage: str, d: Path, module: str, *args: str, ok=(0,), want_code: bool = False):
+        log = d / f"{stage}.log"
+        with open(log, "w") as f:
+            proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=f, text=True)
+            f.write(proc.stdout)
+        if proc.returncode not in ok:
+            tail = log.read_text().strip().splitlines()[-8:]
+            raise StageError(stage, f"`{module}` exited {proc.returncode}:\n    " + "\n    ".join(tail), log)
+        return proc.returncode if want_code else proc.stdout
+
+    def start_service(self) -> None:
+        from scopeml.lifecycle.server import LocalServer
+
+        self.dir("serve").mkdir(parents=True, exist_ok=True)
+        self.say(f"[5/{len(self.STAGES)}] serve: starting bentoml serve ...")
+        self.server = LocalServer(self.env, self.dir("serve") / "server.log")
+        (self.dir("serve") / "stage.json").write_text(json.dumps({"stage": "serve", "url": self.server.url}))
+        self.say(f"[5/{len(self.STAGES)}] serve: ready at {self.server.url}")
+
+    def stop_service(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.say("service stopped")
+
+    def say(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(message)
+
+
+def _fingerprint(inputs: list) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for item in inputs:
+        if isinstance(item, Path):
+            h.update(item.read_bytes() if item.exists() else b"<missing>")
+        else:
+            h.update(json.dumps(item, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scopeml-lifecycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="default", help="conf/lifecycle/<name>.yaml or a YAML path (default: %(default)s)")
+    parser.add_argument("--out", help="output folder (default: the config's `out`)")
+    parser.add_argument("--force", nargs="*", default=[], choices=Lifecycle.STAGES, help="re-run from this stage on")
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+
+    from scopeml.config import ConfigError
+
+    console = Console(stderr=True)
+    try:
+        cfg = load_lifecycle(args.config, {"out": args.out} if args.out else None)
+    except ConfigError as exc:
+        console.print(f"scopeml-lifecycle: {exc}")
+        return 2
+    started = time.perf_counter()
+    try:
+        Lifecycle(cfg, set(args.force), console).run()
+    except StageError as exc:
+        console.print(f"[red]scopeml-lifecycle: {exc}[/]\nArtifacts of the stages before it are in {cfg.out}.")
+        return 1
+    report = Path(cfg.out).resolve() / "10_report"
+    console.print(f"lifecycle finished in {time.perf_counter() - started:.0f} s; report: {report / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

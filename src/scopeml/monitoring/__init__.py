@@ -1,0 +1,1 @@
+"""Monitoring: reference data, label ingestion, NannyML performance estimation and drift, simulation."""

@@ -1,0 +1,359 @@
+"""scopeml-monitor: estimate a deployed model's performance before labels arrive, watch drift, confirm with labels.
+
+Reads the prediction log and the reference data packaged with the model, then runs NannyML:
+CBPE (estimated accuracy and macro-F1 per chunk), univariate drift of every monitoring
+feature and of the predicted class (optionally multivariate), and realized performance on
+the rows that have labels. What that means (alerts, slices, recommendations, the next
+experiment) is worked out in scopeml.monitoring.findings; scopeml.monitoring.report writes it.
+
+Exit codes: 0 no alert of a kind listed in monitor.fail_on, 1 such an alert, 2 bad config or input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from scopeml.config import ConfigError, load, to_plain
+from scopeml.train import CONF_DIR
+from scopeml.training import artifacts
+
+TIME = "time_utc"
+
+
+class MonitorError(ValueError):
+    """Bad monitoring input; the message names the file or config field at fault."""
+
+
+@hydra.main(config_path=CONF_DIR, config_name="monitor_report", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    artifacts.mark(run_dir, "running", stage="config", started_utc=artifacts.now())
+    try:
+        config = load(cfg)
+    except ConfigError as exc:
+        artifacts.mark_failed(run_dir, "config", exc)
+        print(f"scopeml-monitor: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        summary = monitor(config, run_dir, to_plain(cfg))
+    except MonitorError as exc:
+        artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
+        print(f"scopeml-monitor: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # a bug, not an alert: status.json says where it broke
+        artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
+        raise
+    sys.exit(summary["exit_code"])
+
+
+def monitor(config, run_dir: Path, resolved: dict) -> dict:
+    """The monitoring stage, top to bottom. Returns the summary (its `exit_code` is the command's)."""
+    from scopeml.monitoring import findings, report
+
+    cfg = config.monitor
+    timings: dict[str, float] = {}
+    artifacts.save_config(run_dir, resolved)
+    artifacts.mark(run_dir, "running", stage="inputs")
+    with timed(timings, "read"):
+        model = load_model(cfg.model)
+        data = load_analysis(Path(cfg.log), model, cfg.features)
+        chunking = chunking_of(cfg, data, model)
+    artifacts.mark(run_dir, "running", stage="estimate")
+    with timed(timings, "import_nannyml"), nannyml_quiet("load"):
+        import nannyml  # noqa: F401  (about 10 s: timed on its own)
+    with timed(timings, "estimate"):
+        estimated = estimate_performance(model, data, chunking, cfg.metrics)
+    artifacts.mark(run_dir, "running", stage="drift")
+    with timed(timings, "drift"):
+        drift = detect_drift(model, data, chunking, cfg)
+    artifacts.mark(run_dir, "running", stage="realized")
+    with timed(timings, "realized"):
+        realized = realized_performance(model, data, chunking, cfg.metrics)
+    artifacts.mark(run_dir, "running", stage="report")
+    with timed(timings, "report"):
+        results = Results(model, data, chunking, estimated, drift, realized, bounds=alert_bounds(config.scoping))
+        summary = findings.summarize(results, config)
+        report.write_outputs(results, summary, run_dir)
+    summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    artifacts.write_json(run_dir / "summary.json", summary)
+    _log_to_wandb(config, run_dir, summary)
+    report.print_summary(summary, run_dir)
+    artifacts.mark(run_dir, "complete", stage="done", finished_utc=artifacts.now(), exit_code=summary["exit_code"])
+    return summary
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class Model:
+    tag: str
+    classes: list[str]
+    reference: object  # DataFrame: label, pred, prob_<class>, features, time_utc
+    serving: dict
+    training_config: dict | None  # the run's resolved config, when the bundle carries it
+
+
+@dataclass
+class Analysis:
+    frame: object  # DataFrame: the model's logged predictions, `pred`, `label` (NaN until labelled), time_utc
+    log_path: Path
+    log_rows: int
+    tags: dict[str, int]  # every model tag in the log, with its row count
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
+
+
+@dataclass
+class Results:
+    model: Model
+    data: Analysis
+    chunking: dict
+    estimated: object  # NannyML CBPE result (reference and analysis periods)
+    drift: dict  # {"univariate": result, "multivariate": result | None, "columns": [...], "method": str}
+    realized: object | None  # NannyML PerformanceCalculator result, None without labels
+    bounds: dict
+
+
+def load_model(tag: str) -> Model:
+    import bentoml
+    import pandas as pd
+
+    from scopeml.monitoring.reference import REFERENCE_FILE
+
+    home = os.environ.get("BENTOML_HOME", "~/bentoml")
+    try:
+        stored = bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound:
+        raise MonitorError(f"monitor.model={tag}: no such model in the BentoML store at {home} (scopeml-package puts it there)") from None
+    except bentoml.exceptions.BentoMLException as exc:
+        raise MonitorError(f"monitor.model={tag}: {exc}") from None
+    path = Path(stored.path)
+    for name in ("serving.json", REFERENCE_FILE):
+        if not (path / name).is_file():
+            raise MonitorError(f"monitor.model={stored.tag}: {path / name} is missing (package the model again with scopeml-package)")
+    serving = json.loads((path / "serving.json").read_text())
+    classes = [str(c) for c in serving.get("classes", [])]
+    if len(classes) < 2:
+        raise MonitorError(f"{path / 'serving.json'}: field 'classes' must list the model's classes")
+    reference = pd.read_parquet(path / REFERENCE_FILE)
+    missing = [c for c in ("label", "pred", *(f"prob_{k}" for k in classes)) if c not in reference.columns]
+    if missing or reference.empty:
+        raise MonitorError(f"{path / REFERENCE_FILE}: " + (f"lacks column(s) {', '.join(missing)}" if missing else "has no rows"))
+    reference = reference.copy()
+    for col in ("label", "pred"):
+        reference[col] = reference[col].astype(str)
+    reference[TIME] = pd.to_datetime(reference[TIME], utc=True) if TIME in reference else pd.Timestamp("2000-01-01", tz="UTC")
+    training = None
+    if (path / "config.yaml").is_file():
+        import yaml
+
+        training = yaml.safe_load((path / "config.yaml").read_text())
+    return Model(str(stored.tag), classes, reference, serving, training)
+
+
+def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis:
+    """The log's rows for this model version, with `pred` (the logged label) and `label` (delivered ground truth)."""
+    import pandas as pd
+
+    from scopeml.monitoring.labels import read_labels
+    from scopeml.serving.log import read_log
+
+    where = f"monitor.log={log_path}"
+    if not log_path.is_file():
+        raise MonitorError(f"{where}: no prediction log there (the service and scopeml-batch write it; see deploy.prediction_log)")
+    try:
+        log = read_log(log_path)
+        labels = read_labels(log_path)
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        raise MonitorError(f"{where}: not a readable prediction log ({exc})") from None
+    if log.empty:
+        raise MonitorError(f"{where}: the prediction log is empty (no predictions logged yet)")
+    tags = log["model_tag"].astype(str).value_counts().to_dict()
+    rows = log[log["model_tag"] == model.tag]
+    if rows.empty:
+        have = ", ".join(f"{t} ({n} rows)" for t, n in tags.items())
+        raise MonitorError(f"{where}: no predictions from model {model.tag}, which the reference data is for; "
+                           f"the log has model tag(s) {have}. Set monitor.model to one of those.")
+    check_columns(rows, model, features, where)
+    frame = rows.rename(columns={"label": "pred"}).drop(columns=["id"]).reset_index(drop=True)
+    frame["pred"] = frame["pred"].astype(str)
+    truth = labels.drop_duplicates("request_id", keep="last").set_index("request_id")["label"].astype(str)
+    frame["label"] = frame["request_id"].map(truth).astype("object")
+    foreign = frame["label"].notna() & ~frame["label"].isin(model.classes)
+    frame.loc[foreign, "label"] = None  # a delivered label outside the model's classes cannot score it
+    try:
+        frame[TIME] = pd.to_datetime(frame[TIME], utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        raise MonitorError(f"{where}: column {TIME} has a value that is not an ISO 8601 time ({exc})") from None
+    probs = [f"prob_{c}" for c in model.classes]
+    incomplete = frame[probs + ["pred", TIME]].isna().any(axis=1)
+    dropped = {"rows without probabilities, prediction or time": int(incomplete.sum()),
+               "labels outside the model's classes (ignored)": int(foreign.sum())}
+    dropped = {k: v for k, v in dropped.items() if v}
+    frame = frame[~incomplete].sort_values(TIME, kind="stable").reset_index(drop=True)
+    if frame.empty:
+        raise MonitorError(f"{where}: every row of model {model.tag} lacks probabilities, prediction or time")
+    return Analysis(frame, log_path, len(log), tags, dropped)
+
+
+def check_columns(rows, model: Model, features: list[str], where: str) -> None:
+    for name, table in (("the log", rows), (f"the reference of {model.tag}", model.reference)):
+        missing = [f for f in features if f not in table.columns or table[f].isna().all()]
+        if missing:
+            raise MonitorError(f"{where}: {name} lacks feature column(s) {', '.join(missing)} (monitor.features); "
+                               f"it has {', '.join(c for c in table.columns if not c.startswith('prob_'))}")
+    logged = sorted(c[len("prob_"):] for c in rows.columns if c.startswith("prob_") and rows[c].notna().any())
+    absent = [c for c in model.classes if c not in logged]
+    extra = [c for c in logged if c not in model.classes]
+    if absent or extra:
+        raise MonitorError(f"{where}: the log's classes {logged} differ from the model's {model.classes}"
+                           + (f"; missing probability column(s) {', '.join('prob_' + c for c in absent)}" if absent else "")
+                           + (f"; extra class(es) {extra}" if extra else ""))
+    unknown = sorted(set(rows["label"].dropna().astype(str)) - set(model.classes))
+    if unknown:
+        raise MonitorError(f"{where}: predicted label(s) {unknown} (column label) are not among the model's classes {model.classes}")
+
+
+def chunking_of(cfg, data: Analysis, model: Model) -> dict:
+    """NannyML chunking arguments. By period, the reference (which has no real times) is spread over periods
+    so that its chunks hold about as many rows as a typical analysis chunk, and at least 6 chunks."""
+    import numpy as np
+    import pandas as pd
+
+    if cfg.chunk_size is not None:
+        return {"chunk_size": int(cfg.chunk_size), "timestamp_column_name": TIME}
+    times = data.frame[TIME].dt.tz_convert(None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per_period = times.dt.to_period(cfg.chunk_period).value_counts()
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise MonitorError(f"monitor.chunk_period={cfg.chunk_period!r}: not a pandas period alias such as 'h' or 'D' ({exc})") from None
+    n_ref = len(model.reference)
+    rows_per = max(1, min(int(per_period.median()), n_ref // 6))
+    starts = pd.date_range("2000-01-01", periods=n_ref // rows_per + 1, freq=cfg.chunk_period, tz="UTC")
+    model.reference[TIME] = starts[np.arange(n_ref) // rows_per]
+    return {"chunk_period": cfg.chunk_period, "timestamp_column_name": TIME, "reference_rows_per_chunk": rows_per}
+
+
+def alert_bounds(scoping) -> dict:
+    targets = scoping.targets
+    est = targets.get("estimated_accuracy") or targets.get("accuracy")
+    source = "estimated_accuracy" if "estimated_accuracy" in targets else "accuracy"
+    acc = targets.get("accuracy")
+    return {
+        "estimated_accuracy": est.min if est is not None else None,
+        "estimated_accuracy_source": f"scoping.targets.{source}.min" if est is not None else None,
+        "realized_accuracy": acc.min if acc is not None else None,
+        "realized_accuracy_source": "scoping.targets.accuracy.min" if acc is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------- NannyML
+@contextmanager
+def nannyml_quiet(what: str):
+    """Import NannyML without its usage telemetry, silence its per-chunk warnings, and turn its errors into MonitorError."""
+    os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # NannyML otherwise sends usage events to Segment
+    logging.getLogger("nannyml").setLevel(logging.ERROR)
+    from nannyml.exceptions import NannyMLException
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas 3 deprecations inside NannyML; "too few labels" per chunk (we report null)
+        try:
+            yield
+        except NannyMLException as exc:
+            raise MonitorError(f"NannyML could not {what}: {exc}") from None
+
+
+def _metrics(metrics: list[str]) -> list[str]:
+    return ["accuracy", *(m for m in metrics if m != "accuracy")]  # accuracy always: the alert bound is on it
+
+
+def _chunk_args(chunking: dict) -> dict:
+    return {k: v for k, v in chunking.items() if k in ("chunk_size", "chunk_period", "timestamp_column_name")}
+
+
+def estimate_performance(model: Model, data: Analysis, chunking: dict, metrics: list[str]):
+    with nannyml_quiet("estimate performance (CBPE)"):
+        import nannyml as nml
+
+        estimator = nml.CBPE(problem_type="classification_multiclass", y_pred_proba={c: f"prob_{c}" for c in model.classes},
+                             y_pred="pred", y_true="label", metrics=_metrics(metrics), **_chunk_args(chunking))
+        estimator.fit(model.reference)
+        return estimator.estimate(data.frame.drop(columns=["label"]))  # no labels: the estimate must not see them
+
+
+def detect_drift(model: Model, data: Analysis, chunking: dict, cfg) -> dict:
+    columns = [*cfg.features, "pred"]
+    with nannyml_quiet("calculate drift"):
+        import nannyml as nml
+
+        calc = nml.UnivariateDriftCalculator(column_names=columns, treat_as_numerical=list(cfg.features), treat_as_categorical=["pred"],
+                                             continuous_methods=[cfg.drift_method], categorical_methods=["jensen_shannon"], **_chunk_args(chunking))
+        univariate = calc.fit(model.reference).calculate(data.frame)
+        multivariate = None
+        if cfg.multivariate:
+            mv = nml.DataReconstructionDriftCalculator(column_names=list(cfg.features), **_chunk_args(chunking))
+            multivariate = mv.fit(model.reference).calculate(data.frame)
+    return {"univariate": univariate, "multivariate": multivariate, "features": list(cfg.features), "method": cfg.drift_method}
+
+
+def realized_performance(model: Model, data: Analysis, chunking: dict, metrics: list[str]):
+    if not data.frame["label"].notna().any():
+        return None
+    with nannyml_quiet("calculate realized performance"):
+        import nannyml as nml
+
+        calc = nml.PerformanceCalculator(problem_type="classification_multiclass", y_pred_proba={c: f"prob_{c}" for c in model.classes},
+                                         y_pred="pred", y_true="label", metrics=_metrics(metrics), **_chunk_args(chunking))
+        return calc.fit(model.reference).calculate(data.frame)  # chunks without labels come out NaN (reported as null)
+
+
+# --------------------------------------------------------------------------- tracking and helpers
+def _log_to_wandb(config, run_dir: Path, summary: dict) -> None:
+    if config.tracker.kind == "none":
+        return
+    os.environ.setdefault("WANDB_SILENT", "true")
+    import wandb
+
+    t = config.tracker
+    run = wandb.init(project=t.project, entity=t.entity, mode=t.mode, dir=str(run_dir), name=f"monitor-{run_dir.name}",
+                     job_type="monitoring", group=t.group, tags=list(t.tags), notes=t.notes,
+                     config={"model": summary["model"]["tag"], "log": summary["log"]["path"], "chunking": summary["chunking"],
+                             "bounds": summary["bounds"], "fail_on": list(config.monitor.fail_on)})
+    for chunk in summary["chunks"]:
+        row = {"chunk": chunk["index"], "estimated_accuracy": chunk["estimated"]["accuracy"]["value"]}
+        if chunk["realized"].get("accuracy") is not None:
+            row["realized_accuracy"] = chunk["realized"]["accuracy"]
+        run.log(row)
+    run.summary.update({f"monitor/{k}": v for k, v in summary["headline"].items()})
+    art = wandb.Artifact(f"monitor-report-{summary['model']['tag'].replace(':', '-')}", type="monitoring-report",
+                         metadata={"model": summary["model"]["tag"], **summary["counts"]})
+    for name in ("report.html", "summary.json"):
+        art.add_file(str(run_dir / name))
+    run.log_artifact(art)
+    run.finish()
+
+
+@contextmanager
+def timed(timings: dict, name: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The monitoring reference: the model's calibrated predictions on its held-out validation split, with labels
+and the same monitoring features the service logs. Stored with the packaged model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REFERENCE_FILE = "reference.parquet"
+
+
+def build_reference(run_dir: Path) -> pd.DataFrame:
+    import yaml
+
+    from scopeml.config import load
+    from scopeml.data import build_dataset
+    from scopeml.features import monitoring_features
+
+    config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    preds = pd.read_parquet(run_dir / "predictions_val.parquet")  # never the training split
+    data = build_dataset(config.data, config.scoping.classes, progress=False)
+    index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
+    rows = []
+    for cid, duration_ms in zip(preds["clip_id"], preds.get("duration_ms", pd.Series([None] * len(preds)))):
+        wave = data.waves[index[cid]]
+        duration = float(duration_ms) / 1000 if duration_ms is not None and pd.notna(duration_ms) else None
+        rows.append(monitoring_features(wave, data.sample_rate, duration))
+    features = pd.DataFrame(rows, index=preds.index)
+    keep = ["clip_id", "speaker", "label", "pred", "confidence"] + [c for c in preds.columns if c.startswith("prob_")]
+    reference = pd.concat([preds[keep], features], axis=1).rename(columns={"clip_id": "request_id"})
+    reference["time_utc"] = pd.Timestamp("2000-01-01", tz="UTC") + pd.to_timedelta(range(len(reference)), unit="s")
+    return reference

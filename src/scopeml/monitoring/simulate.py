@@ -1,0 +1,171 @@
+"""scopeml-simulate: send production scenarios to the running service, keeping the true labels for later.
+
+    scopeml-simulate in_distribution younger noisy --url http://127.0.0.1:3000 --out outputs/simulate
+    scopeml-label outputs/simulate/younger_labels.csv          # labels "arrive" whenever you say so
+
+Scenarios are conf/simulate/<name>.yaml (or a path to a YAML file). Synthesized scenarios speak
+the model's classes with voices it never heard (its test split) and, unless a scenario says
+otherwise, the pitches, rates, noise and levels of its training data. With --batch-dir the clips
+are written as WAV files for scopeml-batch instead of being sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from scopeml.config.schema import ScenarioConfig
+
+CONF = Path(__file__).resolve().parents[3] / "conf" / "simulate"
+
+
+def load_scenario(name: str) -> ScenarioConfig:
+    from omegaconf import OmegaConf
+
+    from scopeml.config import ConfigError, _validate, to_plain
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else CONF / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in CONF.glob("*.yaml"))
+        raise ConfigError([f"scenario {name!r}: no {path} (known: {known})"])
+    return _validate.parse(ScenarioConfig, to_plain(OmegaConf.load(path)), f"simulate.{path.stem}")
+
+
+def model_data(run_dir: Path):
+    """The served model's data config and the voices of its test split."""
+    import yaml
+
+    from scopeml.config import load
+    from scopeml.data import espeak
+    from scopeml.data.synth import voice_family
+
+    config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    test_speakers = set(json.loads((run_dir / "data_fingerprint.json").read_text())["splits"]["test"]["speakers"])
+    voices = [v for v in espeak.list_voices("en") if voice_family(v) in test_speakers]
+    return config, voices
+
+
+def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> list[tuple[np.ndarray, int, str]]:
+    """(samples, sample_rate, true label) for every clip of the scenario, deterministic in its seed."""
+    rng = np.random.default_rng(scenario.seed)
+    if scenario.source == "fsdd":
+        from scopeml.data.audio import read_audio
+
+        root = Path(scenario.fsdd_root).expanduser()
+        files = sorted(p for p in (root / "recordings").glob("*.wav") if p.name.split("_")[1] in scenario.fsdd_speakers)
+        digits = "zero one two three four five six seven eight nine".split()
+        picked = [files[i] for i in rng.permutation(len(files))[: scenario.clips]]
+        out = []
+        for p in picked:
+            samples, sr = read_audio(p)
+            out.append((samples[0], sr, digits[int(p.name[0])]))
+        return out
+    from scopeml.data import espeak
+    from scopeml.data.synth import render
+
+    config, test_voices = model_data(run_dir)
+    data = config.data
+    voices = list(scenario.voices) or test_voices
+    pitches = list(scenario.pitches) or list(data.pitches)
+    rates = list(scenario.rates) or list(data.rates)
+    out = []
+    for k in range(scenario.clips):
+        word, voice = classes[rng.integers(len(classes))], voices[rng.integers(len(voices))]
+        raw, _ = render(word, voice, int(rng.choice(pitches)), int(rng.choice(rates)), [scenario.seed, k],
+                        scenario.lead_silence_ms or data.lead_silence_ms, scenario.noise_snr_db or data.noise_snr_db,
+                        scenario.gain_db or data.gain_db)
+        out.append((raw, espeak.sample_rate(), word))
+    return out
+
+
+def wav(samples: np.ndarray, sr: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def send(url: str, clips, concurrency: int = 4) -> list[dict]:
+    import httpx
+
+    def one(clip):
+        samples, sr, _ = clip
+        with httpx.Client(timeout=60) as http:
+            r = http.post(f"{url}/classify", files={"audio": ("clip.wav", wav(samples, sr), "audio/wav")})
+        return r.json() if r.status_code == 200 else {"error": r.status_code}
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, clips))
+
+
+def run_scenario(scenario: ScenarioConfig, url: str | None, out: Path, batch_dir: Path | None, classes: list[str], run_dir: Path) -> dict:
+    import pandas as pd
+
+    clips = clips_for(scenario, classes, run_dir)
+    truth = [scenario.label_swap.get(label, label) for _, _, label in clips]
+    if batch_dir is not None:
+        folder = batch_dir / scenario.name
+        folder.mkdir(parents=True, exist_ok=True)
+        ids = []
+        for k, (samples, sr, _) in enumerate(clips):
+            (folder / f"{k:05d}.wav").write_bytes(wav(samples, sr))
+            ids.append(f"batch:{scenario.name}/{k:05d}.wav")
+        predicted = [None] * len(clips)
+    else:
+        responses = send(url, clips)
+        ids = [r.get("request_id") for r in responses]
+        predicted = [r.get("label") for r in responses]
+    labels = pd.DataFrame({"request_id": ids, "label": truth})
+    labels = labels[labels["request_id"].notna()]
+    out.mkdir(parents=True, exist_ok=True)
+    labels.to_csv(out / f"{scenario.name}_labels.csv", index=False)
+    answered = [(p, t) for p, t in zip(predicted, truth) if p is not None]
+    return {"scenario": scenario.name, "clips": len(clips), "answered": len(answered),
+            "accuracy": float(np.mean([p == t for p, t in answered])) if answered else None,
+            "labels_file": str(out / f"{scenario.name}_labels.csv")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scopeml-simulate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenarios", nargs="+", help=f"names in conf/simulate ({', '.join(sorted(p.stem for p in CONF.glob('*.yaml')))}) or YAML paths")
+    parser.add_argument("--url", default="http://127.0.0.1:3000")
+    parser.add_argument("--out", type=Path, default=Path("outputs/simulate"))
+    parser.add_argument("--batch-dir", type=Path, help="write WAV files for scopeml-batch instead of sending them")
+    parser.add_argument("--clips", type=int, help="override every scenario's clip count")
+    args = parser.parse_args(argv)
+
+    import httpx
+
+    from scopeml.config import ConfigError
+
+    try:
+        scenarios = [load_scenario(s) for s in args.scenarios]
+    except ConfigError as exc:
+        print(f"scopeml-simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        info = httpx.post(f"{args.url}/info", json={}, timeout=10).json()
+    except httpx.HTTPError as exc:
+        print(f"scopeml-simulate: no service at {args.url} ({exc}); start it with `bentoml serve`", file=sys.stderr)
+        return 2
+    results = []
+    for scenario in scenarios:
+        if args.clips:
+            scenario.clips = args.clips
+        results.append(run_scenario(scenario, None if args.batch_dir else args.url, args.out, args.batch_dir, info["classes"], Path(info["run_dir"])))
+        r = results[-1]
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        print(f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   labels: {r['labels_file']}")
+    (args.out / "simulation.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
