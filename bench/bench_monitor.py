@@ -45,7 +45,7 @@ print(model.tag)
 def generate(n: int, rng: np.random.Generator, shift: float = 0.0) -> dict:
     """Calibrated predictions (true class drawn from the probabilities); shift in [0, 1] moves voices up, SNR down, confidence down."""
     logits = rng.normal(0.0, 1.0, (n, len(CLASSES)))
-    logits[np.arange(n), rng.integers(0, len(CLASSES), n)] += 5.0 - 3.0 * shift
+    logits[np.arange(n), rng.integers(0, len(CLASSES), n)] += 6.0 - 3.5 * shift
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     truth = (rng.random(n)[:, None] < probs.cumsum(axis=1)).argmax(axis=1)
     feats = {f: rng.normal(mean, sd, n) for f, (mean, sd) in FEATURES.items()}

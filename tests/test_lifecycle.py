@@ -79,9 +79,77 @@ def test_report_renders_in_headless_chromium_without_console_errors(finished: Pa
 
 def test_a_failing_stage_is_named_and_earlier_artifacts_stay(tmp_path):
     cfg = tmp_path / "broken.yaml"
-    cfg.write_text((ROOT / "conf" / "lifecycle" / "quick.yaml").read_text().replace("sweep: [model=cnn,dscnn,bcresnet]", "sweep: [model=cnn,transformer]"))
+    cfg.write_text((ROOT / "conf" / "lifecycle" / "quick.yaml").read_text().replace("sweep: [\"model=cnn,dscnn,bcresnet\"]", "sweep: [\"model=cnn,transformer\"]"))
     proc = lifecycle("--config", str(cfg), "--out", str(tmp_path / "lc"))
     assert proc.returncode == 1
     assert "stage sweep failed" in proc.stderr and "model" in proc.stderr
     assert (tmp_path / "lc" / "01_data" / "report.json").exists() and (tmp_path / "lc" / "01_data" / "stage.json").exists()
     assert not (tmp_path / "lc" / "02_sweep" / "stage.json").exists()
+
+
+# ---------------------------------------------------------------- monitoring on real service and batch logs
+def _env(finished: Path, log: Path) -> dict:
+    import os
+
+    return {**os.environ, "BENTOML_HOME": str(finished / "bentoml"), "BENTOML_DO_NOT_TRACK": "True", "SCOPEML_PREDICTION_LOG": str(log)}
+
+
+def _cli(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _chunk_means(summary: dict) -> tuple[list, list]:
+    est = [c["estimated"]["accuracy"]["value"] for c in summary["chunks"]]
+    real = [c["realized"].get("accuracy") for c in summary["chunks"]]
+    return est, real
+
+
+def test_concept_drift_is_invisible_to_cbpe_and_caught_by_realized_performance(finished: Path, tmp_path):
+    from scopeml.lifecycle.server import LocalServer
+
+    log = tmp_path / "predictions.sqlite"
+    env = _env(finished, log)
+    tag = read_json(finished / "04_package" / "package.json")["tag"]
+    server = LocalServer(env, tmp_path / "server.log")
+    try:
+        for scenario in ("in_distribution", "concept_drift"):
+            proc = _cli("scopeml.monitoring.simulate", scenario, "--url", server.url, "--out", str(tmp_path / "sim"), "--clips", "120", env=env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            assert _cli("scopeml.monitoring.labels", str(tmp_path / "sim" / f"{scenario}_labels.csv"), "--log", str(log), env=env).returncode == 0
+    finally:
+        server.stop()
+    quick = [line.strip(" -") for line in (ROOT / "conf" / "lifecycle" / "quick.yaml").read_text().splitlines() if line.startswith("  - ")]
+    proc = _cli("scopeml.monitoring.monitor", f"hydra.run.dir={tmp_path / 'mon'}", f"monitor.log={log}", f"monitor.model={tag}",
+                "monitor.chunk_size=60", "tracker=none", *[q.strip('"') for q in quick], env=env)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    est, real = _chunk_means(read_json(tmp_path / "mon" / "summary.json"))
+    assert len(est) == 4  # two chunks per scenario, in order
+    in_est, drift_est = sum(est[:2]) / 2, sum(est[2:]) / 2
+    in_real, drift_real = sum(real[:2]) / 2, sum(real[2:]) / 2
+    assert abs(drift_est - in_est) < 0.08, (est, real)  # CBPE sees nothing: inputs and confidences did not change
+    assert in_real - drift_real > 0.08, (est, real)      # realized performance, once labels arrive, does
+
+
+def test_monitor_reads_a_log_written_by_the_batch_job(finished: Path, tmp_path):
+    from scopeml.lifecycle.server import LocalServer
+
+    log = tmp_path / "batch.sqlite"
+    env = _env(finished, log)
+    tag = read_json(finished / "04_package" / "package.json")["tag"]
+    server = LocalServer(env, tmp_path / "server.log")  # simulate asks the service which model and classes it serves
+    try:
+        proc = _cli("scopeml.monitoring.simulate", "in_distribution", "--url", server.url, "--out", str(tmp_path / "sim"),
+                    "--batch-dir", str(tmp_path / "incoming"), "--clips", "120", env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        server.stop()
+    proc = _cli("scopeml.serving.batch", str(tmp_path / "incoming"), "--out", str(tmp_path / "batch"), "--model", tag, "--log", str(log), env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = (tmp_path / "sim" / "in_distribution_labels.csv").read_text()
+    assert "batch:in_distribution/00000.wav" in labels
+    assert _cli("scopeml.monitoring.labels", str(tmp_path / "sim" / "in_distribution_labels.csv"), "--log", str(log), env=env).returncode == 0
+    proc = _cli("scopeml.monitoring.monitor", f"hydra.run.dir={tmp_path / 'mon'}", f"monitor.log={log}", f"monitor.model={tag}",
+                "monitor.chunk_size=60", "tracker=none", "scoping.targets.estimated_accuracy.min=0.3", "scoping.targets.accuracy.min=0.3", env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = read_json(tmp_path / "mon" / "summary.json")
+    assert summary["log"]["model_rows"] == 120 and summary["headline"]["min_realized_accuracy"] is not None

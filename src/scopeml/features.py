@@ -27,8 +27,10 @@ def monitoring_features(x: np.ndarray, sr: int, duration_s: float | None = None)
     spectrum = np.abs(np.fft.rfft(frames[loud] * np.hanning(frames.shape[1]), axis=1)) ** 2
     freqs = np.fft.rfftfreq(frames.shape[1], 1 / sr)
     centroid = float(np.sum(spectrum * freqs) / max(np.sum(spectrum), 1e-12))
-    # SNR estimate: loud frames against the quietest tenth, the usual proxy when no clean reference exists.
-    snr = float(np.percentile(level_db, 90) - np.percentile(level_db, 10))
+    # SNR estimate: loud frames against the quietest tenth, the usual proxy when no clean reference exists;
+    # digital silence (the zero padding that fixes the clip length) is not the room's noise floor.
+    recorded = level_db[energy > 1e-10] if np.any(energy > 1e-10) else level_db
+    snr = float(np.percentile(recorded, 90) - np.percentile(recorded, 10))
     return {
         "duration_s": float(duration_s if duration_s is not None else len(x) / sr),
         "rms_dbfs": float(10 * np.log10(np.mean(x**2) + 1e-12)),

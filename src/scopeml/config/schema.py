@@ -199,7 +199,7 @@ class ChecksConfig:
 
     min_clips_per_label: int = 5  # per split
     min_clips_per_speaker: int = 1
-    near_duplicate_similarity: float = 0.99  # cosine similarity of mel magnitude fingerprints (checks.fingerprints)
+    near_duplicate_similarity: float = 0.995  # cosine similarity of mel magnitude fingerprints (checks.fingerprints)
     clipping_fraction: float = 0.01  # a clip with more samples at full scale than this is flagged
     blocking: list[Literal["leakage", "conflicting_labels", "too_few_examples", "unreadable", "duplicates"]] = field(
         default_factory=lambda: ["leakage", "conflicting_labels", "too_few_examples"]
@@ -526,7 +526,7 @@ class MonitorConfig:
     features: list[str] = field(default_factory=lambda: ["duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db"])
     drift_method: Literal["jensen_shannon", "kolmogorov_smirnov", "wasserstein", "hellinger"] = "jensen_shannon"
     multivariate: bool = False  # NannyML's PCA reconstruction-error drift over all features
-    min_drifted_chunks: int = 1  # a feature counts as drifted when at least this many chunks alert
+    min_drifted_chunks: int = 2  # a feature counts as drifted when this many chunks alert (one happens on clean data)
     fail_on: list[Literal["performance", "drift", "realized"]] = field(default_factory=lambda: ["performance", "realized"])
 
     def check(self) -> Problems:
@@ -553,7 +553,7 @@ class ScenarioConfig:
     description: str = ""
     clips: int = 400
     source: Literal["synth", "fsdd"] = "synth"
-    voices: list[str] = field(default_factory=list)  # synth; empty: the model's test-split voices (never trained on)
+    voices: list[str] = field(default_factory=list)  # synth; empty: the model's validation-split voices (never trained on)
     pitches: list[int] = field(default_factory=list)
     rates: list[int] = field(default_factory=list)
     lead_silence_ms: Optional[list[float]] = None

@@ -99,12 +99,8 @@ def target_rows(facts: dict, production: pd.DataFrame) -> list[dict]:
 
 
 def _min_estimated_accuracy(monitor: dict) -> float | None:
-    values = []
-    for chunk in monitor.get("chunks", []):
-        v = chunk.get("estimated_accuracy", chunk.get("accuracy", {}).get("estimated") if isinstance(chunk.get("accuracy"), dict) else None)
-        if isinstance(v, (int, float)) and np.isfinite(v):
-            values.append(float(v))
-    return min(values) if values else None
+    value = monitor.get("headline", {}).get("min_estimated_accuracy")
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
 def write_report(lc, out: Path) -> tuple[Path, Path]:
@@ -189,7 +185,8 @@ def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production:
     stages = "".join(f"<tr><td>{html.escape(s)}</td><td>{_fmt(r.get('seconds'))}</td></tr>" for s, r in facts["stages"].items() if r)
     parts = [
         "<h1>scopeml lifecycle report</h1>",
-        f"<p class=sub>model <code>{_fmt(sel.get('run_name'))}</code> · primary metric {_fmt(sel.get('primary_metric'))} = {_fmt(sel.get('value'))}</p>",
+        f"<p class=sub>selected model: <code>{_fmt(facts['metrics'].get('model', {}).get('arch'))}</code> (sweep job {_fmt(sel.get('run_name'))}) · "
+        f"primary metric {_fmt(sel.get('primary_metric'))} = {_fmt(sel.get('value'))}</p>",
         "<h2 id=targets>Scoping targets against every phase</h2>",
         "<table><tr><th>target</th><th>bound</th><th>measured in</th><th>achieved</th><th>result</th></tr>"
         + "".join(f"<tr><td>{html.escape(t['metric'])}</td><td>{html.escape(t['bound'])}</td><td>{html.escape(t['phase'])}</td>"

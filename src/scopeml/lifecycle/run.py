@@ -49,20 +49,34 @@ class Lifecycle:
     def dir(self, stage: str) -> Path:
         return self.out / f"{self.STAGES.index(stage) + 1:02d}_{stage}"
 
+    def composed(self, *overrides: str) -> dict:
+        """The resolved config the stages will run with: a change in conf/ or in the overrides re-runs them."""
+        from hydra import compose, initialize_config_dir
+
+        from scopeml.config import to_plain
+        from scopeml.train import CONF_DIR
+
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            plain = to_plain(compose(config_name="config", overrides=list(overrides)))
+        plain.pop("hydra", None)
+        return plain
+
     # ------------------------------------------------------------------ the table of contents
     def run(self) -> dict:
+        config = self.composed(*self.cfg.train)
         try:
-            self.stage("data", self.validate_data, inputs=[self.cfg.train])
-            self.stage("sweep", self.sweep, inputs=[self.cfg.train, self.cfg.sweep, self.dir("data") / "data_fingerprint.json"])
+            self.stage("data", self.validate_data, inputs=[config])
+            self.stage("sweep", self.sweep, inputs=[config, self.cfg.sweep, self.dir("data") / "data_fingerprint.json"])
             self.stage("select", self.select, inputs=[self.dir("sweep") / "sweep_summary.csv"])
             self.stage("package", self.package, inputs=[self.dir("select") / "selection.json"])
-            served = [self.dir("package") / "package.json", asdict(self.cfg.loadtest), asdict(self.cfg.simulate), self.cfg.monitor]
+            monitor_config = self.composed(*self.cfg.train, *self.cfg.monitor)
+            served = [self.dir("package") / "package.json", asdict(self.cfg.loadtest), asdict(self.cfg.simulate), monitor_config]
             if not self.up_to_date("monitor", served):
                 self.start_service()  # the serving stages share one running service
             self.stage("loadtest", self.loadtest, inputs=[self.dir("package") / "package.json", asdict(self.cfg.loadtest)])
             self.stage("simulate", self.simulate, inputs=[self.dir("package") / "package.json", asdict(self.cfg.simulate)])
             self.stage("label", self.label, inputs=[self.dir("simulate") / "simulation.json", self.cfg.simulate.labelled])
-            self.stage("monitor", self.monitor, inputs=[self.dir("label") / "labels.json", self.cfg.monitor])
+            self.stage("monitor", self.monitor, inputs=[self.dir("label") / "labels.json", monitor_config])
         finally:
             self.stop_service()
         self.stage("report", self.report, inputs=[self.dir(s) / "stage.json" for s in self.STAGES[:-1]])
@@ -112,7 +126,7 @@ class Lifecycle:
         tag = json.loads((self.dir("package") / "package.json").read_text())["tag"]
         # exit 1 is the monitor doing its job (an alert on drifted traffic), not a failed stage
         code = self.cli("monitor", d, "scopeml.monitoring.monitor", f"hydra.run.dir={d}", f"monitor.log={self.env['SCOPEML_PREDICTION_LOG']}",
-                        f"monitor.model={tag}", *self.cfg.monitor, ok=(0, 1), want_code=True)
+                        f"monitor.model={tag}", *self.cfg.train, *self.cfg.monitor, ok=(0, 1), want_code=True)
         return {"summary": str(d / "summary.json"), "alerts": code == 1}
 
     def report(self, d: Path) -> dict:

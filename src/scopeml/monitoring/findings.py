@@ -122,6 +122,7 @@ def chunk_rows(tables: dict, metrics: list[str], bounds: dict, drift: dict) -> l
                          "nannyml_upper_threshold": _num(est[(m, "upper_threshold")].iloc[i]),
                          "nannyml_alert": bool(est[(m, "alert")].iloc[i])} for m in metrics}
         realized = {m: _num(real[(m, "value")].iloc[i]) if real is not None else None for m in metrics}
+        realized_error = {m: _num(real[(m, "sampling_error")].iloc[i]) if real is not None and realized[m] is not None else None for m in metrics}
         labeled = int(round((1 - float(real[("chunk", "targets_missing_rate")].iloc[i])) * n)) if real is not None else 0
         difference = {m: _num(abs(estimated[m]["value"] - realized[m])) if None not in (estimated[m]["value"], realized[m]) else None
                       for m in metrics}
@@ -130,7 +131,7 @@ def chunk_rows(tables: dict, metrics: list[str], bounds: dict, drift: dict) -> l
         rows.append({
             "index": i, "key": key, "start_index": start, "end_index": end, "rows": n, "labeled": labeled,
             "start_time": _iso(est[("chunk", "start_date")].iloc[i]), "end_time": _iso(est[("chunk", "end_date")].iloc[i]),
-            "estimated": estimated, "realized": realized, "difference": difference,
+            "estimated": estimated, "realized": realized, "realized_sampling_error": realized_error, "difference": difference,
             "multivariate": ({"reconstruction_error": _num(mv[("reconstruction_error", "value")].iloc[i]),
                               "alert": bool(mv[("reconstruction_error", "alert")].iloc[i])} if mv is not None else None),
             "alerts": {
@@ -229,7 +230,8 @@ def alert_list(chunks: list[dict], drift: dict, bounds: dict) -> list[dict]:
                                       f"{bounds['estimated_accuracy']:.3f} ({bounds['estimated_accuracy_source']})"})
         if c["alerts"]["realized"]:
             alerts.append({"kind": "realized", "chunk": c["key"],
-                           "message": f"chunk {c['key']}: realized accuracy {c['realized']['accuracy']:.3f} on {c['labeled']} labelled clip(s) "
+                           "message": f"chunk {c['key']}: realized accuracy {c['realized']['accuracy']:.3f} "
+                                      f"(sampling error {fmt3(c['realized_sampling_error']['accuracy'])}) on {c['labeled']} labelled clip(s) "
                                       f"below the target {bounds['realized_accuracy']:.3f} ({bounds['realized_accuracy_source']})"})
     for col, d in drift["columns"].items():
         if d["drifted"]:
@@ -284,11 +286,11 @@ def next_experiment(results, config, slices) -> dict:
         drop = by["snr_db"]["reference"]["median"] - by["snr_db"]["production"]["median"]
         lo, hi = heavy["noise_snr_db"]
         overrides.setdefault("augment", {})["noise_snr_db"] = [max(0.0, float(math.floor(lo - drop))), float(hi)]
-        if synth:
+        if synth and data.get("noise_snr_db"):
             lo, hi = data["noise_snr_db"]
             overrides["noise_snr_db"] = [max(0.0, float(math.floor(lo - drop))), float(hi)]
         why.append(f"noisier audio: SNR ranges lowered by {drop:.0f} dB")
-    if "spectral_centroid_hz" in by and synth:
+    if "spectral_centroid_hz" in by and synth and data.get("pitches"):
         s = by["spectral_centroid_hz"]
         factor = s["production"]["median"] / s["reference"]["median"]
         pitches = sorted(int(p) for p in data["pitches"])
@@ -302,7 +304,7 @@ def next_experiment(results, config, slices) -> dict:
         if extra:
             overrides["pitches"] = sorted(set(pitches + extra))
             why.append(f"{'higher' if s['direction'] == 'up' else 'lower'} voices: eSpeak pitches {sorted(set(extra))} added")
-    if "rms_dbfs" in by and by["rms_dbfs"]["direction"] == "down" and synth:
+    if "rms_dbfs" in by and by["rms_dbfs"]["direction"] == "down" and synth and data.get("gain_db"):
         drop = by["rms_dbfs"]["reference"]["median"] - by["rms_dbfs"]["production"]["median"]
         lo, hi = data["gain_db"]
         overrides["gain_db"] = [float(math.floor(lo - drop)), float(hi)]

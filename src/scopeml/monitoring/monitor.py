@@ -168,6 +168,7 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
 
     from scopeml.monitoring.labels import read_labels
     from scopeml.serving.log import read_log
+    from scopeml.serving.loadtest import LOADTEST_PREFIX
 
     where = f"monitor.log={log_path}"
     if not log_path.is_file():
@@ -198,10 +199,15 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
         raise MonitorError(f"{where}: column {TIME} has a value that is not an ISO 8601 time ({exc})") from None
     probs = [f"prob_{c}" for c in model.classes]
     incomplete = frame[probs + ["pred", TIME]].isna().any(axis=1)
+    # Load tests send the model's own test clips; they measure the service, not the world.
+    synthetic = frame["request_id"].astype(str).str.startswith(LOADTEST_PREFIX)
     dropped = {"rows without probabilities, prediction or time": int(incomplete.sum()),
-               "labels outside the model's classes (ignored)": int(foreign.sum())}
+               "labels outside the model's classes (ignored)": int(foreign.sum()),
+               "load-test traffic (not production)": int((synthetic & ~incomplete).sum())}
     dropped = {k: v for k, v in dropped.items() if v}
-    frame = frame[~incomplete].sort_values(TIME, kind="stable").reset_index(drop=True)
+    frame = frame[~incomplete & ~synthetic].sort_values(TIME, kind="stable").reset_index(drop=True)
+    if frame.empty and synthetic.any():
+        raise MonitorError(f"{where}: model {model.tag} has only load-test traffic in the log; nothing from production to monitor yet")
     if frame.empty:
         raise MonitorError(f"{where}: every row of model {model.tag} lacks probabilities, prediction or time")
     return Analysis(frame, log_path, len(log), tags, dropped)

@@ -4,7 +4,8 @@
     scopeml-label outputs/simulate/younger_labels.csv          # labels "arrive" whenever you say so
 
 Scenarios are conf/simulate/<name>.yaml (or a path to a YAML file). Synthesized scenarios speak
-the model's classes with voices it never heard (its test split) and, unless a scenario says
+the model's classes with voices it never trained on (its validation split, the population of the
+monitoring reference) and, unless a scenario says
 otherwise, the pitches, rates, noise and levels of its training data. With --batch-dir the clips
 are written as WAV files for scopeml-batch instead of being sent.
 """
@@ -38,7 +39,11 @@ def load_scenario(name: str) -> ScenarioConfig:
 
 
 def model_data(run_dir: Path):
-    """The served model's data config and the voices of its test split."""
+    """The served model's data config and the voices of its validation split.
+
+    Those voices were never trained on, and they are the population of the monitoring
+    reference (the validation split): traffic from them is in-distribution by definition.
+    """
     import yaml
 
     from scopeml.config import load
@@ -46,8 +51,8 @@ def model_data(run_dir: Path):
     from scopeml.data.synth import voice_family
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    test_speakers = set(json.loads((run_dir / "data_fingerprint.json").read_text())["splits"]["test"]["speakers"])
-    voices = [v for v in espeak.list_voices("en") if voice_family(v) in test_speakers]
+    val_speakers = set(json.loads((run_dir / "data_fingerprint.json").read_text())["splits"]["val"]["speakers"])
+    voices = [v for v in espeak.list_voices("en") if voice_family(v) in val_speakers and v not in set(config.data.exclude_voices)]
     return config, voices
 
 

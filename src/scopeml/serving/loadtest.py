@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+LOADTEST_PREFIX = "loadtest-"  # request ids of load-test traffic, which monitoring leaves out
+
 
 def test_clips(run_dir: Path, limit: int = 64) -> list[bytes]:
     """WAV bytes of the run's test-split clips, as prepared for the model."""
@@ -52,7 +54,8 @@ async def _level(url: str, clips: list[bytes], concurrency: int, duration: float
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                r = await client.post(f"{url}/classify", files={"audio": ("clip.wav", clips[i % len(clips)], "audio/wav")})
+                r = await client.post(f"{url}/classify", files={"audio": ("clip.wav", clips[i % len(clips)], "audio/wav")},
+                                      headers={"x-request-id": f"{LOADTEST_PREFIX}{k}-{i}-{time.monotonic_ns()}"})
                 status = r.status_code
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
