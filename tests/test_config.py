@@ -27,7 +27,7 @@ def all_options():
     """Every YAML file under conf/ (nested groups such as data/augment too), as a GROUP=OPTION override."""
     for path in sorted(CONF.rglob("*.yaml")):
         group = path.parent.relative_to(CONF).as_posix()
-        if group not in (".", "hydra/help", "simulate"):  # simulate/ holds scenarios, checked below
+        if group not in (".", "hydra/help", "simulate", "lifecycle"):  # scenario and lifecycle files: checked below
             yield f"{group}={path.stem}"
 
 
@@ -136,3 +136,10 @@ def test_second_entry_points_compose(tmp_path):
     for name in ("data_report", "monitor_report"):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             assert load(compose(config_name=name)).monitor.chunk_size == 200
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "lifecycle").glob("*.yaml")))
+def test_every_lifecycle_config_validates(name):
+    from scopeml.lifecycle.config import load_lifecycle
+
+    assert load_lifecycle(name).sweep

@@ -23,7 +23,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
 h1{margin-bottom:.1em} .sub{color:#666} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.8em 0} td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;font-size:14px}
-.pass{color:#1a7f37;font-weight:600} .fail{color:#cf222e;font-weight:600} .na{color:#888}
+.pass{color:#1a7f37;font-weight:600} .warn{color:#9a6700;font-weight:600} .fail{color:#cf222e;font-weight:600} .na{color:#888}
 img{max-width:100%} code{background:#f4f4f4;padding:1px 4px}
 """
 
@@ -193,7 +193,7 @@ def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production:
                   f"<td>{_fmt(t['value'])}</td><td>{_result(t['passed'])}</td></tr>" for t in targets) + "</table>",
         "<h2 id=data>Data</h2>",
         "<table><tr><th>check</th><th>result</th><th>finding</th></tr>" + "".join(
-            f"<tr><td>{html.escape(c['name'])}</td><td class={'pass' if c['status'] == 'pass' else 'fail'}>{c['status'].upper()}</td><td>{html.escape(c['summary'])}</td></tr>"
+            f"<tr><td>{html.escape(c['name'])}</td><td class={c['status']}>{c['status'].upper()}</td><td>{html.escape(c['summary'])}</td></tr>"
             for c in data.get("checks", [])) + "</table>",
         f"<p>baselines (test accuracy): majority {_fmt(data.get('baseline', {}).get('majority', {}).get('test', {}).get('accuracy'))}, "
         f"logistic regression on MFCC statistics {_fmt(data.get('baseline', {}).get('logreg_mfcc', {}).get('test', {}).get('accuracy'))}</p>",

@@ -69,14 +69,19 @@ class Lifecycle:
             self.stage("sweep", self.sweep, inputs=[config, self.cfg.sweep, self.dir("data") / "data_fingerprint.json"])
             self.stage("select", self.select, inputs=[self.dir("sweep") / "sweep_summary.csv"])
             self.stage("package", self.package, inputs=[self.dir("select") / "selection.json"])
-            monitor_config = self.composed(*self.cfg.train, *self.cfg.monitor)
-            served = [self.dir("package") / "package.json", asdict(self.cfg.loadtest), asdict(self.cfg.simulate), monitor_config]
-            if not self.up_to_date("monitor", served):
+            package = self.dir("package") / "package.json"
+            served = {
+                "loadtest": [package, asdict(self.cfg.loadtest)],
+                "simulate": [package, asdict(self.cfg.simulate)],
+                "label": [self.dir("simulate") / "simulation.json", self.cfg.simulate.labelled],
+                "monitor": [self.dir("label") / "labels.json", self.composed(*self.cfg.train, *self.cfg.monitor)],
+            }
+            if not all(self.up_to_date(name, inputs) for name, inputs in served.items()):
                 self.start_service()  # the serving stages share one running service
-            self.stage("loadtest", self.loadtest, inputs=[self.dir("package") / "package.json", asdict(self.cfg.loadtest)])
-            self.stage("simulate", self.simulate, inputs=[self.dir("package") / "package.json", asdict(self.cfg.simulate)])
-            self.stage("label", self.label, inputs=[self.dir("simulate") / "simulation.json", self.cfg.simulate.labelled])
-            self.stage("monitor", self.monitor, inputs=[self.dir("label") / "labels.json", monitor_config])
+            self.stage("loadtest", self.loadtest, inputs=served["loadtest"])
+            self.stage("simulate", self.simulate, inputs=served["simulate"])
+            self.stage("label", self.label, inputs=served["label"])
+            self.stage("monitor", self.monitor, inputs=served["monitor"])
         finally:
             self.stop_service()
         self.stage("report", self.report, inputs=[self.dir(s) / "stage.json" for s in self.STAGES[:-1]])
