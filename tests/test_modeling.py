@@ -145,3 +145,14 @@ def test_select_picks_from_a_real_sweep_and_explains_rejects(tmp_path):
     (reject,) = selection["rejected"]
     assert any("model_size_mb" in r for r in reject["reasons"])
     assert Path(selection["selected"]["checkpoint"]).exists()
+
+
+def test_optuna_search_runs_trials_and_summarizes(tmp_path):
+    sweep = tmp_path / "optuna"
+    proc = run_cli("scopeml.train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
+                   *TINY_DATA, "hparams.max_epochs=1", "trainer.progress_bar=none", "tracker=none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep / "optimization_results.yaml").exists()  # Optuna's best parameters and value
+    summary = pd.read_csv(sweep / "sweep_summary.csv")
+    assert len(summary) == 2 and set(summary["status"]) == {"complete"}
+    assert summary["overrides"].str.contains("hparams.lr").all()  # the sampled values differ between trials

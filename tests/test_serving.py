@@ -347,3 +347,26 @@ def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server,
         assert batched[0].json()["probabilities"] == pytest.approx(post_audio(server, clip).json()["probabilities"], abs=1e-5)
     finally:
         srv.stop()
+
+
+def test_overload_is_shed_with_429_and_a_retry_hint(tiny_run, tmp_path):
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    home = tmp_path / "home"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tiny_run), "deploy.max_concurrency=1"], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    srv = Server(home, tmp_path / "shed.sqlite")
+    try:
+        long_clip = encode(tone(seconds=9.0))  # slow enough to overlap
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(lambda _: post_audio(srv, long_clip), range(16)))
+        codes = [r.status_code for r in responses]
+        assert 429 in codes and 200 in codes and not [c for c in codes if c >= 500], codes
+        shed = next(r for r in responses if r.status_code == 429)
+        assert shed.headers["retry-after"] == "1" and "busy" in shed.json()["error"]
+        assert post_audio(srv, encode(word("go"))).status_code == 200  # and it keeps serving
+    finally:
+        srv.stop()
