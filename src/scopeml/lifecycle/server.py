@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -42,17 +41,40 @@ class LocalServer:
         self.stop()
         raise RuntimeError(f"bentoml serve not ready after {timeout:.0f} s:\n{Path(log).read_text()[-3000:]}")
 
+    def _tree(self) -> list:
+        """The server and every descendant: BentoML starts its workers in sessions of their own,
+        so signalling the process group alone would leave them running."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
     def kill(self) -> None:
         """SIGKILL the whole server (API and worker processes), as a crash would."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        for p in self._tree():
+            try:
+                p.send_signal(signal.SIGKILL)
+            except Exception:  # already gone
+                pass
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        import psutil
+
+        tree = self._tree()
+        for p in tree:
             try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+                p.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(tree, timeout=20)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         if not self.log.closed:
             self.log.close()
