@@ -1,5 +1,9 @@
-"""The monitoring reference: the model's calibrated predictions on its held-out validation split, with labels
-and the same monitoring features the service logs. Stored with the packaged model."""
+"""The monitoring reference: the model's calibrated predictions on its held-out splits (validation and test,
+never training), with labels and the same monitoring features the service logs. Stored with the packaged model.
+
+Both held-out splits, because NannyML sets its drift thresholds from the spread over reference chunks: the
+validation split alone (440 clips of the built-in data) gave three chunks of 150, and in-distribution
+traffic then tripped prediction-mix alerts."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ def build_reference(run_dir: Path) -> pd.DataFrame:
     from scopeml.features import monitoring_features
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    preds = pd.read_parquet(run_dir / "predictions_val.parquet")  # never the training split
+    preds = pd.concat([pd.read_parquet(run_dir / f"predictions_{split}.parquet") for split in ("val", "test")],
+                      ignore_index=True)  # never the training split
     data = build_dataset(config.data, config.scoping.classes, progress=False)
     index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
     rows = []
