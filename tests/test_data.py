@@ -10,7 +10,9 @@ import pytest
 from conftest import FSDD_ROOT, needs_fsdd, read_json, train, write_wav
 from scopeml.config.schema import FsddData, LabelsConfig, SplitConfig, SynthKeywordsData
 from scopeml.data import DataError, build_dataset
-from scopeml.data.audio import AudioError, fix_length, prepare, read_audio
+from scopeml.config.schema import PreprocessConfig
+from scopeml.data.audio import AudioError, fix_length, read_audio
+from scopeml.data.preprocess import apply as prepare_clip
 from scopeml.data.splits import assign_speakers
 
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -90,7 +92,7 @@ def test_prepare_downmixes_resamples_and_fixes_length(tmp_path):
     path = write_wav(tmp_path / "stereo.wav", seconds=0.5, sr=8000, channels=2)
     samples, sr = read_audio(path)
     assert samples.shape == (2, 4000) and sr == 8000
-    out = prepare(samples, sr, 16000, 16000)
+    out = prepare_clip(samples, sr, PreprocessConfig(sample_rate=16000, clip_seconds=1.0))
     assert out.shape == (16000,)
     assert np.abs(out[:3000]).max() == 0 and np.abs(out[6000:10000]).max() > 0.1  # centred
     assert fix_length(np.ones(20000, np.float32), 16000).shape == (16000,)

@@ -9,24 +9,16 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from scopeml.config import ConfigError, load, to_plain
+from scopeml.config import to_plain
 from scopeml.train import CONF_DIR
 from scopeml.training import artifacts
 
 
 @hydra.main(config_path=CONF_DIR, config_name="data_report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    artifacts.mark(run_dir, "running", stage="config", started_utc=artifacts.now())
-    try:
-        config = load(cfg)
-    except ConfigError as exc:
-        artifacts.mark_failed(run_dir, "config", exc)
-        print(f"scopeml-data: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_dir, config = artifacts.start(cfg, "scopeml-data")
     from scopeml.data import DataError
     from scopeml.data.audio import AudioError
 

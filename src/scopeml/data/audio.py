@@ -73,8 +73,3 @@ def fix_length(samples: np.ndarray, n: int, mode: str = "center") -> np.ndarray:
         return samples[..., lead : lead + n]
     pad = [(0, 0)] * (samples.ndim - 1) + [(lead, excess - lead)]
     return np.pad(samples, pad)
-
-
-def prepare(samples: np.ndarray, sr: int, target_sr: int, n_samples: int) -> np.ndarray:
-    """The shared shaping: downmix, resample, fix length. Serving calls this too."""
-    return fix_length(resample(to_mono(samples), sr, target_sr), n_samples).astype(np.float32, copy=False)

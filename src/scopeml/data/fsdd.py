@@ -50,7 +50,7 @@ def list_files(cfg: FsddData) -> list[Path]:
 def source_info(cfg: FsddData) -> dict:
     """A cheap listing (names, sizes, times) for the cache key; the content hash goes in the fingerprint."""
     files = list_files(cfg)
-    listing = [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+    listing = [(p.name, st.st_size, int(st.st_mtime)) for p, st in ((p, p.stat()) for p in files)]
     return {"files": len(files), "listing": listing}
 
 

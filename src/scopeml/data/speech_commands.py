@@ -47,8 +47,13 @@ def list_entries(cfg: SpeechCommandsData) -> list[Entry]:
 
 
 def source_info(cfg: SpeechCommandsData) -> dict:
-    entries = list_entries(cfg)
-    return {"listing": [(str(e.path.relative_to(root_dir(cfg))), e.path.stat().st_size, int(e.path.stat().st_mtime)) for e in entries]}
+    root = root_dir(cfg)
+    return {"listing": [_listing(e.path, root) for e in list_entries(cfg)]}
+
+
+def _listing(path: Path, root: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.relative_to(root)), st.st_size, int(st.st_mtime)
 
 
 def content_hash(cfg: SpeechCommandsData, manifest: pd.DataFrame, waves: np.ndarray) -> str:

@@ -78,3 +78,22 @@ def read_stage(run_dir: Path) -> str:
         return json.loads((run_dir / "status.json").read_text()).get("stage", "unknown")
     except (OSError, ValueError):
         return "unknown"
+
+
+def start(cfg, prog: str):
+    """The start of a stage app: mark the run folder running, check the config (every problem at once),
+    and on a bad config mark it failed and exit 2. Returns (run_dir, config)."""
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from scopeml.config import ConfigError, load
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    mark(run_dir, "running", stage="config", started_utc=now())
+    try:
+        return run_dir, load(cfg)
+    except ConfigError as exc:
+        mark_failed(run_dir, "config", exc)
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(2)
