@@ -257,3 +257,23 @@ def test_fsdd_report_finds_no_blocking_problem(tmp_path):
     assert report["formats"]["sample_rates"] == {"8000": 2000}
     # Real speech beats the majority class by a wide margin even with logistic regression.
     assert report["baseline"]["logreg_mfcc"]["test"]["accuracy"] > report["baseline"]["majority"]["test"]["accuracy"] + 0.2
+
+
+def test_silence_class_through_the_label_map(tmp_path):
+    """Silence clips labelled any way a dataset spells it land in one `silence` class; true silence is kept."""
+    import numpy as np
+    import soundfile as sf
+
+    rows = clean_rows(n_speakers=4)
+    root = tmp_path / "clips"
+    make_manifest(tmp_path, rows)
+    for i, spk in enumerate(["s0", "s1", "s2", "s3"]):
+        for k, raw in enumerate(["_silence_", "Silence ", "_background_noise_"]):
+            sf.write(root / spk / f"quiet_{k}.wav", np.zeros(8000, np.float32), 16000)
+            rows.append({"path": f"{spk}/quiet_{k}.wav", "label": raw, "speaker": spk, "mic": "usb"})
+    path = root / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    labels = LabelsConfig(map={"_silence_": "silence", "_background_noise_": "silence"})
+    data = build_dataset(manifest_cfg(path, tmp_path, labels=labels), ["cat", "dog", "silence"], progress=False)
+    silent = data.manifest[data.manifest["label"] == "silence"]
+    assert len(silent) == 12 and silent["silent"].all()  # measured as silent, and still classified as a class
