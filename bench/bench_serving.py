@@ -304,7 +304,8 @@ def smoke(server: Server, body: bytes) -> dict:
                                  headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
     with urllib.request.urlopen(req, timeout=60) as r:
         result = json.loads(r.read())
-    missing = {"label", "confidence", "probabilities", "model", "latency_ms", "request_id"} - set(result)
+    expected = {"bytes"} if server.name.startswith("bentoml_echo") else {"label", "confidence", "probabilities", "model", "latency_ms", "request_id"}
+    missing = expected - set(result)
     if missing:
         raise RuntimeError(f"{server.name}: /classify answered without {sorted(missing)}: {result}")
     return result
@@ -472,6 +473,9 @@ def f1(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
+TARGET_ROWS = (("bentoml", "BentoML"), ("bentoml_w2", "BentoML 2 workers"), ("bentoml_batching", "BentoML+batching"))
+
+
 def report(res: dict) -> tuple[str, dict]:
     ip = res["in_process"]
     rows = [
@@ -481,7 +485,9 @@ def report(res: dict) -> tuple[str, dict]:
         ("in-process full path b1 (clips/s)", f1(ip["full_b1"]["clips_per_s"]), "", f1(ip["full_b1"]["p50_ms"]), f1(ip["full_b1"]["p95_ms"]), f1(ip["full_b1"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
     ]
     for key, label in (("fastapi", "FastAPI/uvicorn"), ("fastapi_nolog", "FastAPI/uvicorn --no-log"), ("bentoml", "BentoML"),
-                       ("bentoml_batching", "BentoML+batching (32, 1000 ms)"), ("bentoml_shedding", "BentoML+batching (32, 50 ms)")):
+                       ("bentoml_w2", "BentoML 2 workers"), ("bentoml_batching", "BentoML+batching (32, 1000 ms)"),
+                       ("bentoml_shedding", "BentoML+batching (32, 50 ms)"), ("bentoml_echo", "BentoML echo, no model"),
+                       ("bentoml_echo_w2", "BentoML echo, no model, 2 workers")):
         s = res["servers"].get(key)
         if not s:
             continue
@@ -513,7 +519,7 @@ def report(res: dict) -> tuple[str, dict]:
 
     text.append("")
     text.append("targets:")
-    for key, label in (("bentoml", "BentoML"), ("bentoml_batching", "BentoML+batching")):
+    for key, label in TARGET_ROWS:
         if key not in s or "c1" not in s[key]:
             continue
         c1 = s[key]["c1"]
@@ -525,7 +531,7 @@ def report(res: dict) -> tuple[str, dict]:
                     f"(target <= 10 ms): {verdict(gap <= 10)}{'' if gap <= 10 else f', over by {gap - 10:.1f} ms'}")
         text.append(f"        vs in-process full path p95 {ip['full_b1']['p95_ms']:.1f} ms: {gap_full:+.1f} ms (framework overhead alone)")
     b32 = ip["b32"]["clips_per_s"]
-    for key, label in (("bentoml", "BentoML"), ("bentoml_batching", "BentoML+batching")):
+    for key, label in TARGET_ROWS:
         if key not in s or "c32" not in s[key]:
             continue
         c32 = s[key]["c32"]
@@ -536,7 +542,7 @@ def report(res: dict) -> tuple[str, dict]:
                     f"(target >= 0.5, no errors; errors {c32['errors']}): {verdict(ok)}"
                     + ("" if ok else f" (needs {0.5 * b32:.1f} req/s, {0.5 * b32 / max(c32['req_per_s'], 1e-9):.1f}x more)"))
     fa = s.get("fastapi", {}).get("c32")
-    for key, label in (("bentoml", "BentoML"), ("bentoml_batching", "BentoML+batching")):
+    for key, label in TARGET_ROWS:
         if not fa or key not in s or "c32" not in s[key]:
             continue
         c32 = s[key]["c32"]
@@ -573,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=6,
                         help="server runs, in all (at most 2 per row), to repeat because other processes used the CPU "
                              "meanwhile (the cleaner run is kept)")
-    parser.add_argument("--no-extras", action="store_true", help="skip the FastAPI --no-log and the load-shedding rows")
+    parser.add_argument("--no-extras", action="store_true", help="skip the FastAPI --no-log, echo and load-shedding rows")
+    parser.add_argument("--only", help="comma-separated server rows to run (fastapi, bentoml, bentoml_w2, bentoml_batching, "
+                        "bentoml_echo, bentoml_echo_w2, fastapi_nolog, bentoml_shedding)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")
@@ -589,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = args.run_dir or train_run(tmp)
         res["run_dir"] = str(run_dir)
         tags = {"default": package(run_dir, []),
+                "workers2": package(run_dir, ["deploy.workers=2"]),
                 "batching": package(run_dir, ["deploy=realtime_batching"]),
                 "shedding": package(run_dir, ["deploy=realtime_batching", "deploy.batching.max_latency_ms=50"])}
         res["tags"] = tags
@@ -620,14 +629,20 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn = [str(BIN / "python"), "-m", "uvicorn", "bench.fastapi_peer:app", "--app-dir", str(ROOT),
                    "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--no-access-log", "--log-level", "warning"]
         bento = [str(BIN / "bentoml"), "serve", "scopeml.serving.service:KeywordSpotting", "--host", "127.0.0.1", "--port", "{port}"]
+        echo = [str(BIN / "bentoml"), "serve", "bench.bentoml_echo:Echo", "--host", "127.0.0.1", "--port", "{port}"]
         # the rows the targets need first, so the retry budget goes to them; the extras last
         plan = [("fastapi", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
                 ("bentoml", bento, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
+                ("bentoml_w2", bento, {"SCOPEML_MODEL_TAG": tags["workers2"]}, [1, 32]),
                 ("bentoml_batching", bento, {"SCOPEML_MODEL_TAG": tags["batching"]}, [1, 32]),
+                ("bentoml_echo", echo, {}, [1, 32]),
+                ("bentoml_echo_w2", echo, {"ECHO_WORKERS": "2"}, [32]),
                 ("fastapi_nolog", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"], "SCOPEML_PEER_NO_LOG": "1"}, [1, 32]),
                 ("bentoml_shedding", bento, {"SCOPEML_MODEL_TAG": tags["shedding"]}, [32])]
         if args.no_extras:
-            plan = [p for p in plan if p[0] not in ("fastapi_nolog", "bentoml_shedding")]
+            plan = [p for p in plan if p[0] not in ("fastapi_nolog", "bentoml_shedding", "bentoml_echo", "bentoml_echo_w2")]
+        if args.only:
+            plan = [p for p in plan if p[0] in args.only.split(",")]
         res["servers"] = {}
         for name, cmd, extra, levels in plan:
             print(f"{name} ...", flush=True)

@@ -44,10 +44,31 @@ def test_report_puts_every_target_beside_every_phase(finished: Path):
     html = (finished / "10_report" / "report.html").read_text()
     for section in SECTIONS:
         assert section in html, section
-    for metric in ("accuracy", "model_size_mb", "latency_p95_ms", "throughput_qps", "estimated_accuracy", "realized in production"):
+    for metric in ("accuracy", "model_size_mb", "latency_p95_ms", "throughput_qps", "estimated_accuracy", "realized in production",
+                   "CBPE estimate - realized accuracy", "estimated accuracy (CBPE)"):
         assert metric in html, metric
     md = (finished / "10_report" / "report.md").read_text()
     assert "## Scoping targets" in md and "younger" in md
+
+
+def test_scenario_table_sets_each_scenarios_cbpe_estimate_beside_its_realized_accuracy():
+    import pandas as pd
+
+    from scopeml.lifecycle.report import _scenario_table, estimate_gap_rows
+
+    production = pd.DataFrame({"scenario": ["calm"] * 4 + ["noisy"] * 4, "pred": list("aaaa") + list("abab"), "truth": list("aaaa") + list("aaaa"),
+                               "confidence": 0.9, "spectral_centroid_hz": 1000.0, "snr_db": 20.0})
+    chunks = [{"rows": 4, "start_index": 0, "end_index": 3, "estimated": {"accuracy": {"value": 0.98}}},
+              {"rows": 2, "start_index": 4, "end_index": 5, "estimated": {"accuracy": {"value": 0.60}}},
+              {"rows": 2, "start_index": 6, "end_index": 7, "estimated": {"accuracy": {"value": 0.70}}}]
+    table = _scenario_table(production, chunks).set_index("scenario")
+    assert table.loc["calm", "realized accuracy"] == 1.0 and table.loc["noisy", "realized accuracy"] == 0.5
+    assert abs(table.loc["noisy", "estimated accuracy (CBPE)"] - 0.65) < 1e-9
+    (gap,) = estimate_gap_rows(table.reset_index())
+    assert "noisy" in gap["phase"] and abs(gap["value"] - 0.15) < 1e-9 and gap["passed"] is False
+    # chunks that do not cover exactly the scenario rows (other traffic in the log) give no estimate rather than a wrong one
+    assert _scenario_table(production, chunks[:2])["estimated accuracy (CBPE)"].isna().all()
+    assert estimate_gap_rows(_scenario_table(production, chunks[:2])) == []
 
 
 def test_rerun_skips_every_stage_whose_inputs_did_not_change(finished: Path):

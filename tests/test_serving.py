@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -345,6 +347,13 @@ def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server,
         batched = [post_audio(srv, clip) for _ in range(3)]
         assert all(r.status_code == 200 for r in batched)
         assert batched[0].json()["probabilities"] == pytest.approx(post_audio(server, clip).json()["probabilities"], abs=1e-5)
+        # concurrent requests wait on the batched model together (async handlers), so batches form; none fails
+        with ThreadPoolExecutor(32) as pool:
+            codes = [r.status_code for r in pool.map(lambda _: post_audio(srv, clip), range(160))]
+        assert codes.count(200) == 160, sorted(set(codes))
+        sizes = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_sum\{.*\} (\S+)", httpx.get(f"{srv.url}/metrics").text)]
+        counts = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_count\{.*\} (\S+)", httpx.get(f"{srv.url}/metrics").text)]
+        assert sum(counts) and sum(sizes) / sum(counts) > 1.0, (sizes, counts)
     finally:
         srv.stop()
 

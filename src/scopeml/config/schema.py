@@ -485,7 +485,8 @@ class DeployConfig:
 
     kind: Literal["realtime", "batch", "edge"] = "realtime"
     model_name: str = "scopeml-kws"  # name in the BentoML model store; the service loads <name>:latest
-    workers: int = 1
+    workers: int = 2  # API worker processes; each gets cores // workers torch threads (see torch_threads)
+    torch_threads: Optional[int] = None  # per worker; None: CPU cores // workers (at least 1)
     max_body_mb: float = 5.0  # larger request bodies get 413 before they are read
     max_clip_seconds: float = 10.0  # longer audio gets 422 on /classify (use /segments for long audio)
     max_long_audio_seconds: float = 120.0
@@ -508,6 +509,8 @@ class DeployConfig:
         for key in ("workers", "max_clips_per_request", "max_concurrency", "batch_size"):
             if getattr(self, key) < 1:
                 problems.append((key, "must be >= 1"))
+        if self.torch_threads is not None and self.torch_threads < 1:
+            problems.append(("torch_threads", "must be >= 1, or null for CPU cores // workers"))
         if self.batching.max_batch_size < 1 or self.batching.max_latency_ms < 1:
             problems.append(("batching", "max_batch_size and max_latency_ms must be >= 1"))
         return problems

@@ -54,6 +54,45 @@ class Clip(BaseModel):
     sample_rate: int = Field(description="Hz; resampled to the model's rate")
 
 
+# Typed responses: BentoML serializes a pydantic model directly, where a plain dict return made it
+# rebuild a JSON schema on every request (~10% of a request's CPU, profiled with py-spy).
+class Prediction(BaseModel):
+    request_id: str
+    label: str
+    confidence: float = Field(description="calibrated probability of the label")
+    probabilities: dict[str, float] = Field(description="calibrated probability of every class")
+    model: str = Field(description="the BentoML model tag that answered")
+
+
+class Classified(Prediction):
+    latency_ms: float = Field(description="server-side time for this request")
+
+
+class Segment(Prediction):
+    start_s: float
+    end_s: float
+
+
+class ManyClassified(BaseModel):
+    results: list[Prediction]
+    model: str
+    latency_ms: float
+
+
+class Segments(BaseModel):
+    segments: list[Segment]
+    duration_s: float
+    model: str
+    latency_ms: float
+
+
+def _torch_threads() -> None:
+    """Split the cores between the workers: N workers each spinning up all cores' threads thrash."""
+    import torch
+
+    torch.set_num_threads(DEPLOY.get("torch_threads") or max(1, (os.cpu_count() or 1) // DEPLOY["workers"]))
+
+
 @bentoml.service(workers=1, traffic={"timeout": 60})
 class Classifier:
     """The model alone, behind BentoML's adaptive batching (used when deploy.batching.enabled)."""
@@ -72,6 +111,10 @@ class Classifier:
 
 @bentoml.service(name="scopeml-kws", workers=DEPLOY["workers"], traffic={"timeout": 60})
 class KeywordSpotting:
+    """Handlers are async: decoding, preprocessing and logging are short CPU steps run on the worker's
+    event loop (one core per worker; deploy.workers scales across cores), and with batching on,
+    many requests can wait on the batched Classifier at once, which is what lets batches form."""
+
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
     if BATCHING["enabled"]:
         classifier = bentoml.depends(Classifier)
@@ -80,24 +123,25 @@ class KeywordSpotting:
         from scopeml.serving.bundle import ServingBundle
         from scopeml.serving.log import PredictionLog
 
+        _torch_threads()
         self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
         self.log = PredictionLog(os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]))
 
     # ------------------------------------------------------------------ endpoints
     @bentoml.api(route="/classify")
-    def classify(self, audio: Path, ctx: bentoml.Context) -> dict:
+    async def classify(self, audio: Path, ctx: bentoml.Context) -> Classified:
         """One clip as a WAV or FLAC file (multipart field `audio`)."""
-        return self._classify_one(lambda: _decode_file(audio, "audio"), ctx, "classify", source="audio")
+        return await self._classify_one(lambda: _decode_file(audio, "audio"), ctx, "classify", source="audio")
 
     @bentoml.api(route="/classify_array")
-    def classify_array(self, samples: list[float] | list[list[float]], sample_rate: int, ctx: bentoml.Context) -> dict:
+    async def classify_array(self, samples: list[float] | list[list[float]], sample_rate: int, ctx: bentoml.Context) -> Classified:
         """One clip as JSON samples (mono list, or one list per channel) and its sample rate."""
         from scopeml.serving.decode import from_array
 
-        return self._classify_one(lambda: _guard(from_array, samples, sample_rate), ctx, "classify_array", source="array")
+        return await self._classify_one(lambda: _guard(from_array, samples, sample_rate), ctx, "classify_array", source="array")
 
     @bentoml.api(route="/classify_many")
-    def classify_many(self, clips: list[Clip], ctx: bentoml.Context) -> dict:
+    async def classify_many(self, clips: list[Clip], ctx: bentoml.Context) -> ManyClassified:
         """Several clips in one call; answered in order."""
         from scopeml.serving.decode import from_array
 
@@ -105,11 +149,12 @@ class KeywordSpotting:
         if not clips or len(clips) > DEPLOY["max_clips_per_request"]:
             raise ClientError(HTTPStatus.UNPROCESSABLE_ENTITY, f"clips: send 1 to {DEPLOY['max_clips_per_request']} clips, got {len(clips)}")
         decoded = [_guard(from_array, c.samples, c.sample_rate, f"clips[{i}]") for i, c in enumerate(clips)]
-        results = self._predict_and_log(decoded, ctx, "classify_many", [f"clips[{i}]" for i in range(len(clips))])
-        return {"results": results, "model": self.bundle.tag, "latency_ms": 1000 * (time.perf_counter() - started)}
+        results = await self._predict_and_log(decoded, ctx, "classify_many", [f"clips[{i}]" for i in range(len(clips))])
+        return ManyClassified(results=[Prediction(**r) for r in results], model=self.bundle.tag,
+                              latency_ms=1000 * (time.perf_counter() - started))
 
     @bentoml.api(route="/segments")
-    def segments(self, audio: Path, ctx: bentoml.Context) -> dict:
+    async def segments(self, audio: Path, ctx: bentoml.Context) -> Segments:
         """Long audio: find voiced segments first, classify each; silence gives no segments, not a guess."""
         from scopeml.data.audio import to_mono
         from scopeml.serving.vad import find_segments
@@ -118,12 +163,10 @@ class KeywordSpotting:
         samples, sr = _decode_file(audio, "audio", DEPLOY["max_long_audio_seconds"], allow_silence=True)
         mono = to_mono(samples)
         spans = find_segments(mono, sr)
-        results = self._predict_and_log([(mono[None, a:b], sr) for a, b in spans], ctx, "segments",
-                                        [f"audio@{a / sr:.2f}s" for a, _ in spans]) if spans else []
-        for result, (a, b) in zip(results, spans):
-            result.update(start_s=a / sr, end_s=b / sr)
-        return {"segments": results, "duration_s": len(mono) / sr, "model": self.bundle.tag,
-                "latency_ms": 1000 * (time.perf_counter() - started)}
+        results = await self._predict_and_log([(mono[None, a:b], sr) for a, b in spans], ctx, "segments",
+                                              [f"audio@{a / sr:.2f}s" for a, _ in spans]) if spans else []
+        return Segments(segments=[Segment(**r, start_s=a / sr, end_s=b / sr) for r, (a, b) in zip(results, spans)],
+                        duration_s=len(mono) / sr, model=self.bundle.tag, latency_ms=1000 * (time.perf_counter() - started))
 
     @bentoml.api(route="/info")
     def info(self) -> dict:
@@ -131,11 +174,12 @@ class KeywordSpotting:
         i = self.bundle.info
         return {"model": self.bundle.tag, "classes": self.bundle.classes, "preprocess": i["preprocess"],
                 "temperature": self.bundle.temperature, "scoping": i["scoping"], "metrics": i["metrics"],
-                "batching": BATCHING, "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
+                "batching": BATCHING, "workers": DEPLOY["workers"],
+                "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
                 "run_dir": i.get("run_dir")}
 
     # ------------------------------------------------------------------ internals
-    def _classify_one(self, decode, ctx: bentoml.Context, endpoint: str, source: str) -> dict:
+    async def _classify_one(self, decode, ctx: bentoml.Context, endpoint: str, source: str) -> Classified:
         started = time.perf_counter()
         samples, sr = decode()
         from scopeml.data.audio import to_mono
@@ -146,16 +190,31 @@ class KeywordSpotting:
             check_not_silent(to_mono(samples), source)
         except RequestError as exc:
             raise ClientError(exc.status, str(exc)) from None
-        (result,) = self._predict_and_log([(samples, sr)], ctx, endpoint, [source])
-        result["latency_ms"] = 1000 * (time.perf_counter() - started)
-        return result
+        (result,) = await self._predict_and_log([(samples, sr)], ctx, endpoint, [source])
+        return Classified(**result, latency_ms=1000 * (time.perf_counter() - started))
 
-    def _predict_and_log(self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]) -> list[dict]:
+    async def _batched_predict(self, waves: np.ndarray, ctx: bentoml.Context) -> np.ndarray:
+        """The model call through the batched Classifier. The hop is a pooled HTTP connection that the
+        Classifier's server may close under load (BentoML issues 3669, 4238: ServerDisconnectedError);
+        the call has no side effects, so it is retried, and if it keeps failing the request is shed
+        with 503 and a retry hint rather than a 500."""
+        import aiohttp
+
+        for attempt in range(3):
+            try:
+                return await self.classifier.to_async.predict(waves)
+            except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):
+                if attempt == 2:
+                    ctx.response.headers["retry-after"] = "1"
+                    raise ClientError(HTTPStatus.SERVICE_UNAVAILABLE, "the batched model is overloaded; retry shortly") from None
+        raise AssertionError("unreachable")
+
+    async def _predict_and_log(self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]) -> list[dict]:
         from scopeml.features import monitoring_features
 
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         waves = np.stack([self.bundle.prepare(s, sr) for s, sr in clips])
-        probs = self.classifier.predict(waves) if BATCHING["enabled"] else self.bundle.predict(waves)
+        probs = await self._batched_predict(waves, ctx) if BATCHING["enabled"] else self.bundle.predict(waves)
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         results, records = [], []
         for k, ((samples, sr), wave, p, source) in enumerate(zip(clips, waves, probs, sources)):
