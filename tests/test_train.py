@@ -161,3 +161,19 @@ def test_help_lists_groups_and_examples():
 def test_info_runs():
     proc = run_cli("scopeml.train", "--info")
     assert proc.returncode == 0 and "Config search path" in proc.stdout
+
+
+def test_a_fresh_run_into_a_used_folder_keeps_its_own_weights_not_the_earlier_runs(tiny_run: Path, tmp_path: Path):
+    import shutil
+
+    import torch
+
+    reused = tmp_path / "reused"
+    shutil.copytree(tiny_run, reused)  # a folder that already holds a finished run (as a re-run lifecycle sweep does)
+    proc = train(reused, *TINY_DATA, *TINY_FIT, "seed=8", "hparams.lr=0.02", "tracker=none")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removed best.ckpt, last.ckpt" in (reused / "train.log").read_text()
+    assert sorted(p.name for p in (reused / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1.ckpt beside a stale best.ckpt
+    old = torch.load(tiny_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    new = torch.load(reused / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert any(not torch.equal(old[k], new[k]) for k in old)

@@ -83,13 +83,16 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     from scopeml.data.report import build_report
     from scopeml.training import evaluate, report, tracking
     from scopeml.training.module import KeywordSpotter
-    from scopeml.training.trainer import build_trainer, resume_checkpoint
+    from scopeml.training.trainer import build_trainer, clear_stale_checkpoints, resume_checkpoint
 
     started = time.perf_counter()
     run_name = config.run_name or run_dir.name
     artifacts.save_config(run_dir, resolved)
     artifacts.write_json(run_dir / "provenance.json", provenance.collect())
     ckpt_path = resume_checkpoint(config.resume, run_dir)
+    if removed := clear_stale_checkpoints(run_dir, ckpt_path):
+        log.warning("%s already held checkpoints of an earlier run; removed %s so this run's weights are the ones kept",
+                    run_dir, ", ".join(removed))
     L.seed_everything(config.seed, workers=True, verbose=False)
 
     artifacts.mark(run_dir, "running", stage="data")

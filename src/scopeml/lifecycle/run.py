@@ -73,8 +73,10 @@ class Lifecycle:
             served = {
                 "loadtest": [package, asdict(self.cfg.loadtest)],
                 "simulate": [package, asdict(self.cfg.simulate)],
-                "label": [self.dir("simulate") / "simulation.json", self.cfg.simulate.labelled],
-                "monitor": [self.dir("label") / "labels.json", self.composed(*self.cfg.train, *self.cfg.monitor)],
+                # stage.json changes whenever its stage runs again: new traffic needs its labels delivered
+                # again (they live in the log), and new labels or a new model need a new monitoring run
+                "label": [self.dir("simulate") / "stage.json", self.cfg.simulate.labelled],
+                "monitor": [package, self.dir("label") / "stage.json", self.composed(*self.cfg.train, *self.cfg.monitor)],
             }
             if not all(self.up_to_date(name, inputs) for name, inputs in served.items()):
                 self.start_service()  # the serving stages share one running service

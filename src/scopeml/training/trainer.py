@@ -31,7 +31,8 @@ def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     callbacks: list = [
-        cb.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True),
+        cb.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True,
+                           enable_version_counter=False),  # always best.ckpt: packaging and selection read that name
         EpochSeed(seed),
     ]
     if cfg.progress_bar == "rich":
@@ -60,6 +61,21 @@ def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, 
         callbacks=callbacks,
         default_root_dir=str(run_dir),
     )
+
+
+def clear_stale_checkpoints(run_dir: Path, resume_from: str | None) -> list[str]:
+    """A fresh run into a folder that already holds checkpoints removes them first.
+
+    Otherwise Lightning writes best-v1.ckpt beside an older best.ckpt, the run's metrics come from
+    the new weights and packaging ships the old ones (it happened: a re-run lifecycle served the
+    previous model while monitoring compared it with the new model's reference)."""
+    folder = run_dir / "checkpoints"
+    if resume_from is not None and Path(resume_from).resolve().parent == folder.resolve():
+        return []  # resuming this very run: its checkpoints are the point
+    stale = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink()
+    return [p.name for p in stale]
 
 
 def resume_checkpoint(resume: bool | str, run_dir: Path) -> str | None:
