@@ -8,9 +8,12 @@ Same model and the same real clips (eSpeak keywords at 16 kHz, 16-bit WAV) every
    at batch 32 and 64 (clips/s: the limit), plus the full per-request path at batch 1 (decode,
    checks, prepare, predict, describe, monitoring features, prediction-log append), stage by stage.
 2. bench/fastapi_peer.py under uvicorn (1 worker), with and without its prediction log.
-3. The BentoML service (`bentoml serve`), default deploy (no adaptive batching).
+3. The BentoML service (`bentoml serve`): the default deploy (2 API workers, no adaptive batching)
+   and the same with 1 worker (one process, like the FastAPI peer).
 4. The BentoML service with adaptive batching (deploy=realtime_batching), and with
    max_latency_ms=50 to show load shedding.
+5. bench/bentoml_echo.py: a BentoML endpoint that takes the same upload and does no work (1 and 2
+   workers), the ceiling any BentoML handler can reach on the machine.
 
 Each server is driven by wrk (bench/wrk_post.lua, round robin over the clips as multipart
 POSTs to /classify) at concurrency 1 (-t1 -c1) and 32 (-t2 -c32): a warm-up run, then a
@@ -473,7 +476,7 @@ def f1(x) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-TARGET_ROWS = (("bentoml", "BentoML"), ("bentoml_w2", "BentoML 2 workers"), ("bentoml_batching", "BentoML+batching"))
+TARGET_ROWS = (("bentoml", "BentoML"), ("bentoml_w1", "BentoML 1 worker"), ("bentoml_batching", "BentoML+batching"))
 
 
 def report(res: dict) -> tuple[str, dict]:
@@ -485,7 +488,7 @@ def report(res: dict) -> tuple[str, dict]:
         ("in-process full path b1 (clips/s)", f1(ip["full_b1"]["clips_per_s"]), "", f1(ip["full_b1"]["p50_ms"]), f1(ip["full_b1"]["p95_ms"]), f1(ip["full_b1"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
     ]
     for key, label in (("fastapi", "FastAPI/uvicorn"), ("fastapi_nolog", "FastAPI/uvicorn --no-log"), ("bentoml", "BentoML"),
-                       ("bentoml_w2", "BentoML 2 workers"), ("bentoml_batching", "BentoML+batching (32, 1000 ms)"),
+                       ("bentoml_w1", "BentoML 1 worker"), ("bentoml_batching", "BentoML+batching (32, 1000 ms)"),
                        ("bentoml_shedding", "BentoML+batching (32, 50 ms)"), ("bentoml_echo", "BentoML echo, no model"),
                        ("bentoml_echo_w2", "BentoML echo, no model, 2 workers")):
         s = res["servers"].get(key)
@@ -554,7 +557,7 @@ def report(res: dict) -> tuple[str, dict]:
     st = ip["full_b1"]["stage_mean_ms"]
     text.append("")
     text.append("in-process full path b1, mean ms per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
-                + f" (total {sum(st.values()):.2f}); accuracy of this 3-epoch model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}")
+                + f" (total {sum(st.values()):.2f}); accuracy of the model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}")
     for key, srv in s.items():
         if srv.get("c1") and srv["c1"]["handler_n"]:
             c1 = srv["c1"]
@@ -580,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="server runs, in all (at most 2 per row), to repeat because other processes used the CPU "
                              "meanwhile (the cleaner run is kept)")
     parser.add_argument("--no-extras", action="store_true", help="skip the FastAPI --no-log, echo and load-shedding rows")
-    parser.add_argument("--only", help="comma-separated server rows to run (fastapi, bentoml, bentoml_w2, bentoml_batching, "
+    parser.add_argument("--only", help="comma-separated server rows to run (fastapi, bentoml, bentoml_w1, bentoml_batching, "
                         "bentoml_echo, bentoml_echo_w2, fastapi_nolog, bentoml_shedding)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -597,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = args.run_dir or train_run(tmp)
         res["run_dir"] = str(run_dir)
         tags = {"default": package(run_dir, []),
-                "workers2": package(run_dir, ["deploy.workers=2"]),
+                "workers1": package(run_dir, ["deploy.workers=1"]),
                 "batching": package(run_dir, ["deploy=realtime_batching"]),
                 "shedding": package(run_dir, ["deploy=realtime_batching", "deploy.batching.max_latency_ms=50"])}
         res["tags"] = tags
@@ -633,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         # the rows the targets need first, so the retry budget goes to them; the extras last
         plan = [("fastapi", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
                 ("bentoml", bento, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
-                ("bentoml_w2", bento, {"SCOPEML_MODEL_TAG": tags["workers2"]}, [1, 32]),
+                ("bentoml_w1", bento, {"SCOPEML_MODEL_TAG": tags["workers1"]}, [1, 32]),
                 ("bentoml_batching", bento, {"SCOPEML_MODEL_TAG": tags["batching"]}, [1, 32]),
                 ("bentoml_echo", echo, {}, [1, 32]),
                 ("bentoml_echo_w2", echo, {"ECHO_WORKERS": "2"}, [32]),
