@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, offline_run, read_json
+from conftest import FSDD_ROOT, ROOT, needs_fsdd, offline_run, read_json
 
 CLASSES = ["yes", "no", "up"]
 FEATURES = {"duration_s": (1.0, 0.1), "rms_dbfs": (-25.0, 4.0), "silence_ratio": (0.35, 0.08),
@@ -307,3 +307,20 @@ def test_bad_config_exits_2(store, tmp_path):
     proc = monitor(store, tmp_path / "out", tmp_path / "log.sqlite", "monitor.chunk_size=5")
     assert proc.returncode == 2
     assert "chunk_size" in proc.stderr
+
+
+@needs_fsdd
+def test_new_speakers_scenario_sends_real_recordings_of_held_out_speakers_only(monkeypatch):
+    from scopeml.monitoring.simulate import clips_for, load_scenario
+
+    monkeypatch.setenv("SCOPEML_FSDD_ROOT", str(FSDD_ROOT))
+    scenario = load_scenario("new_speakers")
+    assert scenario.source == "fsdd" and list(scenario.fsdd_speakers) == ["theo"]
+    scenario.clips = 30
+    digits = "zero one two three four five six seven eight nine".split()
+    clips = clips_for(scenario, digits, run_dir=Path("unused-for-fsdd"))
+    assert len(clips) == 30 and {label for *_, label in clips} <= set(digits)
+    for samples, sr, label in clips:
+        assert sr == 8000 and samples.ndim == 1 and np.isfinite(samples).all() and np.abs(samples).max() > 0
+    again = clips_for(scenario, digits, run_dir=Path("unused-for-fsdd"))  # deterministic in its seed
+    assert [label for *_, label in again] == [label for *_, label in clips]
