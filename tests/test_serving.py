@@ -331,15 +331,20 @@ def test_bentoml_build_gives_a_bento_that_serves_the_same_model(packaged, server
         srv.stop()
 
 
-def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server, tmp_path):
+def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str) -> Server:
+    """scopeml-package the run with deploy overrides into a fresh model store, and serve it."""
     import os
 
     home = tmp_path / "home"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tiny_run), "deploy=realtime_batching"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(run_dir), *overrides], cwd=ROOT,
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    srv = Server(home, tmp_path / "batching.sqlite")
+    return Server(home, tmp_path / "served.sqlite")
+
+
+def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server, tmp_path):
+    srv = package_and_serve(tiny_run, tmp_path, "deploy=realtime_batching")
     try:
         info = httpx.post(f"{srv.url}/info", json={}).json()
         assert info["batching"]["enabled"] is True
@@ -351,23 +356,16 @@ def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server,
         with ThreadPoolExecutor(32) as pool:
             codes = [r.status_code for r in pool.map(lambda _: post_audio(srv, clip), range(160))]
         assert codes.count(200) == 160, sorted(set(codes))
-        sizes = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_sum\{.*\} (\S+)", httpx.get(f"{srv.url}/metrics").text)]
-        counts = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_count\{.*\} (\S+)", httpx.get(f"{srv.url}/metrics").text)]
+        metrics = httpx.get(f"{srv.url}/metrics").text
+        sizes = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_sum\{.*\} (\S+)", metrics)]
+        counts = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_count\{.*\} (\S+)", metrics)]
         assert sum(counts) and sum(sizes) / sum(counts) > 1.0, (sizes, counts)
     finally:
         srv.stop()
 
 
 def test_overload_is_shed_with_429_and_a_retry_hint(tiny_run, tmp_path):
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    home = tmp_path / "home"
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tiny_run), "deploy.max_concurrency=1"], cwd=ROOT,
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    srv = Server(home, tmp_path / "shed.sqlite")
+    srv = package_and_serve(tiny_run, tmp_path, "deploy.max_concurrency=1")
     try:
         long_clip = encode(tone(seconds=9.0))  # slow enough to overlap
         with ThreadPoolExecutor(8) as pool:
