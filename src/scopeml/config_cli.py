@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf"
+from scopeml.config.paths import conf_dir
+
+DEFAULT_CONF = conf_dir()
 # Folders of conf/ holding standalone YAML files that are not Hydra groups of `config`, with the
 # function (module:name, given the file's path) that validates one file. Add new ones here.
 STANDALONE = {

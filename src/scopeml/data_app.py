@@ -12,11 +12,11 @@ import hydra
 from omegaconf import DictConfig
 
 from scopeml.config import to_plain
-from scopeml.train import CONF_DIR
+from scopeml.config.paths import CONF_SEARCH_PATH
 from scopeml.training import artifacts
 
 
-@hydra.main(config_path=CONF_DIR, config_name="data_report", version_base="1.3")
+@hydra.main(config_path=CONF_SEARCH_PATH, config_name="data_report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir, config = artifacts.start(cfg, "scopeml-data")
     from scopeml.data import DataError

@@ -15,9 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from scopeml.config import Config, ConfigError, load, to_plain
+from scopeml.config.paths import CONF_SEARCH_PATH
 from scopeml.training import artifacts
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("scopeml.train")
 
 
@@ -30,7 +30,7 @@ def _quiet_libraries() -> None:
         lib.addFilter(lambda record: "litlogger" not in record.getMessage())  # an advert, not information
 
 
-@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=CONF_SEARCH_PATH, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scopeml.config._validate import parse
+from scopeml.config.paths import conf_dir
 
-CONF = Path(__file__).resolve().parents[3] / "conf" / "lifecycle"
+CONF = conf_dir() / "lifecycle"
 
 
 @dataclass
@@ -42,14 +43,20 @@ class LifecycleConfig:
         return problems
 
 
-def load_lifecycle(name_or_path: str, overrides: dict | None = None) -> LifecycleConfig:
+def load_lifecycle(name_or_path: str, overrides: dict | None = None, config_dir: str | Path | None = None) -> LifecycleConfig:
     from omegaconf import OmegaConf
 
     from scopeml.config import ConfigError
 
-    path = Path(name_or_path) if name_or_path.endswith((".yaml", ".yml")) else CONF / f"{name_or_path}.yaml"
+    folders = [Path(config_dir).expanduser() / "lifecycle"] if config_dir else []
+    folders.append(CONF)  # a user's lifecycle/<name>.yaml wins over the shipped one
+    if name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+    else:
+        path = next((f / f"{name_or_path}.yaml" for f in folders if (f / f"{name_or_path}.yaml").exists()), folders[-1] / f"{name_or_path}.yaml")
     if not path.exists():
-        raise ConfigError([f"lifecycle {name_or_path!r}: no {path} (known: {sorted(p.stem for p in CONF.glob('*.yaml'))})"])
+        known = sorted({p.stem for f in folders for p in f.glob('*.yaml')})
+        raise ConfigError([f"lifecycle {name_or_path!r}: no {path} (known: {known})"])
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     data.update(overrides or {})
     return parse(LifecycleConfig, data, "lifecycle")

@@ -24,8 +24,6 @@ from pathlib import Path
 
 from scopeml.lifecycle.config import LifecycleConfig, load_lifecycle
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 class StageError(RuntimeError):
     def __init__(self, stage: str, message: str, log: Path | None = None):
@@ -36,8 +34,11 @@ class StageError(RuntimeError):
 class Lifecycle:
     STAGES = ("data", "sweep", "select", "package", "serve", "loadtest", "simulate", "label", "monitor", "report")
 
-    def __init__(self, cfg: LifecycleConfig, force: set[str] = frozenset(), console=None):
+    def __init__(self, cfg: LifecycleConfig, force: set[str] = frozenset(), console=None, config_dir: str | Path | None = None):
         self.cfg, self.force = cfg, force
+        # A user's own config folder (models, data, experiments): every Hydra stage composes with it.
+        self.config_dir = str(Path(config_dir).expanduser().resolve()) if config_dir else None
+        self.hydra_args = ["--config-dir", self.config_dir] if self.config_dir else []
         self.out = Path(cfg.out).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "BENTOML_HOME": str(self.out / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
@@ -51,13 +52,10 @@ class Lifecycle:
 
     def composed(self, *overrides: str) -> dict:
         """The resolved config the stages will run with: a change in conf/ or in the overrides re-runs them."""
-        from hydra import compose, initialize_config_dir
-
         from scopeml.config import to_plain
-        from scopeml.train import CONF_DIR
+        from scopeml.config.paths import compose
 
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            plain = to_plain(compose(config_name="config", overrides=list(overrides)))
+        plain = to_plain(compose("config", list(overrides), self.config_dir))
         plain.pop("hydra", None)
         return plain
 
@@ -91,11 +89,11 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ stages
     def validate_data(self, d: Path) -> dict:
-        self.cli("data", d, "scopeml.data_app", f"hydra.run.dir={d}", *self.cfg.train, ok=(0,))
+        self.cli("data", d, "scopeml.data_app", *self.hydra_args, f"hydra.run.dir={d}", *self.cfg.train, ok=(0,))
         return {"report": str(d / "report.html")}
 
     def sweep(self, d: Path) -> dict:
-        self.cli("sweep", d, "scopeml.train", "-m", f"hydra.sweep.dir={d}", *self.cfg.train, *self.cfg.sweep, ok=(0,))
+        self.cli("sweep", d, "scopeml.train", "-m", *self.hydra_args, f"hydra.sweep.dir={d}", *self.cfg.train, *self.cfg.sweep, ok=(0,))
         return {"summary": str(d / "sweep_summary.md")}
 
     def select(self, d: Path) -> dict:
@@ -103,7 +101,8 @@ class Lifecycle:
         return {"selection": str(d / "selection.json")}
 
     def package(self, d: Path) -> dict:
-        out = self.cli("package", d, "scopeml.serving.package", str(self.dir("select") / "selection.json"), ok=(0,))
+        out = self.cli("package", d, "scopeml.serving.package", str(self.dir("select") / "selection.json"),
+                       *(["--config-dir", self.config_dir] if self.config_dir else []), ok=(0,))
         tag = out.strip().splitlines()[-1]
         (d / "package.json").write_text(json.dumps({"tag": tag}))
         return {"tag": tag}
@@ -170,7 +169,7 @@ class Lifecycle:
     def cli(self, stage: str, d: Path, module: str, *args: str, ok=(0,), want_code: bool = False):
         log = d / f"{stage}.log"
         with open(log, "w") as f:
-            proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=f, text=True)
+            proc = subprocess.run([sys.executable, "-m", module, *args], env=self.env, stdout=subprocess.PIPE, stderr=f, text=True)
             f.write(proc.stdout)
         if proc.returncode not in ok:
             tail = log.read_text().strip().splitlines()[-8:]
@@ -213,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scopeml-lifecycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="default", help="conf/lifecycle/<name>.yaml or a YAML path (default: %(default)s)")
     parser.add_argument("--out", help="output folder (default: the config's `out`)")
+    parser.add_argument("--config-dir", help="your own config folder (model/, data/, experiment/, lifecycle/ ...), searched before scopeml's")
     parser.add_argument("--force", nargs="*", default=[], choices=Lifecycle.STAGES, help="re-run from this stage on")
     args = parser.parse_args(argv)
 
@@ -222,13 +222,13 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True)
     try:
-        cfg = load_lifecycle(args.config, {"out": args.out} if args.out else None)
+        cfg = load_lifecycle(args.config, {"out": args.out} if args.out else None, config_dir=args.config_dir)
     except ConfigError as exc:
         console.print(f"scopeml-lifecycle: {exc}")
         return 2
     started = time.perf_counter()
     try:
-        Lifecycle(cfg, set(args.force), console).run()
+        Lifecycle(cfg, set(args.force), console, config_dir=args.config_dir).run()
     except StageError as exc:
         console.print(f"[red]scopeml-lifecycle: {exc}[/]\nArtifacts of the stages before it are in {cfg.out}.")
         return 1

@@ -273,10 +273,10 @@ def next_experiment(results, config, slices) -> dict:
 
     import yaml
 
-    from scopeml.train import CONF_DIR
+    from scopeml.config.paths import conf_dir
 
     data = (results.model.training_config or {}).get("data") or asdict(config.data)
-    heavy = yaml.safe_load((Path(CONF_DIR) / "data" / "augment" / "heavy.yaml").read_text())
+    heavy = yaml.safe_load((conf_dir() / "data" / "augment" / "heavy.yaml").read_text())
     synth = data.get("recipe") == "synth_keywords"
     body: dict = {"defaults": [{"override /data/augment": "heavy"}]}
     overrides: dict = {}  # ranges as floats, pitches as ints: what the schema declares

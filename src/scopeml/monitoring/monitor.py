@@ -26,7 +26,7 @@ import hydra
 from omegaconf import DictConfig
 
 from scopeml.config import to_plain
-from scopeml.train import CONF_DIR
+from scopeml.config.paths import CONF_SEARCH_PATH
 from scopeml.training import artifacts
 
 TIME = "time_utc"
@@ -36,7 +36,7 @@ class MonitorError(ValueError):
     """Bad monitoring input; the message names the file or config field at fault."""
 
 
-@hydra.main(config_path=CONF_DIR, config_name="monitor_report", version_base="1.3")
+@hydra.main(config_path=CONF_SEARCH_PATH, config_name="monitor_report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     run_dir, config = artifacts.start(cfg, "scopeml-monitor")
     try:

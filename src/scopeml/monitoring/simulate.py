@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scopeml.config.paths import conf_dir
 from scopeml.config.schema import ScenarioConfig
 
-CONF = Path(__file__).resolve().parents[3] / "conf" / "simulate"
+CONF = conf_dir() / "simulate"
 
 
 def load_scenario(name: str) -> ScenarioConfig:

@@ -23,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scopeml-package", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="selection.json from scopeml-select, or a training run folder")
     parser.add_argument("overrides", nargs="*", help="config overrides for the deploy group, e.g. deploy=realtime_batching")
+    parser.add_argument("--config-dir", help="your own config folder (e.g. a deploy/ option of yours), searched before scopeml's")
     args = parser.parse_args(argv)
     try:
-        tag = package(args.source, args.overrides)
+        tag = package(args.source, args.overrides, config_dir=args.config_dir)
     except PackageError as exc:
         print(f"scopeml-package: {exc}", file=sys.stderr)
         return 1
@@ -53,20 +54,17 @@ def run_dir_of(source: Path) -> Path:
     return run_dir
 
 
-def deploy_config(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
+def deploy_config(overrides: list[str], config_dir: str | None = None):
     from scopeml.config import ConfigError, load
-    from scopeml.train import CONF_DIR
+    from scopeml.config.paths import compose
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        try:
-            return load(compose(config_name="config", overrides=overrides)).deploy
-        except ConfigError as exc:
-            raise PackageError(str(exc)) from None
+    try:
+        return load(compose("config", overrides, config_dir)).deploy
+    except ConfigError as exc:
+        raise PackageError(str(exc)) from None
 
 
-def package(source: Path, overrides: list[str] = ()) -> str:
+def package(source: Path, overrides: list[str] = (), config_dir: str | None = None) -> str:
     import tempfile
 
     import bentoml
@@ -75,7 +73,7 @@ def package(source: Path, overrides: list[str] = ()) -> str:
     from scopeml.serving.bundle import write_bundle
 
     run_dir = run_dir_of(source)
-    deploy = deploy_config(list(overrides))
+    deploy = deploy_config(list(overrides), config_dir)
     with tempfile.TemporaryDirectory() as tmp:
         info = write_bundle(run_dir, Path(tmp), asdict(deploy))
         provenance = json.loads((run_dir / "provenance.json").read_text()) if (run_dir / "provenance.json").exists() else {}
