@@ -94,6 +94,15 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
         log.warning("%s already held checkpoints of an earlier run; removed %s so this run's weights are the ones kept",
                     run_dir, ", ".join(removed))
     L.seed_everything(config.seed, workers=True, verbose=False)
+    _warn_over_budget(config)
+
+    # Components are built before any data is read: a bad network, loss or callback fails in seconds.
+    artifacts.mark(run_dir, "running", stage="build")
+    preprocess = config.data.preprocess
+    module = KeywordSpotter(resolved["model"], resolved["frontend"], resolved["hparams"], config.scoping.classes,
+                            preprocess.sample_rate, clip_seconds=preprocess.clip_seconds,
+                            augment=resolved["data"]["augment"], seed=config.seed)
+    trainer_callbacks = resolved.get("callbacks") or {}
 
     artifacts.mark(run_dir, "running", stage="data")
     data = build_dataset(config.data, config.scoping.classes)
@@ -104,11 +113,9 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
         log.warning("data checks failed: %s (see data_report.json)", ", ".join(data_report["blocking_failures"]))
 
     artifacts.mark(run_dir, "running", stage="fit")
-    module = KeywordSpotter(resolved["model"], resolved["hparams"], config.scoping.classes, data.sample_rate,
-                            augment=resolved["data"]["augment"], seed=config.seed)
     logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
     tracking.log_data_version(logger, data.fingerprint, run_dir)
-    trainer = build_trainer(config.trainer, config.hparams, run_dir, logger, seed=config.seed)
+    trainer = build_trainer(config.trainer, config.hparams, run_dir, logger, seed=config.seed, extra_callbacks=trainer_callbacks)
     hp = config.hparams
     trainer.fit(module, data.loader("train", hp.batch_size, shuffle=True, seed=config.seed), data.loader("val", hp.batch_size),
                 ckpt_path=ckpt_path)
@@ -133,6 +140,15 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     tracking.finish(logger)
     report.print_scorecard(metrics)
     return metrics["test"][config.scoping.primary_metric]
+
+
+def _warn_over_budget(config: Config) -> None:
+    """scoping.budget.gpus is what the project may use; a run beyond it is allowed but said."""
+    gpu = config.trainer.accelerator in ("gpu", "cuda")
+    devices = config.trainer.devices if isinstance(config.trainer.devices, int) and config.trainer.devices > 0 else None
+    if gpu and (config.scoping.budget.gpus < 1 or (devices and devices * config.trainer.num_nodes > config.scoping.budget.gpus)):
+        log.warning("trainer uses GPUs (%s x %s) beyond scoping.budget.gpus=%d", config.trainer.devices, config.trainer.num_nodes,
+                    config.scoping.budget.gpus)
 
 
 if __name__ == "__main__":

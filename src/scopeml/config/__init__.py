@@ -6,12 +6,10 @@ from typing import Any
 
 from scopeml.config._validate import ConfigError, parse
 from scopeml.config.schema import (
-    CnnModel,
     Config,
     DataConfig,
     FsddData,
     HParamsConfig,
-    ModelConfig,
     ScopingConfig,
     SynthKeywordsData,
     TrackerConfig,
@@ -19,7 +17,7 @@ from scopeml.config.schema import (
 )
 
 __all__ = [
-    "CnnModel", "Config", "ConfigError", "DataConfig", "FsddData", "HParamsConfig", "ModelConfig",
+    "Config", "ConfigError", "DataConfig", "FsddData", "HParamsConfig",
     "ScopingConfig", "SynthKeywordsData", "TrackerConfig", "TrainerConfig", "load", "to_plain",
 ]
 

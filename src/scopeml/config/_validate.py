@@ -92,6 +92,8 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         return None
     if tp is Any:
         return value
+    if isinstance(tp, type) and hasattr(tp, "role") and callable(getattr(tp, "check", None)) and not dataclasses.is_dataclass(tp):
+        return tp.check(value, path, problems)  # a `_target_` component: checked against its constructor
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         return _convert_union(tp, value, path, problems)

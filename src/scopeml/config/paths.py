@@ -14,6 +14,21 @@ CONF_MODULE = "scopeml.conf"
 CONF_SEARCH_PATH = f"pkg://{CONF_MODULE}"
 
 
+def register_defaults() -> None:
+    """Give Hydra the schema's defaults as `scopeml_defaults` (conf/config.yaml composes it first)."""
+    from hydra.core.config_store import ConfigStore
+
+    from scopeml.config.schema import defaults_node, variant_defaults
+
+    store = ConfigStore.instance()
+    store.store(name="scopeml_defaults", node=defaults_node())
+    for name, node in variant_defaults().items():  # a data recipe's own fields: its file composes /schema/data_<recipe>
+        store.store(group="schema", name=name, node=node)
+
+
+register_defaults()  # every command and every compose() imports this module before composing
+
+
 def conf_dir() -> Path:
     """The shipped config folder on disk (a real folder in both editable and wheel installs)."""
     return Path(__file__).resolve().parent.parent / "conf"

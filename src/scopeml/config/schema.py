@@ -2,8 +2,14 @@
 
 Each dataclass is one group's contract: field types are enforced, unknown keys
 rejected, and `check()` returns cross-field problems as (key, message) pairs so
-they are reported together with the type errors. Docstrings on fields are the
-reference users read in docs/configuration.md.
+they are reported together with the type errors.
+
+One place for each default: a field's default lives here and reaches Hydra through
+`defaults_node()` (conf/config.yaml composes it first, the group files override it), so
+a shipped YAML states only what differs. A field set to REQUIRED has no default here:
+each option file of its group holds the value. Components (model, front end, optimizer,
+scheduler, loss, callbacks, data sources) are `_target_` mappings whose schema is the
+target's own constructor (config/components.py).
 """
 
 from __future__ import annotations
@@ -11,10 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
-from scopeml.config._validate import variants
+from scopeml.config._validate import MISSING_VALUE, variants
+from scopeml.config.components import (
+    CallbackComponent,
+    FrontendComponent,
+    LossComponent,
+    NetworkComponent,
+    OptimizerComponent,
+    SchedulerComponent,
+    SourceComponent,
+)
 from scopeml.metrics import METRICS
 
 Problems = list[tuple[str, str]]
+REQUIRED: Any = MISSING_VALUE  # no default here: every option file of the group sets it
 
 
 # --------------------------------------------------------------------------- scoping
@@ -28,22 +44,23 @@ class Target:
 
 @dataclass
 class Budget:
-    """Resources the project may spend; `train_minutes` is also checked as a target."""
+    """Hardware the project may use; training time is a target (targets.train_minutes).
 
-    train_minutes: float = 10.0
+    Serving workers beyond cpu_cores are a config error (they only fight over the cores);
+    a training run on more GPUs than `gpus` is warned about and recorded in its log.
+    """
+
     cpu_cores: int = 2
     gpus: int = 0
-    memory_gb: float = 24.0
-    cloud_usd_per_month: Optional[float] = None
 
 
 @dataclass
 class ScopingConfig:
-    name: str = "???"
+    name: str = REQUIRED
     task: Literal["keyword_spotting"] = "keyword_spotting"
     description: str = ""
     classes: list[str] = field(default_factory=list)
-    primary_metric: str = "???"
+    primary_metric: str = REQUIRED
     targets: dict[str, Target] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
 
@@ -209,7 +226,7 @@ class ChecksConfig:
 @variants("recipe")
 @dataclass
 class DataConfig:
-    recipe: str = "???"
+    recipe: str = REQUIRED
     cache_dir: str = ".cache/scopeml"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -255,7 +272,7 @@ class SynthKeywordsData(DataConfig):
 class FsddData(DataConfig):
     """Free Spoken Digit Dataset read from `root` (its recordings/ folder or the files themselves)."""
 
-    root: str = "???"
+    root: str = REQUIRED
     download: bool = False  # fetch the pinned upstream commit into root when it is missing
     url: str = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/26eb9aaf76e81b692f806f9140c2d2777410d7a1.tar.gz"
 
@@ -265,7 +282,7 @@ class FsddData(DataConfig):
 class SpeechCommandsData(DataConfig):
     """Google Speech Commands v2 in its published layout: root/<word>/<speaker>_nohash_<n>.wav."""
 
-    root: str = "???"
+    root: str = REQUIRED
     download: bool = False
     url: str = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
     sha256: str = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
@@ -277,9 +294,23 @@ class SpeechCommandsData(DataConfig):
 class ManifestData(DataConfig):
     """Your own data: a CSV or JSONL manifest with path, label, and optional speaker and tag columns."""
 
-    manifest: str = "???"
+    manifest: str = REQUIRED
     root: Optional[str] = None  # paths in the manifest resolve under this folder (default: the manifest's folder)
     allow_missing_speaker: bool = False  # without speakers, splits fall back to one speaker per clip
+
+
+@DataConfig.register("source")
+@dataclass
+class SourceData(DataConfig):
+    """Your own data source: a class that lists clips; scopeml prepares, checks, caches, splits and augments them.
+
+    `source` is a `_target_` mapping; the built object has `clips()`, yielding mappings with
+    `label` and either `path` (an audio file) or `samples` + `sample_rate`, and optionally
+    `speaker` and `tag_*` fields. An optional `fingerprint()` returning a string says when the
+    data changed (default: the listing's paths, sizes and modification times, or the samples).
+    """
+
+    source: SourceComponent = REQUIRED
 
 
 @DataConfig.register("mixture")
@@ -292,7 +323,7 @@ class MixtureData(DataConfig):
 
     components: dict[str, DataConfig] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
-    eval_component: str = "???"
+    eval_component: str = REQUIRED
 
     def check(self) -> Problems:
         problems: Problems = []
@@ -311,103 +342,19 @@ class MixtureData(DataConfig):
         return problems
 
 
-# --------------------------------------------------------------------------- model
-@dataclass
-class FeaturesConfig:
-    """Log-mel front end; part of the model so every phase computes identical features."""
-
-    n_mels: int = 40
-    n_fft: int = 480
-    win_length: int = 480
-    hop_length: int = 160
-    f_min: float = 20.0
-    f_max: Optional[float] = None
-
-    def check(self) -> Problems:
-        problems: Problems = []
-        if self.win_length > self.n_fft:
-            problems.append(("win_length", "must be <= n_fft"))
-        if self.n_mels < 8:
-            problems.append(("n_mels", "must be at least 8"))
-        return problems
-
-
-@variants("arch")
-@dataclass
-class ModelConfig:
-    arch: str = "???"
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    dropout: float = 0.1
-
-    def check(self) -> Problems:
-        return [] if 0.0 <= self.dropout < 1.0 else [("dropout", "must be in [0, 1)")]
-
-
-@ModelConfig.register("cnn")
-@dataclass
-class CnnModel(ModelConfig):
-    """A small VGG-style CNN over log-mel frames."""
-
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-
-    def check(self) -> Problems:
-        problems = super().check()
-        if not self.channels or any(c < 1 for c in self.channels):
-            problems.append(("channels", "needs at least one positive channel count"))
-        return problems
-
-
-@ModelConfig.register("dscnn")
-@dataclass
-class DsCnnModel(ModelConfig):
-    """Depthwise-separable CNN for keyword spotting (Zhang et al., "Hello Edge", 2017)."""
-
-    channels: int = 64
-    blocks: int = 4
-    first_kernel: list[int] = field(default_factory=lambda: [10, 4])  # (mel bands, frames)
-    first_stride: list[int] = field(default_factory=lambda: [2, 2])
-
-    def check(self) -> Problems:
-        problems = super().check()
-        if self.channels < 1 or self.blocks < 1:
-            problems.append(("channels", "channels and blocks must be >= 1"))
-        for key in ("first_kernel", "first_stride"):
-            if len(getattr(self, key)) != 2 or min(getattr(self, key)) < 1:
-                problems.append((key, "must be two positive integers (mel bands, frames)"))
-        return problems
-
-
-@ModelConfig.register("bcresnet")
-@dataclass
-class BcResNetModel(ModelConfig):
-    """Broadcasted residual network (Kim et al., "Broadcasted Residual Learning", 2021); `width` scales it."""
-
-    width: int = 8
-    stages: list[int] = field(default_factory=lambda: [2, 2, 4, 4])  # blocks per stage
-    sub_bands: int = 5  # SubSpectralNorm groups
-
-    def check(self) -> Problems:
-        problems = super().check()
-        if self.width < 1:
-            problems.append(("width", "must be >= 1"))
-        if not self.stages or min(self.stages) < 1:
-            problems.append(("stages", "needs at least one stage of >= 1 block"))
-        if self.sub_bands < 1:
-            problems.append(("sub_bands", "must be >= 1"))
-        return problems
-
-
 # --------------------------------------------------------------------------- hparams
 @dataclass
 class HParamsConfig:
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd only
-    scheduler: Literal["none", "cosine", "onecycle"] = "onecycle"
+    """The training recipe. Optimizer, schedule and loss are `_target_` components; `lr` is the one
+    learning rate they interpolate (${hparams.lr}), so sweeps and Optuna search a single key."""
+
+    lr: float = REQUIRED
     batch_size: int = 64
     max_epochs: int = 15
-    label_smoothing: float = 0.0
+    optimizer: OptimizerComponent = REQUIRED  # _partial_: scopeml passes the parameters
+    scheduler: Optional[SchedulerComponent] = None  # _partial_: scopeml passes the optimizer (and total_steps / T_max)
+    scheduler_interval: Literal["step", "epoch"] = "step"
+    loss: LossComponent = REQUIRED  # called as loss(logits, labels)
     gradient_clip_val: Optional[float] = None
 
     def check(self) -> Problems:
@@ -418,10 +365,6 @@ class HParamsConfig:
             problems.append(("batch_size", "must be >= 1"))
         if self.max_epochs < 1:
             problems.append(("max_epochs", "must be >= 1"))
-        if not 0.0 <= self.label_smoothing < 1.0:
-            problems.append(("label_smoothing", "must be in [0, 1)"))
-        if self.weight_decay < 0:
-            problems.append(("weight_decay", "must be >= 0"))
         return problems
 
 
@@ -439,14 +382,13 @@ class TrainerConfig:
     num_threads: Optional[int] = None  # torch intra-op threads; None keeps torch's default
     limit_train_batches: Union[int, float] = 1.0
     limit_val_batches: Union[int, float] = 1.0
-    limit_test_batches: Union[int, float] = 1.0
     log_every_n_steps: int = 10
     progress_bar: Literal["rich", "tqdm", "none"] = "rich"
     early_stopping_patience: Optional[int] = None
 
     def check(self) -> Problems:
         problems: Problems = []
-        for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        for key in ("limit_train_batches", "limit_val_batches"):
             v = getattr(self, key)
             if (isinstance(v, float) and not 0.0 < v <= 1.0) or (isinstance(v, int) and v < 1):
                 problems.append((key, "a fraction in (0, 1] or a batch count >= 1"))
@@ -483,7 +425,6 @@ class BatchingConfig:
 class DeployConfig:
     """How the selected model is packaged and served (realtime), run over files (batch), or exported (edge)."""
 
-    kind: Literal["realtime", "batch", "edge"] = "realtime"
     model_name: str = "scopeml-kws"  # name in the BentoML model store; the service loads <name>:latest
     workers: int = 2  # API worker processes; each gets cores // workers torch threads (see torch_threads)
     torch_threads: Optional[int] = None  # per worker; None: CPU cores // workers (at least 1)
@@ -494,8 +435,7 @@ class DeployConfig:
     max_concurrency: int = 64  # in-flight requests beyond this get 429 with Retry-After
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     prediction_log: str = "outputs/serving/predictions.sqlite"
-    # batch job
-    batch_size: int = 64
+    batch_size: int = 64  # clips per model call in scopeml-batch
     # edge export
     quantize: bool = True
     parity_tolerance: float = 1e-4  # max |probability difference| of float exports vs the model
@@ -552,7 +492,7 @@ class ScenarioConfig:
     """A production scenario for scopeml-simulate (conf/simulate/<name>.yaml). Unset audio settings
     take the model's own training-data values, so each file states only what changes."""
 
-    name: str = "???"
+    name: str = REQUIRED
     description: str = ""
     clips: int = 400
     source: Literal["synth", "fsdd"] = "synth"
@@ -581,22 +521,26 @@ class ScenarioConfig:
 class Config:
     scoping: ScopingConfig
     data: DataConfig
-    model: ModelConfig
+    model: NetworkComponent  # the network after the front end: conf/model/<name>.yaml
+    frontend: FrontendComponent  # waveform -> features, shipped with the model: conf/frontend/<name>.yaml
     hparams: HParamsConfig
-    trainer: TrainerConfig
-    tracker: TrackerConfig
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    callbacks: dict[str, CallbackComponent] = field(default_factory=dict)  # extra Lightning callbacks by name
     seed: int = 0
-    run_name: Optional[str] = None
+    run_name: Optional[str] = None  # defaults to the run folder's name
     resume: Union[bool, str] = False  # true: continue this run folder's last checkpoint; or a checkpoint / run folder path
-    extras: dict[str, Any] = field(default_factory=dict)  # free-form notes saved with the run
 
     def check(self) -> Problems:
         problems: Problems = []
         classes = set(self.scoping.classes)
         if self.scoping.primary_metric not in self.scoping.targets:
             problems.append(("scoping.primary_metric", f"{self.scoping.primary_metric!r} has no entry in scoping.targets"))
+        if self.deploy.workers > self.scoping.budget.cpu_cores:
+            problems.append(("deploy.workers", f"{self.deploy.workers} workers exceed scoping.budget.cpu_cores "
+                                               f"({self.scoping.budget.cpu_cores}); they would only fight over the cores"))
         for name, data in _data_parts(self.data):
             prefix = f"data.components.{name}" if name else "data"
             for raw, mapped in data.labels.map.items():
@@ -616,3 +560,56 @@ def _data_parts(data: DataConfig) -> list[tuple[str, DataConfig]]:
     if isinstance(data, MixtureData):
         return [(name, comp) for name, comp in data.components.items()]
     return [("", data)]
+
+
+# --------------------------------------------------------------------------- defaults for Hydra
+def defaults_node() -> dict:
+    """Every default of the schema as a plain mapping (components and REQUIRED fields left out).
+
+    conf/config.yaml composes it before the groups (as `scopeml_defaults`), so a group file
+    states only what differs and every key can still be overridden from the command line.
+    """
+    return _defaults_of(Config)
+
+
+def variant_defaults() -> dict[str, dict]:
+    """{"data_<recipe>": defaults of that recipe's own fields}: each recipe file composes its node first."""
+    base = {f.name for f in _fields(DataConfig)}
+    out = {}
+    for name, variant in DataConfig.__variants__.items():
+        own = {k: v for k, v in _defaults_of(variant).items() if k not in base}
+        out[f"data_{name}"] = own
+    return out
+
+
+def _fields(tp: type):
+    import dataclasses
+
+    return dataclasses.fields(tp)
+
+
+def _defaults_of(tp: type) -> dict:
+    import dataclasses
+
+    out: dict = {}
+    for f in dataclasses.fields(tp):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        elif isinstance(f.type, str) and f.type in globals() and dataclasses.is_dataclass(globals()[f.type]):
+            value = _defaults_of(globals()[f.type])  # a required group (scoping, data, hparams): its own defaults
+        else:
+            continue
+        if dataclasses.is_dataclass(value):
+            value = _defaults_of(type(value)) | {k: v for k, v in _plain(value).items() if k in _defaults_of(type(value))}
+        if isinstance(value, str) and value == MISSING_VALUE:
+            continue
+        out[f.name] = value
+    return out
+
+
+def _plain(obj) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(obj)

@@ -1,4 +1,9 @@
-"""Model zoo: each architecture is a module with build(cfg, n_classes); the log-mel front end is shared."""
+"""The shipped model: the front end (waveform -> features) and the network (features -> logits).
+
+Both are `_target_` components (conf/frontend/, conf/model/, or a user's own files); the
+built-in networks (cnn.SmallCnn, dscnn.DsCnn, bcresnet.BcResNet) are examples of the same
+extension point a user's class fills.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,34 @@ import io
 import torch
 from torch import nn
 
-from scopeml.config.schema import ModelConfig
 
+def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate: int, clip_seconds: float) -> nn.Module:
+    """Waveform in, logits out: front end and network in one module, as deployed.
 
-def build_classifier(cfg: ModelConfig, n_classes: int, sample_rate: int) -> nn.Module:
-    """Waveform in, logits out: features and network in one module, as deployed."""
-    from scopeml.models import bcresnet, cnn, dscnn
-    from scopeml.models.features import LogMel
+    The network gets the runtime values it asks for by name: n_classes, input_shape (the front
+    end's output for one clip) and sample_rate. Its output is checked on a dummy batch, so a
+    network that does not give one logit per class fails here, before any data is read.
+    """
+    from scopeml.components import build
+    from scopeml.config import ConfigError
 
-    builders = {"cnn": cnn.build, "dscnn": dscnn.build, "bcresnet": bcresnet.build}
-    return nn.Sequential(LogMel(cfg.features, sample_rate), builders[cfg.arch](cfg, n_classes))
+    front = build(frontend, "frontend", sample_rate=sample_rate)
+    clip = torch.zeros(2, max(int(round(clip_seconds * sample_rate)), 1))
+    with torch.no_grad():
+        features = front.eval()(clip)
+    net = build(network, "model", n_classes=n_classes, input_shape=tuple(features.shape[1:]), sample_rate=sample_rate)
+    classifier = nn.Sequential(front, net)
+    with torch.no_grad():
+        try:
+            logits = net.eval()(features)
+        except Exception as exc:
+            raise ConfigError([f"model: {network['_target_']} fails on the front end's output of shape "
+                               f"{tuple(features.shape)}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]) from exc
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, n_classes):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ConfigError([f"model: {network['_target_']} returns {shape} for a batch of 2 clips; expected (2, {n_classes}): "
+                           f"one logit per scoping class"])
+    return classifier.train()
 
 
 def count_parameters(model: nn.Module) -> int:

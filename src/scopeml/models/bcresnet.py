@@ -1,9 +1,9 @@
 """BC-ResNet: broadcasted residual learning (Kim et al., 2021, arXiv:2106.04140).
 
-Layout for input (batch, 1, F, T) log-mel frames, `w = cfg.width`:
+Layout for input (batch, 1, F, T) log-mel frames, `w = width`:
 
     stem      5x5 conv, stride (2, 1), 2w channels + BN + ReLU        F -> ceil(F/2)
-    stage i   cfg.stages[i] BC-ResBlocks with (2 + i) * w channels    (w=8: 16, 24, 32, 40)
+    stage i   stages[i]    BC-ResBlocks with (2 + i) * w channels    (w=8: 16, 24, 32, 40)
               first block: transition (1x1 conv + BN + ReLU for the channel change,
                            frequency stride 2 in stages 1 and 2, no identity shortcut)
               temporal dilation 2**i (1, 2, 4, 8), capped at 8
@@ -17,10 +17,10 @@ BC-ResBlock, as in the paper and its reference code:
     f1 = dropout(1x1 conv(SiLU(BN(temporal depthwise 1x3 conv(mean_F f2)))))   # 1-D, over time
     y  = ReLU(x + f2 + broadcast(f1))    (transition blocks: ReLU(f2 + broadcast(f1)))
 
-SubSpectralNorm splits the frequency axis into `cfg.sub_bands` groups and keeps separate
+SubSpectralNorm splits the frequency axis into `sub_bands` groups and keeps separate
 BN statistics and affine parameters per (channel, group); where a block's frequency size
 is not divisible by `sub_bands` it falls back to plain BatchNorm2d. Frequency sizes are
-known when the model is built (from `cfg.features.n_mels`), so the choice is static.
+known when the model is built (from `input_shape`, which scopeml passes in), so the choice is static.
 
 Deviations from the paper, all deliberate:
 - Widths: the paper's BC-ResNet-tau uses stem 16*tau and stages [8, 12, 16, 20]*tau, head 32*tau.
@@ -36,7 +36,7 @@ Deviations from the paper, all deliberate:
   padding, so it matches the paper for 33..40 mel bands and still works for fewer; any
   remaining frequency extent is averaged by the global pool. The classifier is nn.Linear
   (equivalent to the paper's 1x1 conv after pooling).
-- Dropout rate is cfg.dropout (the paper uses 0.1, the default here too); it is applied to
+- Dropout rate is `dropout` (the paper uses 0.1, the default here too); it is applied to
   the temporal branch as channel dropout (Dropout2d), as in the reference code.
 """
 
@@ -46,7 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scopeml.config.schema import BcResNetModel
 
 
 class SubSpectralNorm(nn.Module):
@@ -103,22 +102,29 @@ class BcResBlock(nn.Module):
 
 
 class BcResNet(nn.Module):
-    def __init__(self, cfg: BcResNetModel, n_classes: int):
+    """conf/model/bcresnet.yaml. scopeml passes `input_shape` (1, n_mels, frames): the frequency sizes fix the norms."""
+
+    def __init__(self, n_classes: int, input_shape: tuple[int, int, int], *, width: int, stages: list[int], sub_bands: int,
+                 dropout: float):
         super().__init__()
-        w = cfg.width
+        if width < 1 or sub_bands < 1:
+            raise ValueError(f"width and sub_bands must be >= 1, got {width} and {sub_bands}")
+        if not stages or min(stages) < 1:
+            raise ValueError(f"stages needs at least one stage of >= 1 block, got {list(stages)}")
+        w = width
         stem_c = 2 * w
         self.stem = nn.Sequential(
             nn.Conv2d(1, stem_c, 5, stride=(2, 1), padding=2, bias=False), nn.BatchNorm2d(stem_c), nn.ReLU()
         )
-        freq = (cfg.features.n_mels - 1) // 2 + 1
+        freq = (input_shape[1] - 1) // 2 + 1
         blocks: list[nn.Module] = []
         c_in = stem_c
-        for i, n_blocks in enumerate(cfg.stages):
+        for i, n_blocks in enumerate(stages):
             c_out = (2 + i) * w
             dilation = 2 ** min(i, 3)
             for j in range(n_blocks):
                 stride = 2 if (j == 0 and i in (1, 2)) else 1
-                block = BcResBlock(c_in, c_out, freq, stride, dilation, cfg.sub_bands, cfg.dropout, transition=j == 0)
+                block = BcResBlock(c_in, c_out, freq, stride, dilation, sub_bands, dropout, transition=j == 0)
                 blocks.append(block)
                 freq = block.freq_out
                 c_in = c_out
@@ -136,7 +142,3 @@ class BcResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
-
-
-def build(cfg: BcResNetModel, n_classes: int) -> nn.Module:
-    return BcResNet(cfg, n_classes)

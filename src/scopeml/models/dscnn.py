@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from scopeml.config.schema import DsCnnModel
-
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel, stride=1, groups: int = 1) -> list[nn.Module]:
     kernel = tuple(kernel) if isinstance(kernel, (list, tuple)) else (kernel, kernel)
@@ -30,11 +28,20 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel, stride=1, groups: int = 1) -> l
     ]
 
 
-def build(cfg: DsCnnModel, n_classes: int) -> nn.Module:
-    c = cfg.channels
-    layers: list[nn.Module] = _conv_bn_relu(1, c, cfg.first_kernel, cfg.first_stride)
-    for _ in range(cfg.blocks):
-        layers += _conv_bn_relu(c, c, 3, groups=c)  # depthwise
-        layers += _conv_bn_relu(c, c, 1)  # pointwise
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg.dropout), nn.Linear(c, n_classes)]
-    return nn.Sequential(*layers)
+class DsCnn(nn.Sequential):
+    """conf/model/dscnn.yaml: `channels` filters, `blocks` depthwise-separable blocks."""
+
+    def __init__(self, n_classes: int, *, channels: int, blocks: int, first_kernel: list[int], first_stride: list[int],
+                 dropout: float):
+        if channels < 1 or blocks < 1:
+            raise ValueError(f"channels and blocks must be >= 1, got {channels} and {blocks}")
+        for name, pair in (("first_kernel", first_kernel), ("first_stride", first_stride)):
+            if len(pair) != 2 or min(pair) < 1:
+                raise ValueError(f"{name} must be two positive integers (mel bands, frames), got {list(pair)}")
+        c = channels
+        layers: list[nn.Module] = _conv_bn_relu(1, c, list(first_kernel), list(first_stride))
+        for _ in range(blocks):
+            layers += _conv_bn_relu(c, c, 3, groups=c)  # depthwise
+            layers += _conv_bn_relu(c, c, 1)  # pointwise
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, n_classes)]
+        super().__init__(*layers)

@@ -2,7 +2,10 @@
 
 Everything serving needs to score audio exactly as the model was evaluated. Weights are
 a plain state_dict loaded with weights_only=True (no arbitrary unpickling); the network
-is rebuilt from its config by the same code that trained it.
+is rebuilt from its `_target_` config by the same code that trained it. When that code is
+a user's own (a module outside scopeml and outside site-packages), its package's source
+is carried in the bundle under code/ and put on the import path when the bundle loads, so
+`bentoml serve`, scopeml-batch and a built bento need nothing but the bundle.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 SERVING_FILE = "serving.json"
+CODE_DIR = "code"  # a user's network/front-end source, carried with the weights
 WEIGHTS_FILE = "weights.pt"
 REFERENCE_FILES = ("predictions_val.parquet", "predictions_test.parquet")
 
@@ -30,17 +34,21 @@ class ServingBundle:
 
     @classmethod
     def load(cls, folder: str | Path, tag: str = "local") -> "ServingBundle":
+        import sys
+
         import torch
 
         from scopeml.config import _validate
-        from scopeml.config.schema import ModelConfig, PreprocessConfig
+        from scopeml.config.schema import PreprocessConfig
         from scopeml.models import build_classifier
 
         folder = Path(folder)
         info = json.loads((folder / SERVING_FILE).read_text())
+        if (folder / CODE_DIR).is_dir() and str(folder / CODE_DIR) not in sys.path:
+            sys.path.append(str(folder / CODE_DIR))  # after the installed packages: an installed copy wins
         preprocess = _validate.parse(PreprocessConfig, info["preprocess"], "preprocess")
-        model_cfg = _validate.parse(ModelConfig, info["model"], "model")
-        model = build_classifier(model_cfg, len(info["classes"]), preprocess.sample_rate)
+        model = build_classifier(info["frontend"], info["model"], len(info["classes"]), preprocess.sample_rate,
+                                 preprocess.clip_seconds)
         model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         model.eval()
         return cls(model, list(info["classes"]), preprocess, float(info["temperature"]), tag, info)
@@ -94,7 +102,8 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
     info = {
         "classes": list(config.scoping.classes),
         "preprocess": asdict(config.data.preprocess),
-        "model": asdict(config.model),
+        "model": dict(config.model),
+        "frontend": dict(config.frontend),
         "temperature": metrics.get("calibration", {}).get("temperature", 1.0),
         "deploy": deploy,
         "scoping": {"name": config.scoping.name, "primary_metric": config.scoping.primary_metric,
@@ -103,6 +112,38 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         "data_fingerprint": metrics.get("data_fingerprint"),
         "run_dir": str(run_dir),
     }
+    info["code"] = carry_code(out / CODE_DIR, [config.frontend["_target_"], config.model["_target_"]])
     (out / SERVING_FILE).write_text(json.dumps(info, indent=2))
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
     return info
+
+
+def carry_code(dest: Path, targets: list[str]) -> list[str]:
+    """Copy the source of each target's top-level package into `dest`, unless scopeml or an installed package holds it.
+
+    Returns the package names carried. Code in site-packages is an installed dependency: the serving
+    environment installs it like scopeml itself; a user's working folder is not, so it travels.
+    """
+    import importlib.util
+
+    carried = []
+    for top in sorted({t.split(".")[0] for t in targets}):
+        spec = importlib.util.find_spec(top)
+        if top == "scopeml" or spec is None or spec.origin in (None, "built-in"):
+            continue
+        roots = list(spec.submodule_search_locations or [spec.origin])
+        if any(part in ("site-packages", "dist-packages") for root in roots for part in Path(root).parts):
+            continue
+        for root in map(Path, roots):
+            if root.is_dir():
+                for src in root.rglob("*.py"):
+                    if "__pycache__" in src.parts:
+                        continue
+                    target = dest / top / src.relative_to(root)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(src, target)
+            else:
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.copy(root, dest / root.name)
+        carried.append(top)
+    return carried

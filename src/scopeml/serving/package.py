@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -91,11 +92,9 @@ def package(source: Path, overrides: list[str] = (), config_dir: str | None = No
             "git_dirty": str(git.get("dirty")),
             "run_dir": str(run_dir),
         }
-        labels = {"project": "scopeml", "scoping": info["scoping"]["name"], "arch": info["model"]["arch"]}
+        labels = {"project": "scopeml", "scoping": info["scoping"]["name"], "arch": info["model"]["_target_"]}
         with bentoml.models.create(deploy.model_name, labels=labels, metadata=metadata) as model:
-            for item in Path(tmp).iterdir():
-                target = Path(model.path) / item.name
-                target.write_bytes(item.read_bytes())
+            shutil.copytree(tmp, model.path, dirs_exist_ok=True)  # weights, serving.json, reference, carried code/
         tag = str(model.tag)
     (run_dir / "package.json").write_text(json.dumps({"tag": tag, "bentoml_home": os.environ.get("BENTOML_HOME", "~/bentoml")}, indent=2))
     return tag

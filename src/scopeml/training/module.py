@@ -1,14 +1,14 @@
-"""The LightningModule: loss, optimizer and schedule around a waveform classifier."""
+"""The LightningModule: loss, optimizer and schedule (all `_target_` components) around a waveform classifier."""
 
 from __future__ import annotations
 
 import lightning as L
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from scopeml.components import build
 from scopeml.config import _validate
-from scopeml.config.schema import AugmentConfig, HParamsConfig, ModelConfig
+from scopeml.config.schema import AugmentConfig, HParamsConfig
 from scopeml.data.augment import _generator as augment_generator
 from scopeml.data.augment import build as augment_parts
 from scopeml.models import build_classifier
@@ -17,14 +17,15 @@ from scopeml.models import build_classifier
 class KeywordSpotter(L.LightningModule):
     """Built from plain dicts so a checkpoint restores without unpickling config objects."""
 
-    def __init__(self, model: dict, hparams: dict, classes: list[str], sample_rate: int, augment: dict | None = None, seed: int = 0):
+    def __init__(self, model: dict, frontend: dict, hparams: dict, classes: list[str], sample_rate: int,
+                 clip_seconds: float = 1.0, augment: dict | None = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
-        self.model_cfg: ModelConfig = _validate.parse(ModelConfig, model, "model")
         self.opt_cfg: HParamsConfig = _validate.parse(HParamsConfig, hparams, "hparams")
         self.classes = list(classes)
-        # `net` is what ships: features and classifier. Augmentation lives beside it, training only.
-        self.net: nn.Module = build_classifier(self.model_cfg, len(classes), sample_rate)
+        # `net` is what ships: front end and network. Augmentation lives beside it, training only.
+        self.net: nn.Module = build_classifier(frontend, model, len(classes), sample_rate, clip_seconds)
+        self.loss = build(self.opt_cfg.loss, "hparams.loss")
         aug_cfg = _validate.parse(AugmentConfig, augment or {}, "data.augment")
         self.wave_augment, self.spec_augment = augment_parts(aug_cfg, sample_rate, seed)
         self.augment_seed = seed
@@ -46,7 +47,7 @@ class KeywordSpotter(L.LightningModule):
     def _step(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
         waves, labels, index = batch
         logits = self._augmented_logits(waves, index, batch_idx) if stage == "train" else self(waves)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.opt_cfg.label_smoothing if stage == "train" else 0.0)
+        loss = self.loss(logits, labels)
         if stage == "train" and not torch.isfinite(loss):
             # Fail the trial loudly: a sweep records it as failed and moves on, instead of training on NaN.
             raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
@@ -67,18 +68,12 @@ class KeywordSpotter(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.opt_cfg
-        params = self.parameters()
-        if h.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=h.lr, momentum=h.momentum, weight_decay=h.weight_decay, nesterov=True)
-        elif h.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=h.lr, weight_decay=h.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=h.lr, weight_decay=h.weight_decay)
-        if h.scheduler == "none":
-            return opt
-        if h.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.trainer.max_epochs)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=max(total, 1))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        optimizer = build(h.optimizer, "hparams.optimizer", params=self.parameters())
+        if h.scheduler is None:
+            return optimizer
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        # A schedule counts in the unit it is stepped in: T_max is epochs when stepped per epoch.
+        scheduler = build(h.scheduler, "hparams.scheduler", optimizer=optimizer, total_steps=steps,
+                          T_max=epochs if h.scheduler_interval == "epoch" else steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": h.scheduler_interval}}

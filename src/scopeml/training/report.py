@@ -97,7 +97,7 @@ def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes
         "test": {k: v for k, v in test.items() if k != "per_class"},
         "val": {k: v for k, v in scores["val"].items() if k != "per_class"},
         "per_class_test": test["per_class"],
-        "model": {"arch": config.model.arch, "params": measured["params"], "model_size_mb": measured["model_size_mb"]},
+        "model": {"arch": config.model["_target_"], "params": measured["params"], "model_size_mb": measured["model_size_mb"]},
         "train_minutes": minutes,
         "measured": measured,
         "targets": [t.as_dict() for t in targets],

@@ -27,7 +27,11 @@ class EpochSeed(L.Callback):
         torch.manual_seed(int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0]))
 
 
-def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, seed: int = 0) -> L.Trainer:
+def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, seed: int = 0,
+                  extra_callbacks: dict[str, dict] | None = None) -> L.Trainer:
+    """The Lightning trainer with scopeml's own callbacks (checkpoints, seeding, progress) and the config's extras."""
+    from scopeml.components import build
+
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     callbacks: list = [
@@ -43,6 +47,7 @@ def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, 
         callbacks.append(cb.EarlyStopping(monitor="val/acc", mode="max", patience=cfg.early_stopping_patience))
     if logger is not None:
         callbacks.append(cb.LearningRateMonitor(logging_interval="epoch"))
+    callbacks += [build(spec, f"callbacks.{name}") for name, spec in (extra_callbacks or {}).items()]
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -54,7 +59,6 @@ def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, 
         gradient_clip_val=hp.gradient_clip_val,
         limit_train_batches=cfg.limit_train_batches,
         limit_val_batches=cfg.limit_val_batches,
-        limit_test_batches=cfg.limit_test_batches,
         log_every_n_steps=cfg.log_every_n_steps,
         enable_progress_bar=cfg.progress_bar != "none",
         logger=logger if logger is not None else False,

@@ -1,0 +1,35 @@
+"""Log-mel front end as a module, so training, serving and edge export compute features identically."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LogMel(nn.Module):
+    """(batch, samples) waveforms -> (batch, 1, n_mels, frames) log-mel features, standardized per clip.
+
+    Built from conf/frontend/logmel.yaml; scopeml passes `sample_rate` (data.preprocess.sample_rate).
+    """
+
+    def __init__(self, sample_rate: int, *, n_mels: int, n_fft: int, win_length: int, hop_length: int, f_min: float,
+                 f_max: float | None):
+        super().__init__()
+        import torchaudio
+
+        if win_length > n_fft:
+            raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
+        if n_mels < 8:
+            raise ValueError(f"n_mels must be at least 8, got {n_mels}")
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, f_min=f_min,
+            f_max=f_max, n_mels=n_mels, power=2.0,
+        )
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        # Per-clip standardization makes the model indifferent to recording level,
+        # which varies far more between microphones than between words.
+        x = torch.log(self.mel(waves) + 1e-6)
+        mean = x.mean(dim=(-2, -1), keepdim=True)
+        std = x.std(dim=(-2, -1), keepdim=True)
+        return ((x - mean) / (std + 1e-5)).unsqueeze(1)
