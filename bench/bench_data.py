@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
+from scopeml.config.paths import compose
 
 from scopeml.config import load
 from scopeml.data import build_dataset
@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return load(compose(config_name="config", overrides=overrides))
+    return load(compose("config", overrides))
 
 
 def build_timed(cfg) -> tuple[float, object]:
@@ -46,7 +45,8 @@ def step_profile(cfg, data, steps: int, augment: str) -> dict:
 
     aug = dataclasses.asdict(config([f"data/augment={augment}"]).data.augment)
     torch.manual_seed(0)
-    module = KeywordSpotter(dataclasses.asdict(cfg.model), dataclasses.asdict(cfg.hparams), cfg.scoping.classes, data.sample_rate, augment=aug)
+    module = KeywordSpotter(cfg.model, cfg.frontend, dataclasses.asdict(cfg.hparams), cfg.scoping.classes, data.sample_rate,
+                            clip_seconds=cfg.data.preprocess.clip_seconds, augment=aug)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
     loader = data.loader("train", cfg.hparams.batch_size, shuffle=True)
     wait = aug_t = compute = 0.0

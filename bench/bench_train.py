@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
+from scopeml.config.paths import compose
 from torch.nn import functional as F
 
 from scopeml.config import load, to_plain
@@ -36,9 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def torch_fit(cfg, resolved, data, epochs: int) -> dict:
     torch.manual_seed(cfg.seed)
-    net = build_classifier(cfg.model, len(data.classes), data.sample_rate)
+    net = build_classifier(resolved["frontend"], resolved["model"], len(data.classes), data.sample_rate,
+                           cfg.data.preprocess.clip_seconds)
     h = cfg.hparams
-    opt = torch.optim.AdamW(net.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+    opt = torch.optim.AdamW(net.parameters(), lr=h.lr, weight_decay=h.optimizer["weight_decay"])
     train = data.loader("train", h.batch_size, shuffle=True, seed=cfg.seed)
     val = data.loader("val", h.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=h.lr, total_steps=epochs * len(train))
@@ -49,7 +50,7 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
         net.train()
         losses = []
         for waves, labels, _ in train:
-            loss = F.cross_entropy(net(waves), labels, label_smoothing=h.label_smoothing)
+            loss = F.cross_entropy(net(waves), labels, label_smoothing=h.loss["label_smoothing"])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -63,7 +64,8 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
 
 def lightning_fit(cfg, resolved, data, epochs: int, run_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
-    module = KeywordSpotter(resolved["model"], {**resolved["hparams"], "max_epochs": epochs}, data.classes, data.sample_rate)
+    module = KeywordSpotter(resolved["model"], resolved["frontend"], {**resolved["hparams"], "max_epochs": epochs}, data.classes,
+                            data.sample_rate, clip_seconds=cfg.data.preprocess.clip_seconds)
     cfg.hparams.max_epochs = epochs
     trainer = build_trainer(cfg.trainer, cfg.hparams, run_dir, logger=None, seed=cfg.seed)
     train = data.loader("train", cfg.hparams.batch_size, shuffle=True, seed=cfg.seed)
@@ -86,8 +88,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(os.cpu_count() or 1)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        raw = compose(config_name="config", overrides=["tracker=none", "trainer.progress_bar=none"])
+    raw = compose("config", ["tracker=none", "trainer.progress_bar=none"])
     resolved = to_plain(raw)
     cfg = load(resolved)
     from scopeml.data import espeak

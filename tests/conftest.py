@@ -104,3 +104,13 @@ def offline_run(run_path: Path, needs: str = "summary", timeout: float = 30.0) -
         if run.get(needs) or time.monotonic() > deadline:
             return run
         time.sleep(0.5)
+
+
+def composed(*overrides: str) -> dict:
+    """The resolved config a command would run with (shipped configs plus overrides), as plain values."""
+    from scopeml.config import to_plain
+    from scopeml.config.paths import compose
+
+    plain = to_plain(compose("config", list(overrides)))
+    plain.pop("hydra", None)
+    return plain

@@ -19,8 +19,15 @@ COMPANIONS = {"data=fsdd": ["scoping=digits"], "data=fsdd_synth_mix": ["scoping=
 
 
 def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    from scopeml.config.paths import compose
+
+    return compose("config", list(overrides))
+
+
+def compose_config_named(name: str):
+    from scopeml.config.paths import compose
+
+    return compose(name, [])
 
 
 def all_options():
@@ -56,11 +63,19 @@ BAD_OVERRIDES = [
     ("hparams.lr=fast", "hparams.lr", "expected float"),
     ("hparams.batch_size=1.5", "hparams.batch_size", "expected int"),
     ("hparams.max_epochs=0", "hparams.max_epochs", "must be >= 1"),
-    ("hparams.optimizer=adamax", "hparams.optimizer", "one of"),
+    ("hparams.optimizer._target_=torch.optim.Adamax2", "hparams.optimizer._target_", "has no attribute 'Adamax2'"),
+    ("hparams.optimizer._partial_=false", "hparams.optimizer._partial_", "must be true"),
+    ("+hparams.optimizer.lrr=0.1", "hparams.optimizer.lrr", "did you mean 'lr'"),
+    ("+hparams.loss.label_smothing=0.1", "hparams.loss.label_smothing", "unknown keyword for torch.nn.CrossEntropyLoss"),
     ("+hparams.learning_rate=0.1", "hparams.learning_rate", "unknown key"),
-    ("model.channels=[8,x]", "model.channels[1]", "expected int"),
-    ("model.dropout=1.5", "model.dropout", "must be in [0, 1)"),
-    ("model.arch=transformer", "model.arch", "expected one of"),
+    ("model.channels=eight", "model.channels", "expected list"),
+    ("model.dropout=high", "model.dropout", "expected float"),
+    ("+model.arch=transformer", "model.arch", "unknown keyword for scopeml.models.cnn.SmallCnn"),
+    ("~model.channels", "model.channels", "required argument of scopeml.models.cnn.SmallCnn is missing"),
+    ("model._target_=nopkg.nets.Net", "model._target_", "no module named 'nopkg'"),
+    ("+model.n_classes=3", "model.n_classes", "set by scopeml at build time"),
+    ("frontend.n_mels=many", "frontend.n_mels", "expected int"),
+    ("+callbacks.swa={_target_:lightning.pytorch.callbacks.StochasticWeightAveraging}", "callbacks.swa.swa_lrs", "required argument"),
     ("data.recipe=fsd", "data.recipe", "did you mean 'fsdd'"),
     ("data.split.val_fraction=1.2", "data.split.val_fraction", "between 0 and 1"),
     ("data.preprocess.sample_rate=100", "data.preprocess.sample_rate", "between 4000 and 48000"),
@@ -134,8 +149,7 @@ def test_every_simulation_scenario_validates(scenario):
 
 def test_second_entry_points_compose(tmp_path):
     for name in ("data_report", "monitor_report"):
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            assert load(compose(config_name=name)).monitor.chunk_size == 200
+        assert load(compose_config_named(name)).monitor.chunk_size == 200
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "lifecycle").glob("*.yaml")))

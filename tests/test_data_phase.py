@@ -245,12 +245,11 @@ def test_scopeml_data_bad_config_and_missing_root(tmp_path):
 @needs_fsdd
 def test_fsdd_report_finds_no_blocking_problem(tmp_path):
     from scopeml.config import load
-    from hydra import compose, initialize_config_dir
+    from scopeml.config.paths import compose
     from conftest import ROOT
     from scopeml.data.report import build_report
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = load(compose(config_name="config", overrides=["experiment=fsdd_digits", f"data.root={FSDD_ROOT}", f"data.cache_dir={tmp_path}"]))
+    cfg = load(compose("config", ["experiment=fsdd_digits", f"data.root={FSDD_ROOT}", f"data.cache_dir={tmp_path}"]))
     data = build_dataset(cfg.data, cfg.scoping.classes, progress=False)
     report = build_report(data, cfg.data)
     assert report["passed"], report["blocking_failures"]

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT, run_cli
 from scopeml.config._validate import parse
-from scopeml.config.schema import ModelConfig, PreprocessConfig
+from scopeml.config.schema import PreprocessConfig
 from scopeml.data import espeak
 from scopeml.data.audio import resample
 from scopeml.models import build_classifier
@@ -26,15 +26,16 @@ SR = 16000
 
 def make_bundle(folder: Path, seed: int = 0) -> Path:
     """A serving bundle from an untrained CNN (fixed seed); BN gets running stats from noise so int8 has real ranges."""
-    cfg = parse(ModelConfig, yaml.safe_load((ROOT / "conf" / "model" / "cnn.yaml").read_text()))
+    cfg = yaml.safe_load((ROOT / "conf" / "model" / "cnn.yaml").read_text())
+    frontend = yaml.safe_load((ROOT / "conf" / "frontend" / "logmel.yaml").read_text())
     torch.manual_seed(seed)
-    model = build_classifier(cfg, len(CLASSES), SR).train()
+    model = build_classifier(frontend, cfg, len(CLASSES), SR, 1.0).train()
     with torch.no_grad():
         for _ in range(3):
             model(0.1 * torch.randn(8, SR))
     folder.mkdir(parents=True)
     torch.save(model.state_dict(), folder / WEIGHTS_FILE)
-    info = {"classes": CLASSES, "preprocess": asdict(PreprocessConfig(sample_rate=SR)), "model": asdict(cfg),
+    info = {"classes": CLASSES, "preprocess": asdict(PreprocessConfig(sample_rate=SR)), "model": cfg, "frontend": frontend,
             "temperature": 1.7, "deploy": {}, "run_dir": None,
             "scoping": {"name": "test", "targets": {"model_size_mb": {"min": None, "max": 1.0}}}}
     (folder / SERVING_FILE).write_text(json.dumps(info))

@@ -56,7 +56,10 @@ def test_bad_sweep_fails_before_the_first_job(tmp_path):
 def test_a_nan_loss_fails_the_trial_with_a_clear_error():
     from scopeml.training.module import KeywordSpotter
 
-    module = KeywordSpotter({"arch": "cnn"}, {"lr": 0.1}, ["a", "b"], 16000)
+    from conftest import composed
+
+    cfg = composed("hparams.lr=0.1")
+    module = KeywordSpotter(cfg["model"], cfg["frontend"], cfg["hparams"], ["a", "b"], 16000)
     batch = (torch.full((2, 16000), float("nan")), torch.tensor([0, 1]), torch.tensor([0, 1]))
     with pytest.raises(FloatingPointError, match=r"diverged.*hparams.lr"):
         module.training_step(batch, 0)

@@ -183,17 +183,13 @@ def test_shifted_log_alerts_names_the_drift_and_suggests_an_experiment(shifted_r
 
 
 def test_next_experiment_composes_with_the_training_config(shifted_run, tmp_path):
-    from hydra import compose, initialize_config_dir
-
     from scopeml.config import load
-    from scopeml.train import CONF_DIR
+    from scopeml.config.paths import compose
 
     conf = tmp_path / "conf"
     (conf / "experiment").mkdir(parents=True)
     (conf / "experiment" / "after_drift.yaml").write_text((shifted_run["out"] / "next_experiment.yaml").read_text())
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=after_drift", f"hydra.searchpath=[file://{conf}]"])
-    config = load(cfg)
+    config = load(compose("config", ["experiment=after_drift"], config_dir=conf))  # a user's folder, as --config-dir
     assert config.data.augment.prob == 0.8  # heavy
     assert max(config.data.pitches) > 60
 

@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 def recipe_module(recipe: str) -> ModuleType:
     """Recipes are modules with source_info(cfg), make_clips(cfg, progress) and content_hash(cfg, manifest, waves)."""
-    from scopeml.data import fsdd, manifest, speech_commands, synth
+    from scopeml.data import fsdd, manifest, source, speech_commands, synth
 
-    return {"synth_keywords": synth, "fsdd": fsdd, "speech_commands": speech_commands, "manifest": manifest}[recipe]
+    modules = {"synth_keywords": synth, "fsdd": fsdd, "speech_commands": speech_commands, "manifest": manifest, "source": source}
+    return modules[recipe]
 
 
 def build_dataset(cfg: DataConfig, classes: list[str], progress: bool = True, tolerate_bad: bool = False) -> KeywordData:

@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario.clips = args.clips
         results.append(run_scenario(scenario, None if args.batch_dir else args.url, args.out, args.batch_dir, info["classes"], Path(info["run_dir"])))
         r = results[-1]
+        r["description"] = scenario.description  # what the scenario simulates, for the report
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         print(f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   labels: {r['labels_file']}")
     (args.out / "simulation.json").write_text(json.dumps(results, indent=2))

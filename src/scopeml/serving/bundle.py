@@ -106,7 +106,7 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         "frontend": dict(config.frontend),
         "temperature": metrics.get("calibration", {}).get("temperature", 1.0),
         "deploy": deploy,
-        "scoping": {"name": config.scoping.name, "primary_metric": config.scoping.primary_metric,
+        "scoping": {"name": config.scoping.name, "description": config.scoping.description, "primary_metric": config.scoping.primary_metric,
                     "targets": {k: asdict(v) for k, v in config.scoping.targets.items()}},
         "metrics": {"test": metrics["test"], "val": metrics["val"], "model": metrics["model"], "calibration": metrics.get("calibration")},
         "data_fingerprint": metrics.get("data_fingerprint"),
