@@ -45,8 +45,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -57,6 +55,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from scopeml.lifecycle.server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -240,70 +240,8 @@ class QuietGate:
 
 
 # ---------------------------------------------------------------------------- servers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A server process in its own session (process group): started, waited for, killed with its children."""
-
-    def __init__(self, name: str, cmd: list[str], env: dict, port: int, log_path: Path):
-        self.name, self.port, self.log_path = name, port, log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_ready(self, timeout: float = 180.0) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url("/readyz"), timeout=2) as r:
-                    if r.status == 200:
-                        return time.monotonic() - started
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self, n: int = 3000) -> str:
-        self._log.flush()
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
-
-    def stop(self) -> None:
-        """SIGTERM the group (BentoML shuts its workers down on it), then SIGKILL whatever of the tree is left."""
-        tree = process_tree(self.proc.pid)
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 10
-        while True:
-            table = _proc_table()
-            left = [pid for pid, started in tree.items() if pid in table and table[pid][1] == started and pid != self.proc.pid]
-            if not left or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        for pid in left:  # the same processes (pid and start time), not a recycled pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self._log.close()
-
-
-def smoke(server: Server, body: bytes) -> dict:
-    req = urllib.request.Request(server.url("/classify"), data=body, method="POST",
+def smoke(server: LocalServer, body: bytes) -> dict:
+    req = urllib.request.Request(f"{server.url}/classify", data=body, method="POST",
                                  headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
     with urllib.request.urlopen(req, timeout=60) as r:
         result = json.loads(r.read())
@@ -353,10 +291,10 @@ def busy_ticks() -> int:
     return sum(v) - v[3] - v[4]
 
 
-def batch_metric(server: Server) -> tuple[float, float]:
+def batch_metric(server: LocalServer) -> tuple[float, float]:
     """BentoML's adaptive-batching histogram (sum, count) across its services; (0, 0) where there is none."""
     try:
-        with urllib.request.urlopen(server.url("/metrics"), timeout=5) as r:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as r:
             text = r.read().decode()
     except (urllib.error.URLError, OSError):
         return 0.0, 0.0
@@ -368,7 +306,7 @@ def batch_metric(server: Server) -> tuple[float, float]:
     return total["sum"], total["count"]
 
 
-def wrk(server: Server, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
+def wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
     """One wrk run; also the CPU the server, wrk and everything else on the machine used meanwhile, and
     the mean adaptive batch size (BentoML with batching)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -393,10 +331,10 @@ def _children_cpu() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def _wrk(server: Server, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
+def _wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
     env = {**os.environ, "BENCH_BODY_DIR": str(body_dir), "BENCH_BODY_COUNT": str(n_bodies), "BENCH_BOUNDARY": BOUNDARY}
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA),
-           server.url("/classify")]
+           f"{server.url}/classify"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if out.returncode != 0 or line is None:
@@ -419,12 +357,11 @@ def count_rows(path: Path) -> int | None:
 
 
 def bench_server(name: str, cmd: list[str], env: dict, tmp: Path, bodies: tuple[Path, int, bytes], levels: list[int],
-                 args, live: list[Server], gate: QuietGate) -> dict:
-    port = free_port()
+                 args, live: list[LocalServer], gate: QuietGate) -> dict:
     log_db = tmp / f"{name}.sqlite"
-    env = {**env, "SCOPEML_PREDICTION_LOG": str(log_db)}
-    cmd = [c.replace("{port}", str(port)) for c in cmd]
-    server = Server(name, cmd, env, port, tmp / f"{name}.log")
+    # run from the repo root so bench.* imports; not waited for yet, so it is in `live` (stopped at exit) first
+    server = LocalServer({**env, "SCOPEML_PREDICTION_LOG": str(log_db)}, tmp / f"{name}.log", command=cmd, cwd=ROOT,
+                         name=name, wait=False)
     live.append(server)
     body_dir, n_bodies, first_body = bodies
     result: dict = {"name": name}
@@ -593,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="scopeml_bench_serving_"))
     os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
-    live: list[Server] = []
+    live: list[LocalServer] = []
     res: dict = {"host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                  "settings": vars(args) | {"run_dir": str(args.run_dir) if args.run_dir else None, "json": str(args.json) if args.json else None}}
     try:

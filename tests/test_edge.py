@@ -1,8 +1,13 @@
-"""scopeml-export: artifacts exist, reload, agree with the bundle, and EdgeRunner serves them without the model code."""
+"""scopeml-export: artifacts exist, reload, agree with the bundle, and EdgeRunner serves them without the model code.
+
+A user's network that one format cannot hold is reported (format, class, reason) and the other formats still export.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from conftest import ROOT, run_cli
 from scopeml.config._validate import parse
@@ -18,6 +24,9 @@ from scopeml.data import espeak
 from scopeml.data.audio import resample
 from scopeml.models import build_classifier
 from scopeml.serving import edge
+from scopeml.serving.edge import pipeline
+from scopeml.serving.edge.artifacts import quiet
+from scopeml.serving.edge.modules import Calibrated
 from scopeml.serving.bundle import SERVING_FILE, WEIGHTS_FILE, ServingBundle
 
 CLASSES = ["left", "right", "up", "down"]
@@ -179,14 +188,26 @@ def test_bad_source_is_a_clear_error(kind, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_float_parity_miss_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
-    def wrong_temperature(bundle, path):  # a float export that disagrees: temperature 1e-3 makes it one-hot
-        Calibrated, _ = edge._modules()
-        with edge._quiet():
-            torch.jit.script(Calibrated(bundle.model[0], bundle.model[1], 1e-3).eval()).save(str(path))
+def test_runner_loads_no_model_code(exported):
+    """The device side: EdgeRunner answers without scopeml.models, the bundle or training code being imported."""
+    code = ("import sys, numpy as np; from scopeml.serving.edge import EdgeRunner; r = EdgeRunner(sys.argv[1]); "
+            "print(r.predict(np.zeros((2, r.manifest['clip_samples']), np.float32)).shape); "
+            "print(sorted(m for m in sys.modules if m.startswith(('scopeml.models', 'scopeml.serving.bundle', "
+            "'scopeml.training', 'scopeml.serving.edge.export'))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(exported)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:2] == [f"(2, {len(CLASSES)})", "[]"]
 
-    monkeypatch.setattr(edge, "export_torchscript", wrong_temperature)
-    monkeypatch.setattr(edge, "export_onnx", lambda *a: (_ for _ in ()).throw(RuntimeError("skipped in this test")))
+
+def test_float_parity_miss_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
+    def wrong_temperature(bundle, path, example):  # a float export that disagrees: temperature 1e-3 makes it one-hot
+        with quiet():
+            torch.jit.script(Calibrated(bundle.model[0], bundle.model[1], 1e-3).eval()).save(str(path))
+        return {"method": "script"}
+
+    monkeypatch.setattr(pipeline, "export_torchscript", wrong_temperature)
+    monkeypatch.setattr(pipeline, "export_onnx", lambda *a: (_ for _ in ()).throw(RuntimeError("skipped in this test")))
     threads = torch.get_num_threads()
     try:
         assert edge.main([str(bundle_dir), "--out", str(tmp_path / "out"), "--no-quantize"]) == 1
@@ -194,5 +215,86 @@ def test_float_parity_miss_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
         torch.set_num_threads(threads)
     report = json.loads((tmp_path / "out" / "edge_report.json").read_text())
     assert report["artifacts"]["torchscript"]["within_tolerance"] is False
-    assert "not exported" in report["onnx"]
+    assert report["formats"]["onnx"] == {"status": "failed", "file": "model.onnx",
+                                         "reason": "RuntimeError: skipped in this test"}
+    assert report["formats"]["torchscript_int8"]["status"] == "skipped"
     assert "beyond deploy.parity_tolerance" in capsys.readouterr().err
+
+
+class ScaledTanh(torch.autograd.Function):
+    """A custom op with an ONNX symbolic, as users write them: TorchScript can neither script it nor save its trace."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * torch.tanh(x)
+
+    @staticmethod
+    def symbolic(g, x):
+        return g.op("Mul", g.op("Tanh", x), g.op("Constant", value_t=torch.tensor(2.0)))
+
+
+class Unscriptable(nn.Module):
+    """A user's network (not scopeml's) that TorchScript cannot hold; FX (int8) and ONNX can."""
+
+    def __init__(self, n_mels: int, n_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(n_mels, n_classes)
+
+    def forward(self, x):
+        return self.fc(ScaledTanh.apply(x.mean(-1).flatten(1)))
+
+
+class NoOnnxOp(Unscriptable):
+    """A user's network with an operator the ONNX exporter lacks (cummax); TorchScript and int8 hold it."""
+
+    def forward(self, x):
+        return self.fc(torch.cummax(x.mean(-1).flatten(1), dim=-1)[0])
+
+
+@pytest.mark.parametrize("net, broken, reason", [
+    (Unscriptable, "torchscript", "torch.jit.script: RuntimeError: Python builtin"),
+    (NoOnnxOp, "onnx", "UnsupportedOperatorError: Exporting the operator 'aten::cummax'"),
+])
+def test_a_format_the_network_cannot_take_is_reported_and_the_others_export(net, broken, reason, bundle, bundle_dir,
+                                                                             tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    n_mels = bundle.model[0](torch.zeros(1, bundle.clip_samples)).shape[2]
+    user = ServingBundle(nn.Sequential(bundle.model[0], net(n_mels, len(CLASSES))).eval(), bundle.classes,
+                         bundle.preprocess, bundle.temperature, "user", bundle.info)
+    monkeypatch.setattr(ServingBundle, "load", classmethod(lambda cls, folder, tag="local": user))
+    out = tmp_path / "out"
+    threads = torch.get_num_threads()
+    try:
+        assert edge.main([str(bundle_dir), "--out", str(out)]) == 0  # the other formats exported
+    finally:
+        torch.set_num_threads(threads)
+    name, file = {"torchscript": ("TorchScript", "model.ts"), "onnx": ("ONNX", "model.onnx")}[broken]
+    err, network = capsys.readouterr().err, f"{net.__module__}.{net.__qualname__}"  # test_edge.Unscriptable
+    assert f"scopeml-export: {name} export ({file}) failed for network {network}: {reason}" in err, err
+    report = json.loads((out / "edge_report.json").read_text())
+    assert report["network"] == network
+    assert report["formats"][broken]["status"] == "failed" and report["formats"][broken]["reason"].startswith(
+        reason.split(":")[0])
+    others = {"torchscript", "torchscript_int8", "onnx"} - {broken}
+    assert all(report["formats"][k]["status"] == "ok" for k in others), report["formats"]
+    assert not (out / file).exists() and all((out / report["formats"][k]["file"]).is_file() for k in others)
+    assert set(json.loads((out / "edge.json").read_text())["artifacts"]) == others  # the device sees what exists
+    assert f"{name} (`{file}`): FAILED: " in (out / "edge_report.md").read_text()
+    assert edge.EdgeRunner(out, int8=True).classify(word("up"), SR)["label"] in CLASSES
+
+
+def test_no_format_exported_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline, "export_torchscript", lambda *a: (_ for _ in ()).throw(RuntimeError("no script")))
+    monkeypatch.setattr(pipeline, "export_onnx", lambda *a: (_ for _ in ()).throw(RuntimeError("no onnx")))
+    threads = torch.get_num_threads()
+    try:
+        assert edge.main([str(bundle_dir), "--out", str(tmp_path / "out"), "--no-quantize"]) == 1
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    network = "torch.nn.modules.container.Sequential"  # the stock CNN's network
+    assert f"TorchScript export (model.ts) failed for network {network}: RuntimeError: no script" in err
+    assert "no format could be exported" in err
+    report = json.loads((tmp_path / "out" / "edge_report.json").read_text())
+    statuses = {k: f["status"] for k, f in report["formats"].items()}
+    assert statuses == {"torchscript": "failed", "torchscript_int8": "skipped", "onnx": "failed"}
