@@ -80,6 +80,23 @@ def exported(bundle_dir, tmp_path_factory) -> Path:
     return out
 
 
+def export_here(*argv) -> int:
+    """scopeml-export in this process (so it can be patched); it sets torch's thread count: restored after."""
+    threads = torch.get_num_threads()
+    try:
+        return edge.main([str(a) for a in argv])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def raising(message: str):
+    """An exporter that fails as a network the format cannot hold would."""
+
+    def export(*args):
+        raise RuntimeError(message)
+    return export
+
+
 def load_ts(path: Path):
     import warnings
 
@@ -207,12 +224,8 @@ def test_float_parity_miss_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
         return {"method": "script"}
 
     monkeypatch.setattr(pipeline, "export_torchscript", wrong_temperature)
-    monkeypatch.setattr(pipeline, "export_onnx", lambda *a: (_ for _ in ()).throw(RuntimeError("skipped in this test")))
-    threads = torch.get_num_threads()
-    try:
-        assert edge.main([str(bundle_dir), "--out", str(tmp_path / "out"), "--no-quantize"]) == 1
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setattr(pipeline, "export_onnx", raising("skipped in this test"))
+    assert export_here(bundle_dir, "--out", tmp_path / "out", "--no-quantize") == 1
     report = json.loads((tmp_path / "out" / "edge_report.json").read_text())
     assert report["artifacts"]["torchscript"]["within_tolerance"] is False
     assert report["formats"]["onnx"] == {"status": "failed", "file": "model.onnx",
@@ -263,11 +276,7 @@ def test_a_format_the_network_cannot_take_is_reported_and_the_others_export(net,
                          bundle.preprocess, bundle.temperature, "user", bundle.info)
     monkeypatch.setattr(ServingBundle, "load", classmethod(lambda cls, folder, tag="local": user))
     out = tmp_path / "out"
-    threads = torch.get_num_threads()
-    try:
-        assert edge.main([str(bundle_dir), "--out", str(out)]) == 0  # the other formats exported
-    finally:
-        torch.set_num_threads(threads)
+    assert export_here(bundle_dir, "--out", out) == 0  # the other formats exported
     name, file = {"torchscript": ("TorchScript", "model.ts"), "onnx": ("ONNX", "model.onnx")}[broken]
     err, network = capsys.readouterr().err, f"{net.__module__}.{net.__qualname__}"  # test_edge.Unscriptable
     assert f"scopeml-export: {name} export ({file}) failed for network {network}: {reason}" in err, err
@@ -284,13 +293,9 @@ def test_a_format_the_network_cannot_take_is_reported_and_the_others_export(net,
 
 
 def test_no_format_exported_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "export_torchscript", lambda *a: (_ for _ in ()).throw(RuntimeError("no script")))
-    monkeypatch.setattr(pipeline, "export_onnx", lambda *a: (_ for _ in ()).throw(RuntimeError("no onnx")))
-    threads = torch.get_num_threads()
-    try:
-        assert edge.main([str(bundle_dir), "--out", str(tmp_path / "out"), "--no-quantize"]) == 1
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setattr(pipeline, "export_torchscript", raising("no script"))
+    monkeypatch.setattr(pipeline, "export_onnx", raising("no onnx"))
+    assert export_here(bundle_dir, "--out", tmp_path / "out", "--no-quantize") == 1
     err = capsys.readouterr().err
     network = "torch.nn.modules.container.Sequential"  # the stock CNN's network
     assert f"TorchScript export (model.ts) failed for network {network}: RuntimeError: no script" in err

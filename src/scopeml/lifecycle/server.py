@@ -44,7 +44,8 @@ class LocalServer:
             self.wait_ready()
 
     def wait_ready(self) -> float:
-        """Seconds until /readyz answered 200; raises with the log's tail if the server exits or is not ready in time."""
+        """Seconds until /readyz answered 200; raises, with the log's tail, if the server exits or is not ready
+        in time."""
         import httpx
 
         started = time.monotonic()
