@@ -297,7 +297,7 @@ def test_no_format_exported_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "export_onnx", raising("no onnx"))
     assert export_here(bundle_dir, "--out", tmp_path / "out", "--no-quantize") == 1
     err = capsys.readouterr().err
-    network = "torch.nn.modules.container.Sequential"  # the stock CNN's network
+    network = "scopeml.models.cnn.SmallCnn"  # the stock CNN's network
     assert f"TorchScript export (model.ts) failed for network {network}: RuntimeError: no script" in err
     assert "no format could be exported" in err
     report = json.loads((tmp_path / "out" / "edge_report.json").read_text())

@@ -86,7 +86,7 @@ def export_source(source: Path, out: Path, quantize: bool | None = None, threads
                       (targets.get("model_size_mb") or {}).get("max"), (targets.get("latency_p95_ms") or {}).get("max"))
 
     write_formats(bundle, formats, deploy, quantize, threads)
-    arch = bundle.info.get("model", {}).get("arch")
+    arch = bundle.info.get("model", {}).get("_target_")  # the network's import path
     failed = [k for k in ("torchscript", "onnx") if formats.artifacts.get(k, {}).get("within_tolerance") is False]
     report = {
         "source": str(source), "bundle": str(bundle_dir), "arch": arch, "network": formats.network,
