@@ -13,7 +13,8 @@ from scopeml.config import ConfigError, load
 
 CONF = ROOT / "conf"
 # Options that only make sense together with another choice.
-COMPANIONS = {"data=fsdd": ["scoping=digits"], "data=fsdd_synth_mix": ["scoping=digits"], "data=manifest": ["data.manifest=x.csv"], "data/labels=digits": ["scoping=digits"],
+COMPANIONS = {"data=fsdd": ["scoping=digits"], "data=fsdd_synth_mix": ["scoping=digits"], "data=manifest": ["data.manifest=x.csv"],
+              "data=source": ["data.source={_target_:tiny_source.Tones}"], "data/labels=digits": ["scoping=digits"],
               "data/labels=commands_unknown": ["scoping=keywords_unknown", "data=speech_commands"],
               "scoping=keywords_unknown": ["data=speech_commands", "data/labels=commands_unknown"]}
 

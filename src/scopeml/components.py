@@ -14,10 +14,11 @@ from typing import Any
 from scopeml.config import ConfigError
 
 
-def build(cfg: dict, key: str, **runtime: Any) -> Any:
+def build(cfg: dict, key: str, complete: bool = True, **runtime: Any) -> Any:
     """Instantiate `cfg` (Hydra's `_target_`/`_partial_`/`_args_`); pass each runtime value its target takes.
 
-    A `_partial_` component is completed with the runtime values (the optimizer gets the parameters).
+    A `_partial_` component is completed with the runtime values (the optimizer gets the parameters),
+    unless `complete` is false: then the partial itself is returned (a feature called once per clip).
     Runtime values the config sets itself (a scheduler's T_max, say) are left as the config says.
     """
     from hydra.utils import instantiate
@@ -26,7 +27,8 @@ def build(cfg: dict, key: str, **runtime: Any) -> Any:
     passed = {k: v for k, v in runtime.items() if k not in cfg and _accepts(target, k)}
     try:
         if cfg.get("_partial_"):
-            return instantiate(cfg, _convert_="all")(**passed)
+            partial = instantiate(cfg, _convert_="all")
+            return partial(**passed) if complete else partial
         return instantiate(cfg, _convert_="all", **passed)
     except Exception as exc:  # the user's constructor: any exception is a config problem worth naming
         cause = exc.__cause__ or exc

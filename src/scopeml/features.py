@@ -9,6 +9,9 @@ the client actually sent.
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import numpy as np
 
 FEATURES = ("duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db")
@@ -16,8 +19,29 @@ FRAME_MS = 20.0
 SILENCE_FLOOR_DB = -35.0  # a frame this far below the loudest frame counts as silence
 
 
-def monitoring_features(x: np.ndarray, sr: int, duration_s: float | None = None) -> dict[str, float]:
-    """x: the prepared clip (mono, model rate); duration_s: length of the audio as received. Finite floats only."""
+def build_custom(specs: dict[str, dict]) -> dict[str, Callable]:
+    """A user's features (monitor.custom_features): `_partial_` functions called as fn(clip, sample_rate) -> float."""
+    from scopeml.components import build
+
+    return {name: build(spec, f"monitor.custom_features.{name}", complete=False) for name, spec in specs.items()}
+
+
+def custom_values(x: np.ndarray, sr: int, custom: dict[str, Callable]) -> dict[str, float | None]:
+    """Each custom feature of one clip; a feature that raises or returns a non-finite number is recorded as missing."""
+    out: dict[str, float | None] = {}
+    for name, fn in custom.items():
+        try:
+            value = float(fn(x, sr))
+        except Exception:  # a user's function must never fail a prediction
+            value = math.nan
+        out[name] = value if math.isfinite(value) else None
+    return out
+
+
+def monitoring_features(x: np.ndarray, sr: int, duration_s: float | None = None,
+                        custom: dict[str, Callable] | None = None) -> dict[str, float]:
+    """x: the prepared clip (mono, model rate); duration_s: length of the audio as received. Finite floats only
+    (a custom feature that fails is None)."""
     x = np.asarray(x, dtype=np.float64)
     n = max(int(sr * FRAME_MS / 1000), 1)
     frames = x[: len(x) // n * n].reshape(-1, n) if len(x) >= n else x.reshape(1, -1)
@@ -37,4 +61,5 @@ def monitoring_features(x: np.ndarray, sr: int, duration_s: float | None = None)
         "silence_ratio": float(1.0 - loud.mean()),
         "spectral_centroid_hz": centroid,
         "snr_db": snr,
+        **custom_values(x, sr, custom or {}),
     }

@@ -85,24 +85,52 @@ def _check_signature(cls, target: str, args: list, kwargs: dict, partial: bool, 
                 problems.append(f"{path}.{p.name}: required argument of {target} is missing (set it with {path}.{p.name}=...)")
     annotations = {p.name: p.annotation for p in sig.params if p.annotation}
     for key, val in kwargs.items():
-        expected = _type_mismatch(annotations.get(key), val)
-        if expected:
-            problems.append(f"{path}.{key}: expected {expected} (as {target} declares it), got {_short(val)}")
+        for where, expected, got in _type_mismatches(annotations.get(key), val, f"{path}.{key}"):
+            problems.append(f"{where}: expected {expected} (as {target} declares it), got {_short(got)}")
 
 
 # --------------------------------------------------------------------------- annotations
-def _type_mismatch(annotation: str | None, value: Any) -> str | None:
-    """The expected type when `value` plainly does not fit `annotation`; None when it fits or cannot be told."""
-    if annotation is None or (isinstance(value, str) and "${" in value):
-        return None
+def _type_mismatches(annotation: str | None, value: Any, path: str) -> list[tuple[str, str, Any]]:
+    """(path, expected, value) where `value` plainly does not fit `annotation`; nothing when it fits or cannot be told."""
+    if annotation is None:
+        return []
     try:
         node = ast.parse(annotation.strip("'\""), mode="eval").body
     except SyntaxError:
-        return None
+        return []
+    return _mismatches(node, value, path)
+
+
+def _mismatches(node: ast.expr, value: Any, path: str) -> list[tuple[str, str, Any]]:
+    if isinstance(value, str) and "${" in value:
+        return []  # an interpolation: checked once resolved
     accepted = _accepted(node)
-    if accepted is None or any(_fits(kind, value) for kind in accepted):
+    if accepted is None:
+        return []
+    if not any(_fits(kind, value) for kind in accepted):
+        return [(path, " or ".join(sorted(set(accepted))), value)]
+    element = _element(node)
+    if element is not None and isinstance(value, (list, tuple)):  # list[int]: every element too
+        return [m for i, v in enumerate(value) for m in _mismatches(element, v, f"{path}[{i}]")]
+    return []
+
+
+def _element(node: ast.expr) -> ast.expr | None:
+    """X of list[X] / Sequence[X] / Optional[list[X]]; None when there is no single element type."""
+    if isinstance(node, ast.BinOp):
+        parts = [p for p in (node.left, node.right) if not (isinstance(p, ast.Constant) and p.value is None)]
+        return _element(parts[0]) if len(parts) == 1 else None
+    if not isinstance(node, ast.Subscript):
         return None
-    return " or ".join(sorted(set(accepted)))
+    name = ast.unparse(node.value).rpartition(".")[2]
+    inner = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    if name == "Optional":
+        return _element(inner[0])
+    if name in ("list", "List", "Sequence"):
+        return inner[0]
+    if name in ("tuple", "Tuple") and (len(inner) == 2 and isinstance(inner[1], ast.Constant) and inner[1].value is Ellipsis):
+        return inner[0]
+    return None
 
 
 def _accepted(node: ast.expr) -> list[str] | None:

@@ -20,6 +20,7 @@ from typing import Any, Literal, Optional, Union
 from scopeml.config._validate import MISSING_VALUE, variants
 from scopeml.config.components import (
     CallbackComponent,
+    FeatureComponent,
     FrontendComponent,
     LossComponent,
     NetworkComponent,
@@ -471,6 +472,9 @@ class MonitorConfig:
     multivariate: bool = False  # NannyML's PCA reconstruction-error drift over all features
     min_drifted_chunks: int = 2  # a feature counts as drifted when this many chunks alert (one happens on clean data)
     fail_on: list[Literal["performance", "drift", "realized"]] = field(default_factory=lambda: ["performance", "realized"])
+    # Your own features, computed on every prepared clip by the service, the batch job and the packaged
+    # reference: name -> a `_partial_` function fn(clip, sample_rate) -> float. List a name in `features` to watch it.
+    custom_features: dict[str, FeatureComponent] = field(default_factory=dict)
 
     def check(self) -> Problems:
         problems: Problems = []
@@ -480,9 +484,13 @@ class MonitorConfig:
             problems.append(("chunk_size", "must be >= 20 (CBPE needs enough rows per chunk)"))
         from scopeml.features import FEATURES
 
-        unknown = sorted(set(self.features) - set(FEATURES))
+        known = [*FEATURES, *self.custom_features]
+        unknown = sorted(set(self.features) - set(known))
         if unknown:
-            problems.append(("features", f"unknown monitoring feature(s) {unknown}; known: {list(FEATURES)}"))
+            problems.append(("features", f"unknown monitoring feature(s) {unknown}; known: {known} (add yours under custom_features)"))
+        clash = sorted(set(self.custom_features) & set(FEATURES))
+        if clash:
+            problems.append(("custom_features", f"{clash} would replace built-in features; choose other names"))
         return problems
 
 

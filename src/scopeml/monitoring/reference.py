@@ -19,18 +19,19 @@ def build_reference(run_dir: Path) -> pd.DataFrame:
 
     from scopeml.config import load
     from scopeml.data import build_dataset
-    from scopeml.features import monitoring_features
+    from scopeml.features import build_custom, monitoring_features
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
     preds = pd.concat([pd.read_parquet(run_dir / f"predictions_{split}.parquet") for split in ("val", "test")],
                       ignore_index=True)  # never the training split
     data = build_dataset(config.data, config.scoping.classes, progress=False)
     index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
+    custom = build_custom(config.monitor.custom_features)
     rows = []
     for cid, duration_ms in zip(preds["clip_id"], preds.get("duration_ms", pd.Series([None] * len(preds)))):
         wave = data.waves[index[cid]]
         duration = float(duration_ms) / 1000 if duration_ms is not None and pd.notna(duration_ms) else None
-        rows.append(monitoring_features(wave, data.sample_rate, duration))
+        rows.append(monitoring_features(wave, data.sample_rate, duration, custom))
     features = pd.DataFrame(rows, index=preds.index)
     keep = ["clip_id", "speaker", "label", "pred", "confidence"] + [c for c in preds.columns if c.startswith("prob_")]
     reference = pd.concat([preds[keep], features], axis=1).rename(columns={"clip_id": "request_id"})

@@ -52,7 +52,6 @@ def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
     import numpy as np
 
     from scopeml.data.audio import to_mono
-    from scopeml.features import monitoring_features
     from scopeml.serving.decode import RequestError, check_not_silent, decode_audio
 
     rows, waves, good = [], [], []
@@ -63,7 +62,7 @@ def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
             samples, sr = decode_audio(path.read_bytes(), rel)
             check_not_silent(to_mono(samples), rel)
             waves.append(bundle.prepare(samples, sr))
-            row.update(monitoring_features(waves[-1], bundle.preprocess.sample_rate, samples.shape[-1] / sr))
+            row.update(bundle.features(waves[-1], samples.shape[-1] / sr))
             good.append(len(rows))
         except (RequestError, OSError) as exc:
             row["error"] = str(exc)
@@ -89,7 +88,7 @@ def run(source: Path, out: Path, bundle, root: Path | None = None, batch_size: i
     for part in sorted(parts.glob("part-*.parquet")):
         done.update(pd.read_parquet(part, columns=["path"])["path"])
     todo = [p for p in files if p.relative_to(root).as_posix() not in done]
-    log = PredictionLog(log_path) if log_path else None
+    log = PredictionLog(log_path, custom_features=list(bundle.custom_features or {})) if log_path else None
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
         rows = score_chunk(bundle, chunk, root)

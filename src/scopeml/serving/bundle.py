@@ -31,6 +31,7 @@ class ServingBundle:
     temperature: float
     tag: str
     info: dict
+    custom_features: dict = None  # name -> fn(clip, sample_rate): monitor.custom_features of the training run
 
     @classmethod
     def load(cls, folder: str | Path, tag: str = "local") -> "ServingBundle":
@@ -51,7 +52,10 @@ class ServingBundle:
                                  preprocess.clip_seconds)
         model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         model.eval()
-        return cls(model, list(info["classes"]), preprocess, float(info["temperature"]), tag, info)
+        from scopeml.features import build_custom
+
+        custom = build_custom(info.get("custom_features") or {})
+        return cls(model, list(info["classes"]), preprocess, float(info["temperature"]), tag, info, custom)
 
     @property
     def clip_samples(self) -> int:
@@ -70,6 +74,12 @@ class ServingBundle:
         with torch.inference_mode():
             logits = self.model(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)))
             return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
+    def features(self, wave: np.ndarray, duration_s: float | None = None) -> dict:
+        """The monitoring features of one prepared clip: the built-ins and this model's custom ones."""
+        from scopeml.features import monitoring_features
+
+        return monitoring_features(wave, self.preprocess.sample_rate, duration_s, self.custom_features)
 
     def describe(self, probs: np.ndarray) -> dict:
         best = int(np.argmax(probs))
@@ -112,7 +122,9 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         "data_fingerprint": metrics.get("data_fingerprint"),
         "run_dir": str(run_dir),
     }
-    info["code"] = carry_code(out / CODE_DIR, [config.frontend["_target_"], config.model["_target_"]])
+    info["custom_features"] = dict(config.monitor.custom_features)
+    targets = [config.frontend["_target_"], config.model["_target_"], *(f["_target_"] for f in config.monitor.custom_features.values())]
+    info["code"] = carry_code(out / CODE_DIR, targets)
     (out / SERVING_FILE).write_text(json.dumps(info, indent=2))
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")
     return info

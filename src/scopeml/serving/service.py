@@ -125,7 +125,8 @@ class KeywordSpotting:
 
         _torch_threads()
         self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
-        self.log = PredictionLog(os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]))
+        self.log = PredictionLog(os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
+                                 custom_features=list(self.bundle.custom_features or {}))
 
     # ------------------------------------------------------------------ endpoints
     @bentoml.api(route="/classify")
@@ -210,8 +211,6 @@ class KeywordSpotting:
         raise AssertionError("unreachable")
 
     async def _predict_and_log(self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]) -> list[dict]:
-        from scopeml.features import monitoring_features
-
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         waves = np.stack([self.bundle.prepare(s, sr) for s, sr in clips])
         probs = await self._batched_predict(waves, ctx) if BATCHING["enabled"] else self.bundle.predict(waves)
@@ -223,7 +222,7 @@ class KeywordSpotting:
             results.append(result)
             records.append({"time_utc": now, "request_id": rid, "model_tag": self.bundle.tag, "endpoint": endpoint, "source": source,
                             "label": result["label"], "confidence": result["confidence"], "probabilities": result["probabilities"],
-                            **monitoring_features(wave, self.bundle.preprocess.sample_rate, samples.shape[-1] / sr)})
+                            **self.bundle.features(wave, samples.shape[-1] / sr)})
         self.log.append(records)  # committed before the response: an acknowledged prediction is never lost
         ctx.response.headers["x-request-id"] = request_id
         return results
