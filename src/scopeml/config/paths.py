@@ -3,7 +3,7 @@
 The configs ship inside the package (`scopeml/conf`), so a wheel install finds them through
 Hydra's `pkg://` search path; a source checkout keeps a `conf` link at its root for people
 who edit them there. A user's own config folder is added with Hydra's `--config-dir` (the
-commands) or `config_dir=` (the compose helper below): it is searched before the package.
+commands) or `config_dir=` (the compose helper below): it adds options beside the shipped ones.
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ def conf_dir() -> Path:
 
 
 def compose(config_name: str = "config", overrides: list[str] | tuple = (), config_dir: str | Path | None = None):
-    """Compose a primary config the way the commands do, with an optional user config folder searched first."""
+    """Compose a primary config the way the commands do, with an optional user config folder beside the shipped one."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    # The user's folder is the primary search path (it wins on a name clash, as `--config-dir` does
-    # for the commands); the package's configs come after it through hydra.searchpath.
-    primary = Path(config_dir).expanduser().resolve() if config_dir else conf_dir()
-    extra = [f"hydra.searchpath=[{CONF_SEARCH_PATH}]"] if config_dir else []
-    with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+    # As Hydra's --config-dir does for the commands, the user's folder joins the search path after
+    # scopeml's own configs: a user's file adds options (model=tiny); it does not replace a shipped one.
+    extra = [f"hydra.searchpath=[file://{Path(config_dir).expanduser().resolve()}]"] if config_dir else []
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=[*extra, *overrides])

@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scopeml-lifecycle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="default", help="conf/lifecycle/<name>.yaml or a YAML path (default: %(default)s)")
     parser.add_argument("--out", help="output folder (default: the config's `out`)")
-    parser.add_argument("--config-dir", help="your own config folder (model/, data/, experiment/, lifecycle/ ...), searched before scopeml's")
+    parser.add_argument("--config-dir", help="your own config folder (model/, data/, experiment/, lifecycle/ ...), added beside scopeml's")
     parser.add_argument("--force", nargs="*", default=[], choices=Lifecycle.STAGES, help="re-run from this stage on")
     args = parser.parse_args(argv)
 

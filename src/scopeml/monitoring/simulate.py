@@ -77,6 +77,13 @@ def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> li
 
     config, test_voices = model_data(run_dir)
     data = config.data
+    if data.recipe != "synth_keywords":
+        from scopeml.config import ConfigError
+
+        # A synthesized scenario borrows the voices, pitches, rates and levels of the model's own synthesized
+        # training data; a model trained on other data has none to borrow.
+        raise ConfigError([f"simulate/{scenario.name}: a synthesized scenario needs a model trained on data.recipe="
+                           f"synth_keywords (this one used {data.recipe!r}); send your own production traffic instead"])
     voices = list(scenario.voices) or test_voices
     pitches = list(scenario.pitches) or list(data.pitches)
     rates = list(scenario.rates) or list(data.rates)

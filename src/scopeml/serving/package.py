@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scopeml-package", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="selection.json from scopeml-select, or a training run folder")
     parser.add_argument("overrides", nargs="*", help="config overrides for the deploy group, e.g. deploy=realtime_batching")
-    parser.add_argument("--config-dir", help="your own config folder (e.g. a deploy/ option of yours), searched before scopeml's")
+    parser.add_argument("--config-dir", help="your own config folder (e.g. a deploy/ option of yours), added beside scopeml's")
     args = parser.parse_args(argv)
     try:
         tag = package(args.source, args.overrides, config_dir=args.config_dir)
