@@ -125,3 +125,22 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
     truth = {p.name: k for p, k in files.items()}
     batch_labels = {Path(str(row["path"])).name: row["label"] for row in scored.to_dict("records")}
     assert {name: batch_labels[name] for name in truth} == {p.name: answers[p] for p in files}  # same model, same answers
+
+
+def test_the_lifecycle_takes_the_users_config_folder(tmp_path, monkeypatch):
+    """scopeml-lifecycle --config-dir: its own settings file and every stage's config come from the user's folder."""
+    from scopeml.lifecycle.config import load_lifecycle
+    from scopeml.lifecycle.run import Lifecycle
+
+    conf = tmp_path / "conf"
+    shutil.copytree(EXAMPLE / "conf", conf)
+    (conf / "lifecycle").mkdir()
+    (conf / "lifecycle" / "mine.yaml").write_text("out: out\ntrain: [experiment=sound_events]\nsweep: ['model.hidden=4,8']\n")
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    cfg = load_lifecycle("mine", {"out": str(tmp_path / "out")}, config_dir=conf)
+    assert cfg.sweep == ["model.hidden=4,8"]
+    lifecycle = Lifecycle(cfg, config_dir=conf)
+    composed = lifecycle.composed(*cfg.train)
+    assert composed["model"]["_target_"] == "sound_events.nets.TinyNet"
+    assert composed["data"]["source"]["_target_"] == "sound_events.clips.SoundEvents"
+    assert lifecycle.hydra_args == ["--config-dir", str(conf.resolve())]

@@ -1,0 +1,25 @@
+"""A user's components for tests, some of them deliberately wrong."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class WrongWidth(nn.Module):
+    """Ignores n_classes: always five logits."""
+
+    def __init__(self, n_classes: int, input_shape: tuple[int, int, int]):
+        super().__init__()
+        self.head = nn.Linear(input_shape[1], 5)
+
+    def forward(self, x):
+        return self.head(x.mean(dim=(1, 3)))
+
+
+class Fine(nn.Module):
+    def __init__(self, n_classes: int, input_shape: tuple[int, int, int], *, hidden: int = 4):
+        super().__init__()
+        self.head = nn.Sequential(nn.Linear(input_shape[1], hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+
+    def forward(self, x):
+        return self.head(x.mean(dim=(1, 3)))
