@@ -104,7 +104,7 @@ def store(tmp_path_factory) -> dict:
 def monitor(store: dict, out: Path, log: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "BENTOML_HOME": str(store["home"]), "BENTOML_DO_NOT_TRACK": "True", "HYDRA_FULL_ERROR": "0"}
     args = [f"hydra.run.dir={out}", f"monitor.log={log}", "monitor.model=scopeml-kws:latest", "tracker=none", *CHUNK, *overrides]
-    return subprocess.run([sys.executable, "-m", "scopeml.monitoring.monitor", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "scopeml.cli.monitor", *args], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=300)
 
 
@@ -186,12 +186,12 @@ def test_next_experiment_composes_with_the_training_config(shifted_run, tmp_path
     from hydra import compose, initialize_config_dir
 
     from scopeml.config import load
-    from scopeml.train import CONF_DIR
+    from scopeml.config.paths import conf_dir
 
     conf = tmp_path / "conf"
     (conf / "experiment").mkdir(parents=True)
     (conf / "experiment" / "after_drift.yaml").write_text((shifted_run["out"] / "next_experiment.yaml").read_text())
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=after_drift", f"hydra.searchpath=[file://{conf}]"])
     config = load(cfg)
     assert config.data.augment.prob == 0.8  # heavy
