@@ -105,7 +105,7 @@ def write_log(path: Path, tag: str, n: int, labelled: float, rng: np.random.Gene
 def run_monitor(home: Path, log: Path, out: Path, chunk_size: int) -> tuple[subprocess.CompletedProcess, float, float]:
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "HYDRA_FULL_ERROR": "1",
            **{k: str(CORES) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    cmd = [sys.executable, "-m", "scopeml.monitoring.monitor", f"hydra.run.dir={out}", f"monitor.log={log}", "tracker=none",
+    cmd = [sys.executable, "-m", "scopeml.cli.monitor", f"hydra.run.dir={out}", f"monitor.log={log}", "tracker=none",
            f"monitor.chunk_size={chunk_size}"]
     timer = Path("/usr/bin/time")
     if timer.exists():

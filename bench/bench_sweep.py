@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(args: list[str]) -> float:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "scopeml.train", *args], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.train", *args], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"scopeml-train failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - started

@@ -51,7 +51,7 @@ def run_cli(module: str, *args: str, timeout: float = 600) -> subprocess.Complet
 
 
 def train(run_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return run_cli("scopeml.train", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
+    return run_cli("scopeml.cli.train", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
 
 
 def read_json(path: Path) -> dict:

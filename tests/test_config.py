@@ -108,7 +108,7 @@ def test_all_bad_keys_are_reported_at_once_from_the_cli_before_any_work(tmp_path
     bad = ["hparams.lr=fast", "hparams.batch_size=1.5", "scoping.primary_metric=auc", "trainer.limit_train_batches=0",
            "model.channels=[8,x]", "data.recipe=fsd", "tracker.kind=mlflow"]
     started = time.perf_counter()
-    proc = run_cli("scopeml.train", f"hydra.run.dir={tmp_path / 'run'}", *bad)
+    proc = run_cli("scopeml.cli.train", f"hydra.run.dir={tmp_path / 'run'}", *bad)
     elapsed = time.perf_counter() - started
     assert proc.returncode == 2
     for key in ("hparams.lr", "hparams.batch_size", "scoping.primary_metric", "trainer.limit_train_batches", "model.channels[1]", "data.recipe", "tracker.kind"):
@@ -122,8 +122,8 @@ def test_all_bad_keys_are_reported_at_once_from_the_cli_before_any_work(tmp_path
 
 
 def test_unknown_key_without_plus_is_named_by_hydra(tmp_path):
-    proc = run_cli("scopeml.train", f"hydra.run.dir={tmp_path}", "hparams.lrr=0.1")
-    assert proc.returncode != 0
+    proc = run_cli("scopeml.cli.train", f"hydra.run.dir={tmp_path}", "hparams.lrr=0.1")
+    assert proc.returncode == 2  # a bad config, though Hydra is the one that finds it
     assert "hparams.lrr" in proc.stderr
 
 

@@ -172,7 +172,7 @@ def test_mixture_components_must_share_preprocessing():
 
 # ---------------------------------------------------------------- scopeml-data
 def data_cli(tmp_path: Path, manifest: Path, *extra: str):
-    return run_cli("scopeml.data_app", f"hydra.run.dir={tmp_path / 'report'}", "data=manifest", f"data.manifest={manifest}",
+    return run_cli("scopeml.cli.data", f"hydra.run.dir={tmp_path / 'report'}", "data=manifest", f"data.manifest={manifest}",
                    "scoping.classes=[cat,dog]", "scoping.primary_metric=accuracy", "data.checks.min_clips_per_label=1", *extra)
 
 
@@ -236,10 +236,10 @@ def test_unreadable_files_are_reported_not_fatal_unless_blocking(tmp_path):
 
 @pytest.mark.slow
 def test_scopeml_data_bad_config_and_missing_root(tmp_path):
-    proc = run_cli("scopeml.data_app", f"hydra.run.dir={tmp_path / 'a'}", "data.checks.blocking=[everything]")
+    proc = run_cli("scopeml.cli.data", f"hydra.run.dir={tmp_path / 'a'}", "data.checks.blocking=[everything]")
     assert proc.returncode == 2 and "data.checks.blocking[0]" in proc.stderr
-    proc = run_cli("scopeml.data_app", f"hydra.run.dir={tmp_path / 'b'}", "experiment=fsdd_digits", f"data.root={tmp_path / 'none'}")
-    assert proc.returncode == 1 and "data.root" in proc.stderr
+    proc = run_cli("scopeml.cli.data", f"hydra.run.dir={tmp_path / 'b'}", "experiment=fsdd_digits", f"data.root={tmp_path / 'none'}")
+    assert proc.returncode == 2 and "data.root" in proc.stderr  # bad input, not a failed check
 
 
 @needs_fsdd

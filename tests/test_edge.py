@@ -74,7 +74,7 @@ def clips(bundle) -> np.ndarray:
 @pytest.fixture(scope="module")
 def exported(bundle_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("edge") / "export"
-    proc = run_cli("scopeml.serving.edge", str(bundle_dir), "--out", str(out), "--threads", "1", timeout=300)
+    proc = run_cli("scopeml.cli.export", str(bundle_dir), "--out", str(out), "--threads", "1", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "model.ts" in proc.stdout  # the markdown report is printed
     return out
@@ -84,7 +84,9 @@ def export_here(*argv) -> int:
     """scopeml-export in this process (so it can be patched); it sets torch's thread count: restored after."""
     threads = torch.get_num_threads()
     try:
-        return edge.main([str(a) for a in argv])
+        from scopeml.cli import export
+
+        return export.main([str(a) for a in argv])
     finally:
         torch.set_num_threads(threads)
 
@@ -187,7 +189,7 @@ def test_selection_source_and_no_quantize(bundle_dir, tmp_path):
     selection = tmp_path / "selection.json"
     selection.write_text(json.dumps({"selected": {"run_dir": str(bundle_dir)}}))
     out = tmp_path / "out"
-    proc = run_cli("scopeml.serving.edge", str(selection), "--out", str(out), "--no-quantize", timeout=300)
+    proc = run_cli("scopeml.cli.export", str(selection), "--out", str(out), "--no-quantize", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.ts").is_file() and not (out / "model_int8.ts").exists()
     with pytest.raises(FileNotFoundError, match="no torchscript_int8"):
@@ -199,7 +201,7 @@ def test_bad_source_is_a_clear_error(kind, tmp_path):
     source = {"missing": tmp_path / "nope", "empty_dir": tmp_path, "unselected": tmp_path / "selection.json"}[kind]
     if kind == "unselected":
         source.write_text(json.dumps({"selected": None, "rejected": []}))
-    proc = run_cli("scopeml.serving.edge", str(source), "--out", str(tmp_path / "out"), timeout=120)
+    proc = run_cli("scopeml.cli.export", str(source), "--out", str(tmp_path / "out"), timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("scopeml-export: error:") and str(source) in proc.stderr
     assert "Traceback" not in proc.stderr

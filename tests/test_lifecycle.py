@@ -17,7 +17,7 @@ SECTIONS = ("id=targets", "id=data", "id=sweep", "id=errors", "id=serving", "id=
 
 
 def lifecycle(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scopeml.lifecycle.run", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "scopeml.cli.lifecycle", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +134,13 @@ def test_concept_drift_is_invisible_to_cbpe_and_caught_by_realized_performance(f
     server = LocalServer(env, tmp_path / "server.log")
     try:
         for scenario in ("in_distribution", "concept_drift"):
-            proc = _cli("scopeml.monitoring.simulate", scenario, "--url", server.url, "--out", str(tmp_path / "sim"), "--clips", "120", env=env)
+            proc = _cli("scopeml.cli.simulate", scenario, "--url", server.url, "--out", str(tmp_path / "sim"), "--clips", "120", env=env)
             assert proc.returncode == 0, proc.stderr[-2000:]
-            assert _cli("scopeml.monitoring.labels", str(tmp_path / "sim" / f"{scenario}_labels.csv"), "--log", str(log), env=env).returncode == 0
+            assert _cli("scopeml.cli.label", str(tmp_path / "sim" / f"{scenario}_labels.csv"), "--log", str(log), env=env).returncode == 0
     finally:
         server.stop()
     quick = [line.strip(" -") for line in (ROOT / "conf" / "lifecycle" / "quick.yaml").read_text().splitlines() if line.startswith("  - ")]
-    proc = _cli("scopeml.monitoring.monitor", f"hydra.run.dir={tmp_path / 'mon'}", f"monitor.log={log}", f"monitor.model={tag}",
+    proc = _cli("scopeml.cli.monitor", f"hydra.run.dir={tmp_path / 'mon'}", f"monitor.log={log}", f"monitor.model={tag}",
                 "monitor.chunk_size=60", "tracker=none", *[q.strip('"') for q in quick], env=env)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     est, real = _chunk_means(read_json(tmp_path / "mon" / "summary.json"))
@@ -159,17 +159,17 @@ def test_monitor_reads_a_log_written_by_the_batch_job(finished: Path, tmp_path):
     tag = read_json(finished / "04_package" / "package.json")["tag"]
     server = LocalServer(env, tmp_path / "server.log")  # simulate asks the service which model and classes it serves
     try:
-        proc = _cli("scopeml.monitoring.simulate", "in_distribution", "--url", server.url, "--out", str(tmp_path / "sim"),
+        proc = _cli("scopeml.cli.simulate", "in_distribution", "--url", server.url, "--out", str(tmp_path / "sim"),
                     "--batch-dir", str(tmp_path / "incoming"), "--clips", "120", env=env)
         assert proc.returncode == 0, proc.stderr[-2000:]
     finally:
         server.stop()
-    proc = _cli("scopeml.serving.batch", str(tmp_path / "incoming"), "--out", str(tmp_path / "batch"), "--model", tag, "--log", str(log), env=env)
+    proc = _cli("scopeml.cli.batch", str(tmp_path / "incoming"), "--out", str(tmp_path / "batch"), "--model", tag, "--log", str(log), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels = (tmp_path / "sim" / "in_distribution_labels.csv").read_text()
     assert "batch:in_distribution/00000.wav" in labels
-    assert _cli("scopeml.monitoring.labels", str(tmp_path / "sim" / "in_distribution_labels.csv"), "--log", str(log), env=env).returncode == 0
-    proc = _cli("scopeml.monitoring.monitor", f"hydra.run.dir={tmp_path / 'mon'}", f"monitor.log={log}", f"monitor.model={tag}",
+    assert _cli("scopeml.cli.label", str(tmp_path / "sim" / "in_distribution_labels.csv"), "--log", str(log), env=env).returncode == 0
+    proc = _cli("scopeml.cli.monitor", f"hydra.run.dir={tmp_path / 'mon'}", f"monitor.log={log}", f"monitor.model={tag}",
                 "monitor.chunk_size=60", "tracker=none", "scoping.targets.estimated_accuracy.min=0.3", "scoping.targets.accuracy.min=0.3", env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = read_json(tmp_path / "mon" / "summary.json")

@@ -25,7 +25,7 @@ def test_sweep_records_a_failing_trial_and_goes_on(tmp_path, fsdd_layout, launch
     sweep = tmp_path / "sweep"
     extra = ["hydra/launcher=parallel", "trainer.num_threads=1"] if launcher == "parallel" else []
     proc = run_cli(
-        "scopeml.train", "-m", f"hydra.sweep.dir={sweep}", *extra, "experiment=fsdd_digits", "data.split.test_speakers=[cyd]",
+        "scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *extra, "experiment=fsdd_digits", "data.split.test_speakers=[cyd]",
         "data.split.val_speakers=[bob]", "hparams.max_epochs=1", "trainer.progress_bar=none",
         "tracker=wandb_offline" if launcher == "basic" else "tracker=none", f"data.root={tmp_path / 'missing'},{fsdd_layout}",
     )
@@ -45,12 +45,12 @@ def test_sweep_records_a_failing_trial_and_goes_on(tmp_path, fsdd_layout, launch
 
 def test_bad_sweep_fails_before_the_first_job(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("scopeml.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, "hparams.lr=0.001,fast", "model=cnn,dscnn")
-    assert proc.returncode != 0
+    proc = run_cli("scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, "hparams.lr=0.001,fast", "model=cnn,dscnn")
+    assert proc.returncode == 2
     assert "hparams.lr: expected float, got str 'fast'" in proc.stderr and "2 of 4 jobs" in proc.stderr
     assert not sweep.exists()
-    proc = run_cli("scopeml.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, "hparams.lrr=0.1,0.2")
-    assert proc.returncode != 0 and "hparams.lrr" in proc.stderr and not sweep.exists()
+    proc = run_cli("scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, "hparams.lrr=0.1,0.2")
+    assert proc.returncode == 2 and "hparams.lrr" in proc.stderr and not sweep.exists()
 
 
 def test_a_nan_loss_fails_the_trial_with_a_clear_error():
@@ -81,7 +81,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert train(reference, *args).returncode == 0
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "scopeml.train", f"hydra.run.dir={run}", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "scopeml.cli.train", f"hydra.run.dir={run}", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
@@ -102,7 +102,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 def test_resume_without_a_checkpoint_names_the_key(tmp_path):
     proc = train(tmp_path / "fresh", *TINY_DATA, "resume=true", "tracker=none")
-    assert proc.returncode == 1 and "resume: no checkpoint at" in proc.stderr
+    assert proc.returncode == 2 and "resume: no checkpoint at" in proc.stderr  # a bad config value: exit 2
 
 
 def test_error_analysis_matches_the_predictions(tiny_run: Path):
@@ -138,10 +138,10 @@ def test_calibration_is_reported_and_probabilities_are_the_calibrated_ones(tiny_
 
 def test_select_picks_from_a_real_sweep_and_explains_rejects(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("scopeml.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, *TINY_FIT, *LOW_TARGETS, "tracker=none",
+    proc = run_cli("scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, *TINY_FIT, *LOW_TARGETS, "tracker=none",
                    "model=cnn,dscnn", "scoping.targets.model_size_mb.max=0.15")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    sel = run_cli("scopeml.select", str(sweep))
+    sel = run_cli("scopeml.cli.select", str(sweep))
     assert sel.returncode == 0, sel.stdout + sel.stderr
     selection = read_json(sweep / "selection.json")
     assert selection["selected"]["run_dir"].endswith("/0")  # the CNN (0.145 MB); the DS-CNN is 0.155 MB
@@ -152,7 +152,7 @@ def test_select_picks_from_a_real_sweep_and_explains_rejects(tmp_path):
 
 def test_optuna_search_runs_trials_and_summarizes(tmp_path):
     sweep = tmp_path / "optuna"
-    proc = run_cli("scopeml.train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
+    proc = run_cli("scopeml.cli.train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
                    *TINY_DATA, "hparams.max_epochs=1", "trainer.progress_bar=none", "tracker=none")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / "optimization_results.yaml").exists()  # Optuna's best parameters and value

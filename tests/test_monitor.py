@@ -104,7 +104,7 @@ def store(tmp_path_factory) -> dict:
 def monitor(store: dict, out: Path, log: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "BENTOML_HOME": str(store["home"]), "BENTOML_DO_NOT_TRACK": "True", "HYDRA_FULL_ERROR": "0"}
     args = [f"hydra.run.dir={out}", f"monitor.log={log}", "monitor.model=scopeml-kws:latest", "tracker=none", *CHUNK, *overrides]
-    return subprocess.run([sys.executable, "-m", "scopeml.monitoring.monitor", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "scopeml.cli.monitor", *args], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=300)
 
 

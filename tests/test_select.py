@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from scopeml.metrics import evaluate_targets
-from scopeml.select import SelectError, select_runs
+from scopeml.selection import SelectError
+from scopeml.selection.rank import select_runs
 
 # The kws10 scoping targets (conf/scoping/keywords.yaml).
 TARGETS = {
@@ -94,7 +95,7 @@ def write_run(
 
 def run_select(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "scopeml.select", *map(str, args)],
+        [sys.executable, "-m", "scopeml.cli.select", *map(str, args)],
         cwd=cwd, capture_output=True, text=True, timeout=120,
         env={**os.environ, "COLUMNS": "200"},
     )
@@ -225,14 +226,15 @@ def test_help_mentions_selection_json(tmp_path):
 
 
 def test_imports_no_torch(tmp_path):
-    code = "import scopeml.select, sys; scopeml.select.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, scopeml.cli.select as cli; cli.build_parser()\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
 
 def test_selection_run_imports_no_torch(sweep, tmp_path):
     code = ("import sys, runpy; sys.argv = ['scopeml-select', sys.argv[1]]\n"
-            "try:\n    runpy.run_module('scopeml.select', run_name='__main__')\n"
+            "try:\n    runpy.run_module('scopeml.cli.select', run_name='__main__')\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
             "assert 'torch' not in sys.modules and 'lightning' not in sys.modules")
     result = subprocess.run([sys.executable, "-c", code, str(sweep)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -241,8 +243,8 @@ def test_selection_run_imports_no_torch(sweep, tmp_path):
 
 def test_sweeps_parent_is_searched_two_levels_deep(sweep):
     selection = select_runs([sweep.parent])
-    assert selection["selected"]["run_name"] == "4_model=tiny"
-    assert len(selection["ranking"]) + len(selection["rejected"]) == 6
+    assert selection.selected.run_name == "4_model=tiny"
+    assert len(selection.ranking) + len(selection.rejected) == 6
 
 
 def test_ties_broken_by_latency_then_folder_name(tmp_path):
@@ -252,18 +254,18 @@ def test_ties_broken_by_latency_then_folder_name(tmp_path):
     write_run(root / "d_same", size_mb=0.5)
     write_run(root / "c_same", size_mb=0.5)
     selection = select_runs([root])
-    assert [r["run_name"] for r in selection["ranking"]] == ["a_fast", "b_slow", "c_same", "d_same"]
-    assert selection["selected"]["latency_ms"] == {"p50": 2.0, "p95": 3.0}
-    assert "calibration" not in selection["selected"]
+    assert [r.run_name for r in selection.ranking] == ["a_fast", "b_slow", "c_same", "d_same"]
+    assert selection.selected.latency_ms == {"p50": 2.0, "p95": 3.0}
+    assert selection.selected.calibration is None
 
 
 def test_primary_override_and_lower_is_better(sweep):
     by_accuracy = select_runs([sweep], primary="accuracy")
-    assert by_accuracy["primary_metric"] == "accuracy"
-    assert [r["run_name"] for r in by_accuracy["ranking"]] == ["4_model=tiny", "3_model=small"]
+    assert by_accuracy.primary_metric == "accuracy"
+    assert [r.run_name for r in by_accuracy.ranking] == ["4_model=tiny", "3_model=small"]
     by_size = select_runs([sweep], primary="model_size_mb")
-    assert by_size["higher_is_better"] is False
-    assert by_size["selected"]["run_name"] == "4_model=tiny" and by_size["selected"]["value"] == 0.25
+    assert by_size.higher_is_better is False
+    assert by_size.selected.run_name == "4_model=tiny" and by_size.selected.value == 0.25
     with pytest.raises(SelectError, match="unknown metric"):
         select_runs([sweep], primary="nonsense")
 
@@ -278,18 +280,18 @@ def test_corrupt_metrics_nan_primary_and_missing_checkpoint_are_rejected(tmp_pat
     write_run(root / "nan", extra={"test": _split(0.93, float("nan"), 0.8)})
     write_run(root / "no_ckpt", checkpoint=False)
     selection = select_runs([root])
-    assert selection["selected"]["run_name"] == "ok"
-    reasons = {r["run_name"]: r["reasons"] for r in selection["rejected"]}
+    assert selection.selected.run_name == "ok"
+    reasons = {r.run_name: r.reasons for r in selection.rejected}
     assert reasons["corrupt"][0].startswith("metrics.json corrupt")
     assert reasons["no_metrics"] == ["metrics.json missing although status is complete"]
     assert reasons["nan"] == ["primary metric macro_f1 is NaN"]
     assert reasons["no_ckpt"] == ["checkpoints/best.ckpt missing"]
     # selection.json stays strict JSON even with a NaN in a rejected run.
-    from scopeml.select import write_selection
+    from scopeml.run_files import write_selection
 
     path = write_selection(tmp_path / "selection.json", selection)
     json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
-    assert not math.isnan(selection["selected"]["value"])
+    assert not math.isnan(selection.selected.value)
 
 
 def test_require_gates_targets_not_measured_offline(tmp_path):
@@ -297,7 +299,7 @@ def test_require_gates_targets_not_measured_offline(tmp_path):
     write_run(root / "measured_fast", macro_f1=0.92, extra={"latency_ms": {"p50": 10.0, "p95": 20.0}})
     write_run(root / "measured_slow", macro_f1=0.95, extra={"latency_ms": {"p50": 60.0, "p95": 80.0}})
     write_run(root / "unmeasured", macro_f1=0.96)
-    assert select_runs([root])["selected"]["run_name"] == "unmeasured"  # latency is not a gate by default
+    assert select_runs([root]).selected.run_name == "unmeasured"  # latency is not a gate by default
 
     result = run_select(root, "--require", "latency_p95_ms", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -26,7 +26,7 @@ def packaged(tiny_run, tmp_path_factory) -> dict:
     """The tiny run packaged into a fresh BentoML store, with a secret in the environment that must not leak."""
     home = tmp_path_factory.mktemp("bentoml-home")
     env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "WANDB_API_KEY": "sekret-key-0123456789"}
-    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tiny_run)], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.package", str(tiny_run)], cwd=ROOT, capture_output=True, text=True,
                           env={**__import__("os").environ, **env})
     assert proc.returncode == 0, proc.stderr[-3000:]
     tag = proc.stdout.strip().splitlines()[-1]
@@ -70,8 +70,8 @@ def test_package_stores_everything_serving_needs_and_no_secret(packaged):
 
 def test_package_refuses_a_selection_without_a_winner(tmp_path):
     (tmp_path / "selection.json").write_text(json.dumps({"selected": None, "rejected": []}))
-    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(tmp_path / "selection.json")], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 1 and "no run was selected" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.package", str(tmp_path / "selection.json")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no run was selected" in proc.stderr
 
 
 # ---------------------------------------------------------------- happy paths
@@ -242,7 +242,7 @@ def batch_cli(packaged, *args, log: Path) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, "BENTOML_HOME": str(packaged["home"])}
-    return subprocess.run([sys.executable, "-m", "scopeml.serving.batch", *map(str, args), "--log", str(log)], cwd=ROOT, capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "scopeml.cli.batch", *map(str, args), "--log", str(log)], cwd=ROOT, capture_output=True, text=True, env=env)
 
 
 def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(packaged, tmp_path):
@@ -262,7 +262,7 @@ def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(pack
     out, log = tmp_path / "out", tmp_path / "log.sqlite"
     import os as _os
 
-    proc = subprocess.Popen([sys.executable, "-m", "scopeml.serving.batch", str(folder), "--out", str(out), "--log", str(log), "--batch-size", "4"],
+    proc = subprocess.Popen([sys.executable, "-m", "scopeml.cli.batch", str(folder), "--out", str(out), "--log", str(log), "--batch-size", "4"],
                             cwd=ROOT, env={**_os.environ, "BENTOML_HOME": str(packaged["home"])}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -289,13 +289,13 @@ def test_batch_refuses_paths_outside_the_root(packaged, tmp_path):
     manifest = tmp_path / "data" / "manifest.csv"
     manifest.write_text("path\nok.wav\n../secret.wav\n")
     proc = batch_cli(packaged, manifest, "--out", tmp_path / "out", log=tmp_path / "log.sqlite")
-    assert proc.returncode == 1 and "outside the input root" in proc.stderr
+    assert proc.returncode == 2 and "outside the input root" in proc.stderr
 
 
 def test_loadtest_scores_the_service_and_logs_to_the_model_run(server, packaged, tmp_path):
     from conftest import offline_run
 
-    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.loadtest", "--url", server.url, "--concurrency", "1", "4",
+    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.loadtest", "--url", server.url, "--concurrency", "1", "4",
                            "--duration", "2", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     card = read_json(tmp_path / "scorecard.json")
@@ -337,7 +337,7 @@ def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str) -> Server:
 
     home = tmp_path / "home"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    proc = subprocess.run([sys.executable, "-m", "scopeml.serving.package", str(run_dir), *overrides], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.package", str(run_dir), *overrides], cwd=ROOT,
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Server(home, tmp_path / "served.sqlite")

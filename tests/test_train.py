@@ -42,6 +42,14 @@ def test_metrics_report_every_scoping_target(tiny_run: Path):
     assert metrics["model"]["params"] > 1000
 
 
+def test_metrics_json_is_a_run_metrics_with_no_undeclared_keys(tiny_run: Path):
+    from scopeml.run_files import read_metrics
+
+    metrics = read_metrics(tiny_run)  # build_metrics' layout is RunMetrics' (scopeml.run_files)
+    assert metrics.extra == {}, f"declare these in RunMetrics: {sorted(metrics.extra)}"
+    assert metrics.calibration and metrics.latency_ms and metrics.error_analysis is not None
+
+
 def test_predictions_carry_probabilities_for_every_class(tiny_run: Path):
     preds = pd.read_parquet(tiny_run / "predictions_test.parquet")
     classes = yaml.safe_load((tiny_run / "config.yaml").read_text())["scoping"]["classes"]
@@ -127,7 +135,7 @@ def test_same_seed_gives_the_same_metrics(tiny_run: Path, tmp_path: Path):
 
 def test_multirun_gives_each_job_its_own_folder_and_grouped_wandb_run(tmp_path: Path):
     proc = run_cli(
-        "scopeml.train", "-m", f"hydra.sweep.dir={tmp_path}", *TINY_DATA, "hparams.max_epochs=1",
+        "scopeml.cli.train", "-m", f"hydra.sweep.dir={tmp_path}", *TINY_DATA, "hparams.max_epochs=1",
         "trainer.limit_train_batches=1", "trainer.progress_bar=none", "hparams.lr=0.001,0.01",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -145,21 +153,21 @@ def test_multirun_gives_each_job_its_own_folder_and_grouped_wandb_run(tmp_path: 
 
 
 def test_cfg_job_prints_the_composed_config_without_training(tmp_path: Path):
-    proc = run_cli("scopeml.train", "--cfg", "job", "hparams.lr=0.01")
+    proc = run_cli("scopeml.cli.train", "--cfg", "job", "hparams.lr=0.01")
     assert proc.returncode == 0
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["hparams"]["lr"] == 0.01 and "scoping" in cfg
 
 
 def test_help_lists_groups_and_examples():
-    proc = run_cli("scopeml.train", "--help")
+    proc = run_cli("scopeml.cli.train", "--help")
     assert proc.returncode == 0
     for text in ("scoping:", "data:", "tracker:", "Examples", "metrics.json", "-m"):
         assert text in proc.stdout
 
 
 def test_info_runs():
-    proc = run_cli("scopeml.train", "--info")
+    proc = run_cli("scopeml.cli.train", "--info")
     assert proc.returncode == 0 and "Config search path" in proc.stdout
 
 

@@ -1,34 +1,13 @@
-"""scopeml-data: build a data set from its recipe, validate it, compute baselines, and write the report.
+"""The data stage of scopeml-data: build a data set from its recipe, validate it, compute baselines, write the report.
 
-Exit codes: 0 all blocking checks pass, 1 a blocking check failed or the data could not be built, 2 bad config.
+The command itself (start-up, config check, failures, exit codes) is scopeml.cli.data.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from scopeml.config import to_plain
-from scopeml.config.paths import CONF_SEARCH_PATH
 from scopeml.training import artifacts
-
-
-@hydra.main(config_path=CONF_SEARCH_PATH, config_name="data_report", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run_dir, config = artifacts.start(cfg, "scopeml-data")
-    from scopeml.data import DataError
-    from scopeml.data.audio import AudioError
-
-    try:
-        passed = report_data(config, run_dir, to_plain(cfg))
-    except (DataError, AudioError) as exc:
-        artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
-        print(f"scopeml-data: {exc}", file=sys.stderr)
-        sys.exit(1)
-    sys.exit(0 if passed else 1)
 
 
 def report_data(config, run_dir: Path, resolved: dict) -> bool:
@@ -86,7 +65,3 @@ def _print_summary(report: dict, run_dir: Path) -> None:
     console.print(f"baselines (test accuracy): majority {b['majority']['test']['accuracy']:.3f}, "
                   f"logistic regression on MFCC stats {b['logreg_mfcc']['test']['accuracy']:.3f}")
     console.print(f"report: {run_dir / 'report.html'}")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,14 +5,16 @@ Registered in conf/config.yaml under hydra.callbacks, so any `scopeml-train -m .
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from scopeml.run_files import RunFileError, RunMetrics, RunStatus, read_metrics, read_status
 
 log = logging.getLogger("scopeml.sweep")
 
@@ -25,6 +27,7 @@ class SweepGuard(Callback):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         from scopeml.config import ConfigError, load
+        from scopeml.stage import ExitCode
 
         task = list(config.hydra.overrides.task)
         parsed = OverridesParser.create().parse_overrides(task)
@@ -43,7 +46,9 @@ class SweepGuard(Callback):
                 problems.setdefault(str(exc).splitlines()[0], []).append(" ".join(overrides))
         if problems:
             lines = [f"  - {p}  (in {len(jobs_)} of {len(jobs)} jobs, e.g. {jobs_[0]})" for p, jobs_ in problems.items()]
-            raise SystemExit(f"scopeml-train: the sweep was not started; {len(problems)} problem(s) in its configs:\n" + "\n".join(lines))
+            print(f"scopeml-train: error: the sweep was not started; {len(problems)} problem(s) in its configs:",
+                  *lines, sep="\n", file=sys.stderr)
+            raise SystemExit(ExitCode.BAD_INPUT)
         log.info("sweep of %d job(s): every config checked", len(jobs))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -64,17 +69,16 @@ def summarize(sweep_dir: Path) -> list[dict]:
     rows = []
     for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").exists()), key=_job_number):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
-        status = _read(job / "status.json") or {"status": "not started"}
-        metrics = _read(job / "metrics.json") or {}
-        row = {"job": job.name, "overrides": " ".join(overrides), "status": status.get("status")}
-        if status.get("status") == "failed":
-            row["error"] = str(status.get("error", "")).splitlines()[0][:200]
-        test = metrics.get("test", {})
+        status = _read(read_status, job) or RunStatus("not started")
+        metrics = _read(read_metrics, job) or RunMetrics()
+        row = {"job": job.name, "overrides": " ".join(overrides), "status": status.status}
+        if status.status == "failed":
+            row["error"] = (str(status.error or "").splitlines() or [""])[0][:200]
         for key in ("accuracy", "macro_f1", "min_class_recall"):
-            row[key] = test.get(key)
-        row["model_size_mb"] = metrics.get("model", {}).get("model_size_mb")
-        row["targets_met"] = metrics.get("targets_met")
-        row["missed_gates"] = ", ".join(t["metric"] for t in metrics.get("targets", []) if t.get("passed") is False)
+            row[key] = metrics.test.get(key)
+        row["model_size_mb"] = metrics.model.get("model_size_mb")
+        row["targets_met"] = metrics.targets_met
+        row["missed_gates"] = ", ".join(t.metric for t in metrics.targets if t.passed is False)
         rows.append(row)
     _mark_varying(rows)
     return rows
@@ -126,8 +130,9 @@ def _job_number(path: Path) -> tuple:
     return (int(head), path.name) if head.isdigit() else (1 << 30, path.name)
 
 
-def _read(path: Path) -> dict | None:
+def _read(reader, job: Path):
+    """A run file of the job, or None when it is missing or unreadable (a job that never got that far)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return reader(job)
+    except RunFileError:
         return None

@@ -1,21 +1,16 @@
-"""scopeml-train: check the config, build data and model, train, test, and score against the scoping targets.
+"""The training stage of scopeml-train: build data and model, train, test, and score against the scoping targets.
 
-Run `scopeml-train --help` for the config groups and examples.
+The command itself (start-up, config check, failures, exit codes) is scopeml.cli.train.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from scopeml.config import Config, ConfigError, load, to_plain
-from scopeml.config.paths import CONF_SEARCH_PATH
+from scopeml import run_files
+from scopeml.config import Config
 from scopeml.training import artifacts
 
 log = logging.getLogger("scopeml.train")
@@ -28,49 +23,6 @@ def _quiet_libraries() -> None:
         lib.handlers.clear()
         lib.propagate = True
         lib.addFilter(lambda record: "litlogger" not in record.getMessage())  # an advert, not information
-
-
-@hydra.main(config_path=CONF_SEARCH_PATH, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    artifacts.mark(run_dir, "running", stage="config", started_utc=artifacts.now())
-    multirun = hydra_cfg.mode.name == "MULTIRUN"
-    try:
-        config = load(cfg)  # every bad key at once, before any data or model work
-    except ConfigError as exc:
-        return _failed(run_dir, "config", exc, multirun, exit_code=2)
-
-    group = Path(hydra_cfg.sweep.dir).name if multirun else None
-    try:
-        return train(config, run_dir, resolved=to_plain(cfg), group=group)
-    except Exception as exc:
-        if not multirun and not _is_user_error(exc):
-            artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
-            raise  # a bug: keep the traceback
-        return _failed(run_dir, artifacts.read_stage(run_dir), exc, multirun, exit_code=1)
-
-
-def _failed(run_dir: Path, stage: str, exc: Exception, multirun: bool, exit_code: int) -> float:
-    """Record the failure in the run folder. A single run exits; a sweep job returns NaN so the sweep goes on.
-
-    (Hydra's basic sweeper would re-raise a job's exception after the batch and skip the sweep summary;
-    Optuna counts a NaN objective as a failed trial.)
-    """
-    artifacts.mark_failed(run_dir, stage, exc)
-    if multirun:
-        log.error("job failed at stage %s: %s", stage, exc, exc_info=not _is_user_error(exc))
-        return float("nan")
-    print(f"scopeml-train: {stage} failed: {exc}" if stage != "config" else f"scopeml-train: {exc}", file=sys.stderr)
-    sys.exit(exit_code)
-
-
-def _is_user_error(exc: Exception) -> bool:
-    """Bad data or paths deserve a clear message, not a traceback; bugs keep theirs."""
-    from scopeml.data import DataError
-    from scopeml.data.audio import AudioError
-
-    return isinstance(exc, (DataError, AudioError, ConfigError))
 
 
 def train(config: Config, run_dir: Path, resolved: dict, group: str | None = None) -> float:
@@ -135,7 +87,7 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     metrics.update(calibration=calibration, error_analysis=errors, latency_ms=evaluate.latency_ms(best, data))
 
     tracking.log_summary(logger, report.flat_summary(metrics, data.fingerprint, provenance.git_state()))
-    artifacts.write_json(run_dir / "metrics.json", metrics)
+    run_files.write_metrics(run_dir, metrics)
     artifacts.mark(run_dir, "complete", stage="done", finished_utc=artifacts.now())
     tracking.finish(logger)
     report.print_scorecard(metrics)
@@ -149,7 +101,3 @@ def _warn_over_budget(config: Config) -> None:
     if gpu and (config.scoping.budget.gpus < 1 or (devices and devices * config.trainer.num_nodes > config.scoping.budget.gpus)):
         log.warning("trainer uses GPUs (%s x %s) beyond scoping.budget.gpus=%d", config.trainer.devices, config.trainer.num_nodes,
                     config.scoping.budget.gpus)
-
-
-if __name__ == "__main__":
-    main()

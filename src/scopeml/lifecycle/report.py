@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from scopeml.metrics import METRICS
+from scopeml.run_files import RunFileError, RunMetrics, Selection, read_metrics, read_selection
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
@@ -35,16 +36,24 @@ def _read(path: Path) -> dict:
         return {}
 
 
+def _read_run_file(reader, path: Path | None, empty):
+    """A run file through its typed reader (scopeml.run_files), or `empty` when the stage did not get that far."""
+    try:
+        return reader(path) if path is not None else empty
+    except RunFileError:
+        return empty
+
+
 def gather(lc) -> dict:
     """Everything the report shows, read from the stages' artifacts."""
-    selection = _read(lc.dir("select") / "selection.json")
-    run_dir = Path(selection["selected"]["run_dir"]) if selection.get("selected") else None
+    selection = _read_run_file(read_selection, lc.dir("select") / "selection.json", Selection())
+    run_dir = Path(selection.selected.run_dir) if selection.selected else None
     return {
         "data": _read(lc.dir("data") / "report.json"),
         "sweep": pd.read_csv(lc.dir("sweep") / "sweep_summary.csv") if (lc.dir("sweep") / "sweep_summary.csv").exists() else None,
         "selection": selection,
         "run_dir": run_dir,
-        "metrics": _read(run_dir / "metrics.json") if run_dir else {},
+        "metrics": _read_run_file(read_metrics, run_dir, RunMetrics()),
         "scorecard": _read(lc.dir("loadtest") / "scorecard.json"),
         "simulation": (json.loads((lc.dir("simulate") / "simulation.json").read_text()) if (lc.dir("simulate") / "simulation.json").exists() else []),
         "monitor": _read(lc.dir("monitor") / "summary.json"),
@@ -71,15 +80,15 @@ def production_by_scenario(facts: dict) -> pd.DataFrame:
 
 def target_rows(facts: dict, production: pd.DataFrame) -> list[dict]:
     """Every scoping target with what was achieved in the phase that can measure it."""
-    offline = facts["metrics"].get("measured", {})
+    offline = facts["metrics"].measured
     serving = facts["scorecard"].get("measured", {})
     monitor = facts["monitor"]
     estimated = _min_estimated_accuracy(monitor)
     labelled = production[production["truth"].notna()] if len(production) else production
     realized = float((labelled["pred"] == labelled["truth"]).mean()) if len(labelled) else None
     rows = []
-    for t in facts["metrics"].get("targets", []):
-        name = t["metric"]
+    for t in facts["metrics"].targets:
+        name = t.metric
         if name in offline:
             value, phase = offline[name], "modeling (test split, unseen voices)"
         elif name in serving:
@@ -88,13 +97,13 @@ def target_rows(facts: dict, production: pd.DataFrame) -> list[dict]:
             value, phase = estimated, "monitoring (lowest chunk, NannyML CBPE)"
         else:
             value, phase = None, METRICS[name].phase
-        passed = None if value is None else (value >= t["target"] if t["op"] == ">=" else value <= t["target"])
-        rows.append({"metric": name, "bound": f"{t['op']} {t['target']:g}", "phase": phase, "value": value, "passed": passed})
+        passed = None if value is None else (value >= t.target if t.op == ">=" else value <= t.target)
+        rows.append({"metric": name, "bound": f"{t.op} {t.target:g}", "phase": phase, "value": value, "passed": passed})
     if realized is not None:
-        acc = next((t for t in facts["metrics"].get("targets", []) if t["metric"] == "accuracy"), None)
-        rows.append({"metric": "accuracy (realized in production)", "bound": f">= {acc['target']:g}" if acc else "-",
+        acc = next((t for t in facts["metrics"].targets if t.metric == "accuracy"), None)
+        rows.append({"metric": "accuracy (realized in production)", "bound": f">= {acc.target:g}" if acc else "-",
                      "phase": "monitoring (labels delivered)", "value": realized,
-                     "passed": (realized >= acc["target"]) if acc else None})
+                     "passed": (realized >= acc.target) if acc else None})
     return rows
 
 
@@ -214,15 +223,17 @@ def _production_plot(production: pd.DataFrame) -> str:
 
 
 def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production: pd.DataFrame) -> str:
-    sel = facts["selection"].get("selected") or {}
-    rejects = facts["selection"].get("rejected", [])
+    sel = facts["selection"].selected
+    rejects = facts["selection"].rejected
+    flagged = (facts["metrics"].error_analysis or {}).get("flagged_slices", [])
     data = facts["data"]
     monitor = facts["monitor"]
     stages = "".join(f"<tr><td>{html.escape(s)}</td><td>{_fmt(r.get('seconds'))}</td></tr>" for s, r in facts["stages"].items() if r)
     parts = [
         "<h1>scopeml lifecycle report</h1>",
-        f"<p class=sub>selected model: <code>{_fmt(facts['metrics'].get('model', {}).get('arch'))}</code> (sweep job {_fmt(sel.get('run_name'))}) · "
-        f"primary metric {_fmt(sel.get('primary_metric'))} = {_fmt(sel.get('value'))}</p>",
+        f"<p class=sub>selected model: <code>{_fmt(facts['metrics'].model.get('arch'))}</code> "
+        f"(sweep job {_fmt(sel and sel.run_name)}) · "
+        f"primary metric {_fmt(sel and sel.primary_metric)} = {_fmt(sel and sel.value)}</p>",
         "<h2 id=targets>Scoping targets against every phase</h2>",
         "<table><tr><th>target</th><th>bound</th><th>measured in</th><th>achieved</th><th>result</th></tr>"
         + "".join(f"<tr><td>{html.escape(t['metric'])}</td><td>{html.escape(t['bound'])}</td><td>{html.escape(t['phase'])}</td>"
@@ -234,11 +245,12 @@ def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production:
         f"<p>baselines (test accuracy): majority {_fmt(data.get('baseline', {}).get('majority', {}).get('test', {}).get('accuracy'))}, "
         f"logistic regression on MFCC statistics {_fmt(data.get('baseline', {}).get('logreg_mfcc', {}).get('test', {}).get('accuracy'))}</p>",
         "<h2 id=sweep>Sweep and selection</h2>", _table(facts["sweep"]),
-        f"<p>selected: <code>{_fmt(sel.get('run_dir'))}</code></p>",
-        "<ul>" + "".join(f"<li>{html.escape(Path(r['run_dir']).name)}: {html.escape('; '.join(r['reasons']))}</li>" for r in rejects) + "</ul>",
+        f"<p>selected: <code>{_fmt(sel and sel.run_dir)}</code></p>",
+        "<ul>" + "".join(f"<li>{html.escape(Path(r.run_dir).name)}: {html.escape('; '.join(r.reasons))}</li>"
+                         for r in rejects) + "</ul>",
         "<h2 id=errors>Error analysis (test split)</h2>",
         _img_file(facts["run_dir"] / "errors" / "confusion_matrix.png" if facts["run_dir"] else None),
-        "<p>flagged slices: " + html.escape(", ".join(f"{s.get('slice')}={s.get('value')}" for s in facts["metrics"].get("error_analysis", {}).get("flagged_slices", [])) or "none") + "</p>",
+        "<p>flagged slices: " + html.escape(", ".join(f"{s.get('slice')}={s.get('value')}" for s in flagged) or "none") + "</p>",
         "<h2 id=serving>Serving</h2>",
         _table(pd.DataFrame(facts["scorecard"].get("levels", []))[["concurrency", "requests", "error_rate", "qps", "p50_ms", "p95_ms", "p99_ms"]]
                if facts["scorecard"].get("levels") else None),

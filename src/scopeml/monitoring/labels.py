@@ -10,8 +10,6 @@ classes is refused too.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sqlite3
 import sys
 from datetime import datetime, timezone
@@ -19,7 +17,7 @@ from pathlib import Path
 
 
 class LabelError(ValueError):
-    pass
+    """A labels file or prediction log that cannot be used; the message names it."""
 
 
 def ingest(log_path: Path, table, classes: list[str] | None = None) -> dict:
@@ -59,26 +57,19 @@ def read_labels(log_path: Path):
         return pd.read_sql_query("SELECT request_id, label, received_utc FROM labels", db)
 
 
-def main(argv: list[str] | None = None) -> int:
+def deliver(labels_path: Path, log_path: Path) -> bool:
+    """scopeml-label's work: read the labels file and store its labels in the log. Returns whether every label
+    was stored (refused ones are listed on stderr); raises LabelError for a file or log that cannot be used."""
     import pandas as pd
 
-    parser = argparse.ArgumentParser(prog="scopeml-label", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("labels", type=Path, help="CSV or JSONL with request_id,label")
-    parser.add_argument("--log", type=Path, default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", "outputs/serving/predictions.sqlite")))
-    args = parser.parse_args(argv)
-    try:
-        if not args.labels.exists():
-            raise LabelError(f"{args.labels}: no such file")
-        table = pd.read_json(args.labels, lines=True, dtype=False) if args.labels.suffix in {".jsonl", ".json"} else pd.read_csv(args.labels, dtype=str)
-        result = ingest(args.log, table)
-    except LabelError as exc:
-        print(f"scopeml-label: {exc}", file=sys.stderr)
-        return 2
+    if not labels_path.exists():
+        raise LabelError(f"{labels_path}: no such file")
+    if labels_path.suffix in {".jsonl", ".json"}:
+        table = pd.read_json(labels_path, lines=True, dtype=False)
+    else:
+        table = pd.read_csv(labels_path, dtype=str)
+    result = ingest(log_path, table)
     print(f"stored {result['accepted']} label(s); refused {len(result['refused'])}")
     for r in result["refused"][:20]:
         print(f"  - {r['request_id']}: {r['reason']}", file=sys.stderr)
-    return 1 if result["refused"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return not result["refused"]

@@ -5,8 +5,8 @@ CBPE (estimated accuracy and macro-F1 per chunk), univariate drift of every moni
 feature and of the predicted class (optionally multivariate), and realized performance on
 the rows that have labels. What that means (alerts, slices, recommendations, the next
 experiment) is worked out in scopeml.monitoring.findings; scopeml.monitoring.report writes it.
-
-Exit codes: 0 no alert of a kind listed in monitor.fail_on, 1 such an alert, 2 bad config or input.
+The command itself (start-up, config check, failures, exit codes) is scopeml.cli.monitor: it exits
+1 on an alert of a kind listed in monitor.fail_on, 2 on a MonitorError (bad input).
 """
 
 from __future__ import annotations
@@ -15,18 +15,12 @@ import json
 import logging
 import os
 import sqlite3
-import sys
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
-from scopeml.config import to_plain
-from scopeml.config.paths import CONF_SEARCH_PATH
 from scopeml.training import artifacts
 
 TIME = "time_utc"
@@ -34,21 +28,6 @@ TIME = "time_utc"
 
 class MonitorError(ValueError):
     """Bad monitoring input; the message names the file or config field at fault."""
-
-
-@hydra.main(config_path=CONF_SEARCH_PATH, config_name="monitor_report", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    run_dir, config = artifacts.start(cfg, "scopeml-monitor")
-    try:
-        summary = monitor(config, run_dir, to_plain(cfg))
-    except MonitorError as exc:
-        artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
-        print(f"scopeml-monitor: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as exc:  # a bug, not an alert: status.json says where it broke
-        artifacts.mark_failed(run_dir, artifacts.read_stage(run_dir), exc)
-        raise
-    sys.exit(summary["exit_code"])
 
 
 def monitor(config, run_dir: Path, resolved: dict) -> dict:
@@ -351,7 +330,3 @@ def timed(timings: dict, name: str):
         yield
     finally:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
-
-
-if __name__ == "__main__":
-    main()

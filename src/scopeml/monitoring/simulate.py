@@ -12,10 +12,8 @@ are written as WAV files for scopeml-batch instead of being sent.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +23,10 @@ from scopeml.config.paths import conf_dir
 from scopeml.config.schema import ScenarioConfig
 
 CONF = conf_dir() / "simulate"
+
+
+class SimulateError(ValueError):
+    """No service to send the scenarios to at the URL given."""
 
 
 def load_scenario(name: str) -> ScenarioConfig:
@@ -145,41 +147,26 @@ def run_scenario(scenario: ScenarioConfig, url: str | None, out: Path, batch_dir
             "labels_file": str(out / f"{scenario.name}_labels.csv")}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scopeml-simulate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="+", help=f"names in conf/simulate ({', '.join(sorted(p.stem for p in CONF.glob('*.yaml')))}) or YAML paths")
-    parser.add_argument("--url", default="http://127.0.0.1:3000")
-    parser.add_argument("--out", type=Path, default=Path("outputs/simulate"))
-    parser.add_argument("--batch-dir", type=Path, help="write WAV files for scopeml-batch instead of sending them")
-    parser.add_argument("--clips", type=int, help="override every scenario's clip count")
-    args = parser.parse_args(argv)
-
+def simulate(scenarios: list[str], url: str, out: Path, batch_dir: Path | None = None,
+             clips: int | None = None) -> list[dict]:
+    """scopeml-simulate's work: load every scenario first (a bad one fails before any traffic), ask the service
+    which model it serves, then send (or, with batch_dir, write) each scenario's clips. Writes simulation.json."""
     import httpx
 
-    from scopeml.config import ConfigError
-
+    loaded = [load_scenario(s) for s in scenarios]
     try:
-        scenarios = [load_scenario(s) for s in args.scenarios]
-    except ConfigError as exc:
-        print(f"scopeml-simulate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        info = httpx.post(f"{args.url}/info", json={}, timeout=10).json()
+        info = httpx.post(f"{url}/info", json={}, timeout=10).json()
     except httpx.HTTPError as exc:
-        print(f"scopeml-simulate: no service at {args.url} ({exc}); start it with `bentoml serve`", file=sys.stderr)
-        return 2
+        raise SimulateError(f"no service at {url} ({exc}); start it with `bentoml serve`") from None
     results = []
-    for scenario in scenarios:
-        if args.clips:
-            scenario.clips = args.clips
-        results.append(run_scenario(scenario, None if args.batch_dir else args.url, args.out, args.batch_dir, info["classes"], Path(info["run_dir"])))
+    for scenario in loaded:
+        if clips:
+            scenario.clips = clips
+        send_to = None if batch_dir else url
+        results.append(run_scenario(scenario, send_to, out, batch_dir, info["classes"], Path(info["run_dir"])))
         r = results[-1]
         r["description"] = scenario.description  # what the scenario simulates, for the report
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         print(f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   labels: {r['labels_file']}")
-    (args.out / "simulation.json").write_text(json.dumps(results, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    (out / "simulation.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -12,9 +12,7 @@ again with the same arguments skips what is done. Paths outside the input root a
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,7 +20,7 @@ AUDIO_SUFFIXES = {".wav", ".flac"}
 
 
 class BatchError(ValueError):
-    pass
+    """Input that cannot be scored: no such folder or manifest, no audio, paths outside the root, no such model."""
 
 
 def list_inputs(source: Path, root: Path | None) -> tuple[Path, list[Path]]:
@@ -117,39 +115,25 @@ def _track(items, description: str, enabled: bool):
     return track(items, description=description)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scopeml-batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="a folder of .wav/.flac files, or a CSV/JSONL manifest with a `path` column")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (re-use it to resume)")
-    parser.add_argument("--root", type=Path, help="paths must stay under this folder (default: the folder, or the manifest's folder)")
-    parser.add_argument("--model", default=os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest"), help="BentoML model tag (default: %(default)s)")
-    parser.add_argument("--bundle", type=Path, help="a serving bundle folder instead of the BentoML store")
-    parser.add_argument("--log", type=Path, default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", "outputs/serving/predictions.sqlite")),
-                        help="prediction log to append to (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
-    args = parser.parse_args(argv)
+def score_files(source: Path, out: Path, model: str, bundle_dir: Path | None = None, root: Path | None = None,
+                batch_size: int = 64, log_path: Path | None = None, fmt: str = "parquet") -> Path:
+    """scopeml-batch's work: check the inputs, load the model, score what is not done yet, write the predictions."""
+    list_inputs(source, root)  # bad input fails before the model is loaded
+    return run(source, out, load_bundle(model, bundle_dir), root, batch_size, log_path, fmt)
 
-    from scopeml.serving.bundle import ServingBundle
+
+def load_bundle(model: str, bundle_dir: Path | None = None):
+    """The serving bundle to score with: a bundle folder, or the model `model` from the BentoML store."""
+    from scopeml.serving.bundle import SERVING_FILE, ServingBundle
+
+    if bundle_dir:
+        if not (Path(bundle_dir) / SERVING_FILE).is_file():
+            raise BatchError(f"{bundle_dir}: not a serving bundle (no {SERVING_FILE})")
+        return ServingBundle.load(bundle_dir, str(bundle_dir))
+    import bentoml
 
     try:
-        if args.bundle:
-            bundle = ServingBundle.load(args.bundle, str(args.bundle))
-        else:
-            import bentoml
-
-            try:
-                stored = bentoml.models.get(args.model)
-            except bentoml.exceptions.NotFound:
-                raise BatchError(f"no model {args.model} in the BentoML store; run scopeml-package first") from None
-            bundle = ServingBundle.load(stored.path, str(stored.tag))
-        target = run(args.source, args.out, bundle, args.root, args.batch_size, args.log, args.format)
-    except BatchError as exc:
-        print(f"scopeml-batch: {exc}", file=sys.stderr)
-        return 1
-    print(target)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        stored = bentoml.models.get(model)
+    except bentoml.exceptions.NotFound:
+        raise BatchError(f"no model {model} in the BentoML store; run scopeml-package first") from None
+    return ServingBundle.load(stored.path, str(stored.tag))

@@ -97,9 +97,10 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
     import yaml
 
     from scopeml.config import load
+    from scopeml.run_files import read_metrics
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_metrics(run_dir)
     checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     out.mkdir(parents=True, exist_ok=True)
@@ -114,12 +115,12 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         "preprocess": asdict(config.data.preprocess),
         "model": dict(config.model),
         "frontend": dict(config.frontend),
-        "temperature": metrics.get("calibration", {}).get("temperature", 1.0),
+        "temperature": metrics.temperature,
         "deploy": deploy,
         "scoping": {"name": config.scoping.name, "description": config.scoping.description, "primary_metric": config.scoping.primary_metric,
                     "targets": {k: asdict(v) for k, v in config.scoping.targets.items()}},
-        "metrics": {"test": metrics["test"], "val": metrics["val"], "model": metrics["model"], "calibration": metrics.get("calibration")},
-        "data_fingerprint": metrics.get("data_fingerprint"),
+        "metrics": {"test": metrics.test, "val": metrics.val, "model": metrics.model, "calibration": metrics.calibration},
+        "data_fingerprint": metrics.data_fingerprint,
         "run_dir": str(run_dir),
     }
     info["custom_features"] = dict(config.monitor.custom_features)

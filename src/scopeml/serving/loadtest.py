@@ -12,17 +12,19 @@ logs them to the model's W&B run (offline, resumed by id; `wandb sync` merges it
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 LOADTEST_PREFIX = "loadtest-"  # request ids of load-test traffic, which monitoring leaves out
+
+
+class LoadtestError(ValueError):
+    """No service to test at the URL given."""
 
 
 def test_clips(run_dir: Path, limit: int = 64) -> list[bytes]:
@@ -130,41 +132,30 @@ def log_to_wandb(run_dir: Path, card: dict, project: str = "scopeml") -> str | N
     return run_id
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scopeml-loadtest", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:3000")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per concurrency level")
-    parser.add_argument("--clips", type=Path, help="a folder of .wav files to send instead of the model's test split")
-    parser.add_argument("--out", type=Path, help="where to write scorecard.json/.md (default: <run>/deployment)")
-    parser.add_argument("--no-wandb", action="store_true")
-    args = parser.parse_args(argv)
-
+def loadtest(url: str, concurrency: list[int], duration: float, clips_dir: Path | None = None, out: Path | None = None,
+             use_wandb: bool = True) -> bool:
+    """scopeml-loadtest's work: drive the service at `url`, write and print the scorecard. Returns whether
+    every target was met; raises LoadtestError when no service answers."""
     import httpx
 
     try:
-        info = httpx.post(f"{args.url}/info", json={}, timeout=10).json()
+        info = httpx.post(f"{url}/info", json={}, timeout=10).json()
     except httpx.HTTPError as exc:
-        print(f"scopeml-loadtest: no service at {args.url} ({exc}); start it with `bentoml serve`", file=sys.stderr)
-        return 2
+        raise LoadtestError(f"no service at {url} ({exc}); start it with `bentoml serve`") from None
     info["tag"] = info["model"]
     run_dir = Path(info.get("run_dir") or _run_dir_of(info))
-    clips = [p.read_bytes() for p in sorted(args.clips.glob("*.wav"))] if args.clips else test_clips(run_dir)
-    results = run(args.url, clips, args.concurrency, args.duration)
+    clips = [p.read_bytes() for p in sorted(clips_dir.glob("*.wav"))] if clips_dir else test_clips(run_dir)
+    results = run(url, clips, concurrency, duration)
     card = scorecard(results, info)
-    out = args.out or run_dir / "deployment"
-    if not args.no_wandb:
+    out = out or run_dir / "deployment"
+    if use_wandb:
         card["wandb_run"] = log_to_wandb(run_dir, card)
     write(out, card)
     print((out / "scorecard.md").read_text())
-    return 0 if card["targets_met"] else 1
+    return card["targets_met"]
 
 
 def _run_dir_of(info: dict) -> str:
     import bentoml
 
     return bentoml.models.get(info["model"]).info.metadata["run_dir"]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,42 +11,30 @@ packaged is the one served (SCOPEML_MODEL_TAG pins another).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scopeml-package", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="selection.json from scopeml-select, or a training run folder")
-    parser.add_argument("overrides", nargs="*", help="config overrides for the deploy group, e.g. deploy=realtime_batching")
-    parser.add_argument("--config-dir", help="your own config folder (e.g. a deploy/ option of yours), added beside scopeml's")
-    args = parser.parse_args(argv)
-    try:
-        tag = package(args.source, args.overrides, config_dir=args.config_dir)
-    except PackageError as exc:
-        print(f"scopeml-package: {exc}", file=sys.stderr)
-        return 1
-    print(tag)
-    return 0
+from scopeml.run_files import RunFileError, read_selection
 
 
 class PackageError(ValueError):
-    pass
+    """A source that cannot be packaged (no such file, nothing selected, an unfinished run) or a bad deploy override."""
 
 
 def run_dir_of(source: Path) -> Path:
     if source.is_dir():
         run_dir = source
     elif source.is_file():
-        selection = json.loads(source.read_text())
-        if not selection.get("selected"):
+        try:
+            selection = read_selection(source)
+        except RunFileError as exc:
+            raise PackageError(f"{exc} (expected a selection.json from scopeml-select)") from None
+        if selection.selected is None:
             raise PackageError(f"{source}: no run was selected (every run missed a gate; see its 'rejected' list)")
-        run_dir = Path(selection["selected"]["run_dir"])
+        run_dir = Path(selection.selected.run_dir)
     else:
         raise PackageError(f"{source}: no such selection.json or run folder")
     missing = [n for n in ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "predictions_val.parquet") if not (run_dir / n).exists()]
@@ -104,7 +92,3 @@ def _yaml(path: Path) -> dict:
     import yaml
 
     return yaml.safe_load(path.read_text())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,14 +6,12 @@
     parity.py    clips, parity with the bundle, batch shapes, latency
     report.py    edge.json, edge_report.json / .md
     pipeline.py  the flow; a format the network cannot take is reported and the others go on
-    cli.py       the scopeml-export command (main)
     runner.py    EdgeRunner: no model code, for the device
 """
 
 from scopeml.serving.edge.artifacts import INT8_FILE, MANIFEST, ONNX_FILE, REPORT_JSON, REPORT_MD, TS_FILE
-from scopeml.serving.edge.cli import main
 from scopeml.serving.edge.runner import EdgeRunner
 from scopeml.serving.edge.source import EdgeError
 
 __all__ = ["EdgeError", "EdgeRunner", "INT8_FILE", "MANIFEST", "ONNX_FILE", "REPORT_JSON", "REPORT_MD", "TS_FILE",
-           "main"]
+           ]

@@ -2,6 +2,6 @@
 
 import sys
 
-from scopeml.serving.edge.cli import main
+from scopeml.cli.export import main
 
 sys.exit(main())
