@@ -1,0 +1,1 @@
+"""Entry points of the scopeml commands: one module per command, each a table of contents."""
