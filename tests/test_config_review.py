@@ -305,6 +305,27 @@ def test_recorded_runs_holding_the_old_value_are_listed(repo):
     assert not section[3].startswith("  "), "only the two runs with the old value are listed"
 
 
+# --------------------------------------------------------------------------- CI
+def test_ci_review_script_writes_the_pull_request_comment_locally(repo):
+    conf = repo / "conf"
+    old = edit(conf / "hparams/default.yaml", r"^lr: .*$", "lr: 0.0123")
+    git(repo, "commit", "-q", "-am", "tune lr")  # the pull request: one commit on top of its base
+    body = repo / "comment.md"
+    proc = subprocess.run(
+        ["bash", str(ROOT / ".github/scripts/config_review.sh"), "HEAD~1", "--conf", str(conf), "--out", str(body)],
+        cwd=repo, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "SCOPEML_CONFIG": f"{sys.executable} -m scopeml.cli.config", "GITHUB_STEP_SUMMARY": ""},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"checked \d+ configs: all valid", proc.stdout)
+    text = body.read_text()
+    assert text.startswith("<!-- scopeml-config-review -->\n### Config review: `HEAD~1` → `working tree`")
+    n = len(tree_configs(conf))
+    assert re.search(rf"(?m)^\| `hparams\.lr` \| `{re.escape(str(float(old)))}` \| `0\.0123` \| "
+                     rf"{n - len(OWN_LR)} of {n} \| not in: ", text), text
+    assert "scopeml-config check: checked" in text
+
+
 def test_help_has_examples():
     for sub in ("check", "diff"):
         proc = config_cli(sub, "--help")
