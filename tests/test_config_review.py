@@ -91,7 +91,8 @@ def test_check_passes_on_the_real_config_tree():
     # by retrying the scoping options; data=manifest's `???` is left for the command line.
     assert re.search(r"ok\s+data=fsdd\s+\(composed with scoping=digits\)", proc.stderr), proc.stderr
     assert re.search(r"ok\s+data=manifest\s+\(needs data.manifest=\.\.\. at run time\)", proc.stderr), proc.stderr
-    for target in ("config", "data_report", "monitor_report", "experiment=fsdd_digits", "data/augment=light", "simulate/noisy"):
+    for target in ("config", "data_report", "monitor_report", "experiment=fsdd_digits", "data/augment=light",
+                   "simulate/noisy"):
         assert re.search(rf"ok\s+{re.escape(target)}\b", proc.stderr), target
 
 
@@ -139,7 +140,8 @@ def test_one_changed_key_is_one_line_with_the_configs_it_reaches(repo):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("hparams.lr:")]
     assert len(lines) == 1, proc.stdout  # one line, not one per config that inherits the default
-    match = re.fullmatch(rf"hparams\.lr: {re.escape(old)} -> 0\.0123  \((\d+) of (\d+) configs; not in: (.*)\)", lines[0])
+    match = re.fullmatch(rf"hparams\.lr: {re.escape(old)} -> 0\.0123  \((\d+) of (\d+) configs; not in: (.*)\)",
+                         lines[0])
     assert match, lines[0]
     every = tree_configs(repo / "conf")  # each of them holds hparams.lr
     assert int(match.group(2)) == len(every)
@@ -182,9 +184,11 @@ def test_diff_reports_semantic_changes_only(repo):
     bcresnet.write_text(bcresnet.read_text().replace("override /model: bcresnet", "override /model: nosuch"))
     proc = diff(repo, "--only", "experiment=*")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
-    assert re.search(r"(?m)^experiment=bcresnet: now fails \(composes in HEAD, not in working tree: .*model/nosuch", proc.stdout), proc.stdout
+    failing = r"(?m)^experiment=bcresnet: now fails \(composes in HEAD, not in working tree: .*model/nosuch"
+    assert re.search(failing, proc.stdout), proc.stdout
     # bcresnet no longer composes, so it is not among the configs holding hparams.lr
-    assert re.search(r"(?m)^hparams\.lr: .* \(2 of 3 configs; not in: experiment=dscnn_light_aug\)$", proc.stdout), proc.stdout
+    assert re.search(r"(?m)^hparams\.lr: .* \(2 of 3 configs; not in: experiment=dscnn_light_aug\)$", proc.stdout), \
+        proc.stdout
     assert "model=cnn" not in proc.stdout
 
     git(repo, "add", "-A")
@@ -202,7 +206,7 @@ def test_diff_reports_semantic_changes_only(repo):
 
 
 @pytest.mark.parametrize("path, pattern, replacement", [
-    ("hparams/default.yaml", r"^lr: .*$", "lr: 0.0123"),  # a shared default; options that set their own lr are recomposed
+    ("hparams/default.yaml", r"^lr: .*$", "lr: 0.0123"),  # a shared default; options setting their own lr recomposed
     ("deploy/realtime.yaml", r"^model_name: .*$", "model_name: kws2"),  # reaches monitor.model through an interpolation
     ("config.yaml", r"- model: cnn", "- model: dscnn"),  # the default config picks another option
 ])
@@ -217,7 +221,8 @@ def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, p
 
 def test_markdown_is_a_pull_request_comment_and_imports_no_model_code(repo):
     old = edit(repo / "conf/hparams/default.yaml", r"^lr: .*$", "lr: 0.0123")
-    script = (f"import sys; from scopeml.cli.config import main; main({['diff', 'HEAD', '--conf', 'conf', '--format', 'markdown']!r}); "
+    args = ["diff", "HEAD", "--conf", "conf", "--format", "markdown"]
+    script = (f"import sys; from scopeml.cli.config import main; main({args!r}); "
               f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -253,6 +258,13 @@ def test_lifecycle_stages_an_edit_would_re_run(repo):
         assert stages[name].startswith("re-runs from data (all 10 stages): its training config changes at hparams.lr")
     git(repo, "checkout", "-q", "--", ".")
 
+    # quick sets hparams.batch_size on its training command line: the default batch size reaches `default` only.
+    edit(conf / "hparams/default.yaml", r"^batch_size: .*$", "batch_size: 48")
+    stages = lifecycle_lines(diff(repo).stdout)
+    assert stages["default"].startswith("re-runs from data (all 10 stages): its training config changes at hparams.")
+    assert stages["quick"] == "nothing re-runs"
+    git(repo, "checkout", "-q", "--", ".")
+
     # The monitoring overrides of one lifecycle reach its monitor stage only (the service starts for it).
     edit(conf / "lifecycle/default.yaml", r"monitor\.chunk_size=150", "monitor.chunk_size=100")
     stages = lifecycle_lines(diff(repo).stdout)
@@ -266,14 +278,16 @@ def test_lifecycle_stages_an_edit_would_re_run(repo):
     # holds monitor.* too (lifecycle/run.py), so the lifecycle re-runs from data all the same.
     edit(conf / "monitor/default.yaml", r"^chunk_size: .*$", "chunk_size: 100")
     stages = lifecycle_lines(diff(repo).stdout)
-    assert stages["default"].startswith("re-runs from data (all 10 stages): its training config changes at monitor.chunk_size")
+    assert stages["default"].startswith(
+        "re-runs from data (all 10 stages): its training config changes at monitor.chunk_size")
 
 
 def test_downstream_stages_follow_the_stage_outputs_they_read():
     assert propagate({"monitor"}) == ["serve", "monitor", "report"]
     assert propagate({"loadtest"}) == ["serve", "loadtest", "report"]
     assert propagate({"simulate"}) == ["serve", "simulate", "label", "monitor", "report"]
-    assert propagate({"sweep"}) == ["sweep", "select", "package", "serve", "loadtest", "simulate", "label", "monitor", "report"]
+    assert propagate({"sweep"}) == [
+        "sweep", "select", "package", "serve", "loadtest", "simulate", "label", "monitor", "report"]
     assert propagate(set()) == []
 
 

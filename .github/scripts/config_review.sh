@@ -44,7 +44,10 @@ status=0
 cat "$check_log"
 "${cmd[@]}" diff "$base" ${conf[@]+"${conf[@]}"} --format markdown > "$body"
 if [ "$status" -ne 0 ]; then
-  { echo; echo "**\`scopeml-config check\` fails:**"; echo; echo '```'; tail -n 60 "$check_log"; echo '```'; } >> "$body"
+  {
+    echo; echo "**\`scopeml-config check\` fails:**"; echo
+    echo '```'; tail -n 60 "$check_log"; echo '```'
+  } >> "$body"
 else
   echo "<sub>scopeml-config check: $(tail -n 1 "$check_log")</sub>" >> "$body"
 fi

@@ -51,7 +51,7 @@ def review(args: argparse.Namespace) -> int:
         return 2
     runs = recorded_runs(Path(args.runs), lines)  # recorded runs made with the old values
     report = Review(old[0], new[0], outcomes, lines, stages, runs, time.perf_counter() - started, engine.composes)
-    print(as_markdown(report) if args.format == "markdown" else as_text(report), end="" if args.format == "markdown" else "\n")
+    print(as_markdown(report) if args.format == "markdown" else as_text(report) + "\n", end="")
     return 1 if args.exit_code and report.changed else 0
 
 
@@ -106,7 +106,8 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scopeml-config",
-        description="Review the Hydra config tree: validate every config at once, or diff composed configs between git revisions.",
+        description="Review the Hydra config tree: validate every config at once, "
+                    "or diff composed configs between git revisions.",
         epilog="run `scopeml-config check -h` or `scopeml-config diff -h` for details and examples",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{check,diff}")
@@ -123,17 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("rev", metavar="REV", help="git revision of the old side (HEAD, main, a tag, a commit)")
     diff.add_argument("--against", metavar="REV2", help="compare with this revision instead of the working tree")
     diff.add_argument("--conf", default=str(DEFAULT_CONF),
-                      help=f"config folder in the working tree; its path inside the repository is used at each revision "
-                           f"(default: {display(DEFAULT_CONF)})")
-    diff.add_argument("--only", action="append", metavar="GLOB", help="only configs whose name matches, e.g. 'experiment=*' (repeatable)")
+                      help="config folder in the working tree; its path inside the repository is used at each "
+                           f"revision (default: {display(DEFAULT_CONF)})")
+    diff.add_argument("--only", action="append", metavar="GLOB",
+                      help="only configs whose name matches, e.g. 'experiment=*' (repeatable)")
     diff.add_argument("--format", choices=("text", "markdown"), default="text",
                       help="text (default) or markdown: tables for a pull-request comment")
     diff.add_argument("--runs", default="outputs", metavar="DIR",
                       help="folder of recorded runs to check for old values (default: %(default)s)")
     diff.add_argument("--exit-code", action="store_true", help="exit 1 when anything changed (for CI)")
     diff.add_argument("--compose-all", action="store_true",
-                      help="compose every config on both sides instead of only those the edit reaches (slower; same result)")
-    diff.add_argument("-v", "--verbose", action="store_true", help="how each config was compared: composed, inferred or not reached (stderr)")
+                      help="compose every config on both sides, not only those the edit reaches (slower; same result)")
+    diff.add_argument("-v", "--verbose", action="store_true",
+                      help="how each config was compared: composed, inferred or not reached (stderr)")
     return parser
 
 

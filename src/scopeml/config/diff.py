@@ -49,7 +49,8 @@ class Outcome:
     """What happened to one config between the two trees."""
 
     target: Target
-    status: str  # "same" | "changed" | "added" | "removed" | "now fails" | "now composes" | "fails" | "fails differently"
+    # "same" | "changed" | "added" | "removed" | "now fails" | "now composes" | "fails" | "fails differently"
+    status: str
     how: str = COMPOSED  # NOT_REACHED, INFERRED (with `via`) or COMPOSED
     changes: list[KeyChange] = field(default_factory=list)
     error: str = ""  # the composition error(s) for the failing statuses
@@ -207,7 +208,8 @@ class DiffEngine:
         if composed.error:
             return Outcome(t, status, error=composed.error)
         config = self._composed.get((side, "config", ()))
-        vs = key_changes(self.flat(config), self.flat(composed)) if config and not config.error and t.kind != "standalone" else []
+        comparable = config and not config.error and t.kind != "standalone"
+        vs = key_changes(self.flat(config), self.flat(composed)) if comparable else []
         return Outcome(t, status, vs_config=vs)
 
     # ------------------------------------------------------------------ any config name + overrides
@@ -293,7 +295,11 @@ class DiffEngine:
 def edited_files(old: TreeFacts, new: TreeFacts) -> set[str]:
     """Config paths of the YAML files that differ between the trees, added and removed ones included."""
     paths = old.files.keys() | new.files.keys()
-    return {p for p in paths if (old.files.get(p) and old.files[p].digest) != (new.files.get(p) and new.files[p].digest)}
+    return {p for p in paths if _digest(old, p) != _digest(new, p)}
+
+
+def _digest(facts: TreeFacts, path: str) -> str | None:
+    return facts.files[path].digest if path in facts.files else None
 
 
 def failure_status(old_error: str | None, new_error: str | None) -> str:

@@ -24,6 +24,7 @@ that fails alike on both sides is not detected here (`scopeml-config check` repo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,8 @@ class Inferred:
         inside = [r for r in self.regions if r.holds(key)]
         if not inside:
             return base_has
-        return any(r.kind == VALUE or (r.kind == GROUP and key in r.keys) or (r.kind == HYDRA and base_has) for r in inside)
+        return any(r.kind == VALUE or (r.kind == GROUP and key in r.keys) or (r.kind == HYDRA and base_has)
+                   for r in inside)
 
 
 class NotInferable(Exception):
@@ -124,7 +126,7 @@ def plan(config_name: str, overrides: list[str], base: Base, facts: tuple[TreeFa
     items = wrapper_items(config_name, facts, edited) if config_name != "config" else []
     for item in extra:
         key, sep, value = item.partition("=")
-        if not sep or key.startswith(("+", "~")) or "," in value:
+        if not sep or key.startswith(("+", "~")) or _is_sweep(value):
             raise NotInferable(f"override {item!r} is not a plain choice or value")
         if not all(f.is_group(key) for f in facts) and any(f.is_group(key) for f in facts):
             raise NotInferable(f"{key} is a group on one side only")
@@ -204,6 +206,12 @@ def _unedited(facts: tuple[TreeFacts, TreeFacts], path: str, edited: set[str]):
     if path in edited or file is None or not file.parsed:
         raise NotInferable(f"{path}.yaml is edited or unreadable")
     return file
+
+
+def _is_sweep(value: str) -> bool:
+    """`a,b` (several values, a sweep) rather than one value such as `[a,b]` or `'a,b'`."""
+    outside = re.sub(r"\[[^\]]*\]|\{[^}]*\}|'[^']*'|\"[^\"]*\"", "", value)
+    return "," in outside or any(outside.startswith(f"{fn}(") for fn in ("range", "choice", "interval", "glob"))
 
 
 def _has_interpolation(value: Any) -> bool:

@@ -161,7 +161,8 @@ def run_folders(folder: Path):
             yield here, config
             dirnames[:] = []
             continue
-        dirnames[:] = [] if depth >= MAX_DEPTH else sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
+        wanted = [d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith(".")]
+        dirnames[:] = [] if depth >= MAX_DEPTH else sorted(wanted)
 
 
 def holds_old(flat: dict[str, Any], line: KeyLine) -> bool:

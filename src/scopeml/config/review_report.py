@@ -123,13 +123,14 @@ def as_markdown(review: Review) -> str:
         out += ["| key | old | new | configs | exceptions |", "| --- | --- | --- | --- | --- |"]
         for line in review.lines:
             c = line.change
-            out.append(f"| {code(c.key)} | {value(c.old)} | {value(c.new)} | {len(line.configs)} of {len(line.holders)} "
-                       f"| {exceptions_md(line)} |")
+            reach = f"{len(line.configs)} of {len(line.holders)}"
+            out.append(f"| {code(c.key)} | {value(c.old)} | {value(c.new)} | {reach} | {exceptions_md(line)} |")
         out.append("")
     files = file_changes(review.outcomes)
     if files:
         out += ["| file | key | old | new |", "| --- | --- | --- | --- |"]
-        out += [f"| {code(o.target.label)} | {code(c.key)} | {value(c.old)} | {value(c.new)} |" for o in files for c in o.changes]
+        out += [f"| {code(o.target.label)} | {code(c.key)} | {value(c.old)} | {value(c.new)} |"
+                for o in files for c in o.changes]
         out.append("")
     events = config_events(review.outcomes)
     if events:
@@ -149,7 +150,8 @@ def as_markdown(review: Review) -> str:
         runs = review.runs
         out.append(f"**Recorded runs made with the old values:** {len(runs.affected)} of {runs.scanned} "
                    f"in {code(display(runs.folder) + '/')}")
-        out += [f"- {code(display(path))} ({', '.join(code(k) for k in keys)})" for path, keys in runs.affected[:RUNS_SHOWN]]
+        out += [f"- {code(display(path))} ({', '.join(code(k) for k in keys)})"
+                for path, keys in runs.affected[:RUNS_SHOWN]]
         if len(runs.affected) > RUNS_SHOWN:
             out.append(f"- and {len(runs.affected) - RUNS_SHOWN} more")
         out.append("")
