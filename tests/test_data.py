@@ -159,7 +159,7 @@ def test_label_outside_scoping_classes_names_the_file(fsdd_layout, tmp_path):
 def test_cli_data_error_fails_cleanly_and_never_looks_finished(tmp_path):
     run = tmp_path / "run"
     proc = train(run, "experiment=fsdd_digits", f"data.root={tmp_path / 'nowhere'}", "tracker=none")
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad input: the exit code of every command (scopeml.stage.ExitCode)
     assert "data.root" in proc.stderr and "Traceback" not in proc.stderr
     status = read_json(run / "status.json")
     assert status["status"] == "failed" and status["stage"] == "data"
