@@ -47,6 +47,9 @@ def edit(path: Path, pattern: str, replacement: str) -> str:
     """Replace one line matching pattern; return what the line held after the colon (the old value as written)."""
     text = path.read_text()
     match = re.search(pattern, text, flags=re.M)
+    if match is None and re.fullmatch(r"\^\w+: \.\*\$", pattern):  # a key the file leaves to the schema's default: set it
+        path.write_text(text.rstrip("\n") + "\n" + replacement + "\n")
+        return ""
     assert match, f"{pattern!r} not in {path}"
     path.write_text(text[: match.start()] + replacement + text[match.end() :])
     return match.group(0).partition(":")[2].strip()
@@ -112,7 +115,7 @@ def test_check_reports_every_problem_of_every_config_in_one_run(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "experiment=bad_exp: hparams.lr: expected float, got str 'fast'" in out
     assert "experiment=bad_exp: hparams.learning_rat: unknown key" in out
-    assert "model=dscnn: model.channels: expected int, got str 'many'" in out
+    assert "model=dscnn: model.channels: expected int (as scopeml.models.dscnn.DsCnn declares it), got str 'many'" in out
     assert "experiment=dscnn_light_aug: model.channels: expected int" in out  # it selects model=dscnn
     assert re.search(r"broken\.yaml:3:\d+: YAML syntax error", out), out
     # Experiments get no companions: one that speaks digits under the keyword scoping is wrong.
@@ -125,7 +128,7 @@ def test_check_reports_every_problem_of_every_config_in_one_run(tmp_path):
 def test_a_broken_default_is_reported_once_under_config(tmp_path):
     conf = copy_conf(tmp_path)
     hparams = conf / "hparams" / "default.yaml"
-    hparams.write_text(re.sub(r"(?m)^batch_size: .*$", "batch_size: lots", hparams.read_text()))
+    edit(hparams, r"^batch_size: .*$", "batch_size: lots")
     proc = config_cli("check", "--conf", str(conf))
     assert proc.returncode == 1
     assert "config: hparams.batch_size: expected int, got str 'lots'" in proc.stdout
@@ -147,8 +150,11 @@ def test_one_changed_key_is_one_line_with_the_configs_it_reaches(repo):
     assert int(match.group(2)) == len(every)
     assert set(match.group(3).split(", ")) == OWN_LR
     assert int(match.group(1)) == len(every) - len(OWN_LR)
-    assert not re.search(r"(?m)^[+-]? ?(?!hparams\.lr)[\w.]+: ", proc.stdout.split("lifecycle stages")[0]), proc.stdout
-    assert re.search(rf"1 changed key in {match.group(1)} of \d+ configs", proc.stdout)
+    # Besides the edited key, only the keys that interpolate it (${hparams.lr}) change, by the same values.
+    others = re.findall(r"(?m)^([\w.]+): (\S+) -> (\S+)  ", proc.stdout.split("lifecycle stages")[0])
+    assert {(k, a, b) for k, a, b in others if k != "hparams.lr"} == {
+        ("hparams.optimizer.lr", old, "0.0123"), ("hparams.scheduler.max_lr", old, "0.0123")}, proc.stdout
+    assert re.search(rf"3 changed keys in {match.group(1)} of \d+ configs", proc.stdout)
 
 
 def test_diff_reports_semantic_changes_only(repo):
@@ -159,13 +165,13 @@ def test_diff_reports_semantic_changes_only(repo):
     cnn = conf / "model" / "cnn.yaml"
     lines = [ln for ln in cnn.read_text().splitlines() if ln and not ln.startswith("#")]
     top = [ln for ln in lines if not ln.startswith(" ")]
-    assert "arch: cnn" in top and "features:" in top
+    assert "_target_: scopeml.models.cnn.SmallCnn" in top and "dropout: 0.1" in top
     blocks, current = [], []
     for ln in lines:
         if not ln.startswith(" ") and current:
             blocks.append(current)
             current = []
-        current.append(ln.replace("arch: cnn", 'arch: "cnn"'))
+        current.append(ln.replace("_target_: scopeml.models.cnn.SmallCnn", '_target_: "scopeml.models.cnn.SmallCnn"'))
     blocks.append(current)
     cnn.write_text("# reordered, same meaning\n" + "\n".join("\n".join(b) for b in reversed(blocks)) + "\n")
 
