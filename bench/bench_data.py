@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from scopeml.config.paths import compose
 
 from scopeml.config import load
+from scopeml.config.paths import compose
 from scopeml.data import build_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,8 +44,15 @@ def step_profile(cfg, data, steps: int, augment: str) -> dict:
 
     aug = dataclasses.asdict(config([f"data/augment={augment}"]).data.augment)
     torch.manual_seed(0)
-    module = KeywordSpotter(cfg.model, cfg.frontend, dataclasses.asdict(cfg.hparams), cfg.scoping.classes, data.sample_rate,
-                            clip_seconds=cfg.data.preprocess.clip_seconds, augment=aug)
+    module = KeywordSpotter(
+        cfg.model,
+        cfg.frontend,
+        dataclasses.asdict(cfg.hparams),
+        cfg.scoping.classes,
+        data.sample_rate,
+        clip_seconds=cfg.data.preprocess.clip_seconds,
+        augment=aug,
+    )
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
     loader = data.loader("train", cfg.hparams.batch_size, shuffle=True)
     wait = aug_t = compute = 0.0
@@ -63,7 +69,11 @@ def step_profile(cfg, data, steps: int, augment: str) -> dict:
             if module.wave_augment is not None:
                 waves, _ = module.wave_augment(waves, (epoch, done))
             t2 = time.perf_counter()
-            logits = module.net(waves) if module.spec_augment is None else module.net[1](module.spec_augment(module.net[0](waves)))
+            logits = (
+                module.net(waves)
+                if module.spec_augment is None
+                else module.net[1](module.spec_augment(module.net[0](waves)))
+            )
             loss = torch.nn.functional.cross_entropy(logits, labels)
             opt.zero_grad()
             loss.backward()
@@ -74,8 +84,13 @@ def step_profile(cfg, data, steps: int, augment: str) -> dict:
             done += 1
         epoch += 1
     total = wait + aug_t + compute
-    return {"augment": augment, "ms_per_step": 1000 * total / steps, "wait_share": wait / total, "augment_share": aug_t / total,
-            "data_share": (wait + aug_t) / total}
+    return {
+        "augment": augment,
+        "ms_per_step": 1000 * total / steps,
+        "wait_share": wait / total,
+        "augment_share": aug_t / total,
+        "data_share": (wait + aug_t) / total,
+    }
 
 
 def main() -> None:
@@ -102,11 +117,15 @@ def main() -> None:
         print(f"{'cold (decode+prep)':<22}{cold:>9.2f}{n / cold:>10.0f}")
         print(f"{'warm (cache hit)':<22}{warm:>9.2f}{n / warm:>10.0f}")
         print(f"warm/cold speed-up: {cold / warm:.0f}x")
-        print(f"\ntraining step split, default CNN, batch {cfg.hparams.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads:")
+        print(
+            f"\ntraining step split, default CNN, batch {cfg.hparams.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads:"
+        )
         print(f"{'augment':<10}{'ms/step':>9}{'loader wait':>13}{'augment':>9}{'data total':>12}")
         for augment in ("none", "heavy"):
             r = step_profile(cfg, data, args.steps, augment)
-            print(f"{augment:<10}{r['ms_per_step']:>9.1f}{r['wait_share']:>13.1%}{r['augment_share']:>9.1%}{r['data_share']:>12.1%}")
+            print(
+                f"{augment:<10}{r['ms_per_step']:>9.1f}{r['wait_share']:>13.1%}{r['augment_share']:>9.1%}{r['data_share']:>12.1%}"
+            )
         print("target: data total <= 10% of a step with a warm cache")
     finally:
         shutil.rmtree(cache, ignore_errors=True)

@@ -29,8 +29,13 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-FEATURES = {"duration_s": (1.0, 0.15), "rms_dbfs": (-24.0, 5.0), "silence_ratio": (0.35, 0.1),
-            "spectral_centroid_hz": (1500.0, 250.0), "snr_db": (24.0, 6.0)}
+FEATURES = {
+    "duration_s": (1.0, 0.15),
+    "rms_dbfs": (-24.0, 5.0),
+    "silence_ratio": (0.35, 0.1),
+    "spectral_centroid_hz": (1500.0, 250.0),
+    "snr_db": (24.0, 6.0),
+}
 TARGET_S, TARGET_GB, CORES = 60.0, 2.0, 2
 MAKE_MODEL = """
 import pathlib, shutil, sys
@@ -57,8 +62,15 @@ def generate(n: int, rng: np.random.Generator, shift: float = 0.0) -> dict:
 
 def package(home: Path, n_ref: int, rng: np.random.Generator) -> str:
     g = generate(n_ref, rng)
-    ref = pd.DataFrame({"request_id": [f"val-{i}" for i in range(n_ref)], "speaker": [f"spk{i % 40}" for i in range(n_ref)],
-                        "label": [CLASSES[i] for i in g["truth"]], "pred": [CLASSES[i] for i in g["pred"]], "confidence": g["probs"].max(axis=1)})
+    ref = pd.DataFrame(
+        {
+            "request_id": [f"val-{i}" for i in range(n_ref)],
+            "speaker": [f"spk{i % 40}" for i in range(n_ref)],
+            "label": [CLASSES[i] for i in g["truth"]],
+            "pred": [CLASSES[i] for i in g["pred"]],
+            "confidence": g["probs"].max(axis=1),
+        }
+    )
     for i, c in enumerate(CLASSES):
         ref[f"prob_{c}"] = g["probs"][:, i]
     for f, v in g["features"].items():
@@ -69,7 +81,9 @@ def package(home: Path, n_ref: int, rng: np.random.Generator) -> str:
     (bundle / "serving.json").write_text(json.dumps({"classes": CLASSES, "scoping": {"name": "kws10"}, "metrics": {}}))
     ref.to_parquet(bundle / "reference.parquet", index=False)
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    made = subprocess.run([sys.executable, "-c", MAKE_MODEL, str(bundle)], capture_output=True, text=True, env=env, check=True)
+    made = subprocess.run(
+        [sys.executable, "-c", MAKE_MODEL, str(bundle)], capture_output=True, text=True, env=env, check=True
+    )
     return made.stdout.strip().splitlines()[-1]
 
 
@@ -86,11 +100,19 @@ def write_log(path: Path, tag: str, n: int, labelled: float, rng: np.random.Gene
         batch = []
         for k in range(len(g["pred"])):
             p = g["probs"][k]
-            batch.append({"time_utc": (start + pd.Timedelta(seconds=float(seconds[i]))).isoformat(timespec="milliseconds"),
-                          "request_id": f"req-{i:07d}", "model_tag": tag, "endpoint": "classify", "source": f"clip{i}.wav",
-                          "label": CLASSES[g["pred"][k]], "confidence": float(p.max()),
-                          "probabilities": {c: float(x) for c, x in zip(CLASSES, p)},
-                          **{f: float(v[k]) for f, v in g["features"].items()}})
+            batch.append(
+                {
+                    "time_utc": (start + pd.Timedelta(seconds=float(seconds[i]))).isoformat(timespec="milliseconds"),
+                    "request_id": f"req-{i:07d}",
+                    "model_tag": tag,
+                    "endpoint": "classify",
+                    "source": f"clip{i}.wav",
+                    "label": CLASSES[g["pred"][k]],
+                    "confidence": float(p.max()),
+                    "probabilities": {c: float(x) for c, x in zip(CLASSES, p)},
+                    **{f: float(v[k]) for f, v in g["features"].items()},
+                }
+            )
             truth.append(CLASSES[g["truth"][k]])
             i += 1
             if len(batch) == 5000:
@@ -103,19 +125,35 @@ def write_log(path: Path, tag: str, n: int, labelled: float, rng: np.random.Gene
 
 
 def run_monitor(home: Path, log: Path, out: Path, chunk_size: int) -> tuple[subprocess.CompletedProcess, float, float]:
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "HYDRA_FULL_ERROR": "1",
-           **{k: str(CORES) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    cmd = [sys.executable, "-m", "scopeml.cli.monitor", f"hydra.run.dir={out}", f"monitor.log={log}", "tracker=none",
-           f"monitor.chunk_size={chunk_size}"]
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "HYDRA_FULL_ERROR": "1",
+        **{k: str(CORES) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "scopeml.cli.monitor",
+        f"hydra.run.dir={out}",
+        f"monitor.log={log}",
+        "tracker=none",
+        f"monitor.chunk_size={chunk_size}",
+    ]
     timer = Path("/usr/bin/time")
     if timer.exists():
         cmd = [str(timer), "-v", *cmd]
     cores = sorted(os.sched_getaffinity(0))[:CORES]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env=env, preexec_fn=lambda: os.sched_setaffinity(0, cores)
+    )
     wall = time.perf_counter() - started
-    peak_kb = next((int(line.split(":")[1]) for line in proc.stderr.splitlines() if "Maximum resident set size" in line),
-                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    peak_kb = next(
+        (int(line.split(":")[1]) for line in proc.stderr.splitlines() if "Maximum resident set size" in line),
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
     return proc, wall, peak_kb / 1024 / 1024
 
 
@@ -134,21 +172,29 @@ def main() -> None:
         t0 = time.perf_counter()
         tag = package(work / "bentoml", args.reference, rng)
         write_log(work / "predictions.sqlite", tag, args.rows, args.labelled, rng)
-        print(f"generated {args.rows:,} logged predictions ({args.labelled:.0%} labelled) and a {args.reference:,}-row reference "
-              f"for {tag} in {time.perf_counter() - t0:.1f} s; log {(work / 'predictions.sqlite').stat().st_size / 1e6:.1f} MB")
+        print(
+            f"generated {args.rows:,} logged predictions ({args.labelled:.0%} labelled) and a {args.reference:,}-row reference "
+            f"for {tag} in {time.perf_counter() - t0:.1f} s; log {(work / 'predictions.sqlite').stat().st_size / 1e6:.1f} MB"
+        )
         proc, wall, peak_gb = run_monitor(work / "bentoml", work / "predictions.sqlite", work / "run", args.chunk_size)
         if proc.returncode not in (0, 1):
             raise SystemExit(f"scopeml-monitor exited {proc.returncode}:\n{proc.stderr[-4000:]}")
         summary = json.loads((work / "run" / "summary.json").read_text())
         timings = summary["timings_s"]
-        print(f"\nscopeml-monitor on {CORES} cores: exit {proc.returncode}, {summary['counts']['chunks']} chunks of {args.chunk_size}, "
-              f"drifted {summary['drifted_features']}, {summary['counts']['performance_alerts']} performance alert(s)")
+        print(
+            f"\nscopeml-monitor on {CORES} cores: exit {proc.returncode}, {summary['counts']['chunks']} chunks of {args.chunk_size}, "
+            f"drifted {summary['drifted_features']}, {summary['counts']['performance_alerts']} performance alert(s)"
+        )
         print(f"  wall time    {wall:6.1f} s    target <= {TARGET_S:.0f} s   {'PASS' if wall <= TARGET_S else 'FAIL'}")
-        print(f"  peak memory  {peak_gb:6.2f} GB   target <= {TARGET_GB:.0f} GB   {'PASS' if peak_gb <= TARGET_GB else 'FAIL'}")
+        print(
+            f"  peak memory  {peak_gb:6.2f} GB   target <= {TARGET_GB:.0f} GB   {'PASS' if peak_gb <= TARGET_GB else 'FAIL'}"
+        )
         print("  breakdown (the stage's own timings):")
         for name, seconds in timings.items():
             print(f"    {name:<15} {seconds:6.1f} s")
-        print(f"    {'startup/other':<15} {wall - sum(timings.values()):6.1f} s   (interpreter, Hydra, config, W&B off)")
+        print(
+            f"    {'startup/other':<15} {wall - sum(timings.values()):6.1f} s   (interpreter, Hydra, config, W&B off)"
+        )
         print(f"  report.html {(work / 'run' / 'report.html').stat().st_size / 1e6:.1f} MB")
     finally:
         if args.keep is None:

@@ -64,8 +64,14 @@ LUA = ROOT / "bench" / "wrk_post.lua"
 BOUNDARY = "scopemlBenchBoundary7MA4YWxkTrZu0gW"
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 VOICES = ["en+m1", "en+f2", "en+m3", "en+f4", "en+m7"]
-TRAIN_ARGS = ["hparams.max_epochs=3", "trainer.progress_bar=none", "tracker=none",
-              "data.voices=[en+m1,en+f2,en+m3,en+f4,en+m7,en+f1,en+m2]", "data.pitches=[50]", "data.rates=[175]"]
+TRAIN_ARGS = [
+    "hparams.max_epochs=3",
+    "trainer.progress_bar=none",
+    "tracker=none",
+    "data.voices=[en+m1,en+f2,en+m3,en+f4,en+m7,en+f1,en+m2]",
+    "data.pitches=[50]",
+    "data.rates=[175]",
+]
 
 
 # ---------------------------------------------------------------------------- setup
@@ -73,8 +79,14 @@ def train_run(tmp: Path) -> Path:
     run_dir = tmp / "run"
     env = {**os.environ, "SCOPEML_CACHE_DIR": os.environ.get("SCOPEML_CACHE_DIR", "/tmp/benchcache")}
     print(f"training a small model into {run_dir} ...", flush=True)
-    out = subprocess.run([str(BIN / "scopeml-train"), f"hydra.run.dir={run_dir}", *TRAIN_ARGS], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [str(BIN / "scopeml-train"), f"hydra.run.dir={run_dir}", *TRAIN_ARGS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if out.returncode != 0 or not (run_dir / "checkpoints" / "best.ckpt").exists():
         raise SystemExit(f"scopeml-train failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return run_dir
@@ -82,8 +94,14 @@ def train_run(tmp: Path) -> Path:
 
 def package(run_dir: Path, overrides: list[str]) -> str:
     """scopeml-package run_dir [overrides]; prints the tag as its last line."""
-    out = subprocess.run([str(BIN / "scopeml-package"), str(run_dir), *overrides], cwd=ROOT, env=os.environ.copy(),
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [str(BIN / "scopeml-package"), str(run_dir), *overrides],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if out.returncode != 0:
         raise SystemExit(f"scopeml-package {' '.join(overrides)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     return out.stdout.strip().splitlines()[-1].strip()
@@ -108,16 +126,22 @@ def make_clips(n: int) -> list[tuple[str, bytes]]:
 
 
 def multipart(wav: bytes, name: str) -> bytes:
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"{name}.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="audio"; filename="{name}.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
     return head + wav + f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 # ---------------------------------------------------------------------------- in process
 def pct(times_s: list[float]) -> dict:
     ms = np.asarray(times_s) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def in_process(tag: str, clips: list[tuple[str, bytes]], tmp: Path, calls: int, rounds: int) -> dict:
@@ -142,8 +166,11 @@ def in_process(tag: str, clips: list[tuple[str, bytes]], tmp: Path, calls: int, 
     def best(measure) -> dict:
         results = [measure() for _ in range(rounds)]
         kept = min(results, key=lambda r: r["p95_ms"])
-        return {**kept, "p95_ms_by_round": [r["p95_ms"] for r in results],
-                "clips_per_s_by_round": [r["clips_per_s"] for r in results]}
+        return {
+            **kept,
+            "p95_ms_by_round": [r["p95_ms"] for r in results],
+            "clips_per_s_by_round": [r["clips_per_s"] for r in results],
+        }
 
     # model call, batch 1
     for i in range(20):
@@ -187,27 +214,50 @@ def in_process(tag: str, clips: list[tuple[str, bytes]], tmp: Path, calls: int, 
         for i in range(n_full + 10):
             word, wav = clips[i % len(clips)]
             t = [time.perf_counter()]
-            samples, sr = decode_audio(wav, "audio"); t.append(time.perf_counter())
+            samples, sr = decode_audio(wav, "audio")
+            t.append(time.perf_counter())
             check_length(samples, sr, max_clip_s, "audio")
             mono = to_mono(samples)
-            check_not_silent(mono, "audio"); t.append(time.perf_counter())
-            w = np.stack([bundle.prepare(samples, sr)]); t.append(time.perf_counter())
-            (p,) = bundle.predict(w); t.append(time.perf_counter())
-            result = bundle.describe(p); t.append(time.perf_counter())
-            feats = monitoring_features(mono, sr); t.append(time.perf_counter())
-            log.append([{"time_utc": "2024-01-01T00:00:00.000+00:00", "request_id": f"r{i}", "model_tag": bundle.tag,
-                         "endpoint": "classify", "source": "audio", "label": result["label"], "confidence": result["confidence"],
-                         "probabilities": result["probabilities"], **feats}]); t.append(time.perf_counter())
+            check_not_silent(mono, "audio")
+            t.append(time.perf_counter())
+            w = np.stack([bundle.prepare(samples, sr)])
+            t.append(time.perf_counter())
+            (p,) = bundle.predict(w)
+            t.append(time.perf_counter())
+            result = bundle.describe(p)
+            t.append(time.perf_counter())
+            feats = monitoring_features(mono, sr)
+            t.append(time.perf_counter())
+            log.append(
+                [
+                    {
+                        "time_utc": "2024-01-01T00:00:00.000+00:00",
+                        "request_id": f"r{i}",
+                        "model_tag": bundle.tag,
+                        "endpoint": "classify",
+                        "source": "audio",
+                        "label": result["label"],
+                        "confidence": result["confidence"],
+                        "probabilities": result["probabilities"],
+                        **feats,
+                    }
+                ]
+            )
+            t.append(time.perf_counter())
             if i < 10:
                 continue  # warm-up
             for k, name in enumerate(stages):
                 stages[name].append(t[k + 1] - t[k])
             totals.append(t[-1] - t[0])
             correct += result["label"] == word
-        return {"calls": n_full, "clips_per_s": n_full / sum(totals), **pct(totals),
-                "stage_mean_ms": {k: 1000 * float(np.mean(v)) for k, v in stages.items()},
-                "stage_p50_ms": {k: 1000 * float(np.median(v)) for k, v in stages.items()},
-                "accuracy_on_clips": correct / n_full}
+        return {
+            "calls": n_full,
+            "clips_per_s": n_full / sum(totals),
+            **pct(totals),
+            "stage_mean_ms": {k: 1000 * float(np.mean(v)) for k, v in stages.items()},
+            "stage_p50_ms": {k: 1000 * float(np.median(v)) for k, v in stages.items()},
+            "accuracy_on_clips": correct / n_full,
+        }
 
     out["full_b1"] = best(full)
     log.close()
@@ -241,11 +291,19 @@ class QuietGate:
 
 # ---------------------------------------------------------------------------- servers
 def smoke(server: LocalServer, body: bytes) -> dict:
-    req = urllib.request.Request(f"{server.url}/classify", data=body, method="POST",
-                                 headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    req = urllib.request.Request(
+        f"{server.url}/classify",
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         result = json.loads(r.read())
-    expected = {"bytes"} if server.name.startswith("bentoml_echo") else {"label", "confidence", "probabilities", "model", "latency_ms", "request_id"}
+    expected = (
+        {"bytes"}
+        if server.name.startswith("bentoml_echo")
+        else {"label", "confidence", "probabilities", "model", "latency_ms", "request_id"}
+    )
     missing = expected - set(result)
     if missing:
         raise RuntimeError(f"{server.name}: /classify answered without {sorted(missing)}: {result}")
@@ -257,7 +315,9 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
     table = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            f = stat.read_text().rsplit(")", 1)[1].split()  # after "comm)": state ppid pgrp ... utime(11) stime(12) ... starttime(19)
+            f = (
+                stat.read_text().rsplit(")", 1)[1].split()
+            )  # after "comm)": state ppid pgrp ... utime(11) stime(12) ... starttime(19)
             table[int(stat.parent.name)] = (int(f[1]), int(f[19]), int(f[11]) + int(f[12]))
         except (OSError, IndexError, ValueError):
             continue
@@ -310,17 +370,26 @@ def wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns:
     """One wrk run; also the CPU the server, wrk and everything else on the machine used meanwhile, and
     the mean adaptive batch size (BentoML with batching)."""
     tick = os.sysconf("SC_CLK_TCK")
-    server_0, busy_0, wrk_0, batch_0, t0 = cpu_ticks_of_tree(server.proc.pid), busy_ticks(), _children_cpu(), batch_metric(server), time.monotonic()
+    server_0, busy_0, wrk_0, batch_0, t0 = (
+        cpu_ticks_of_tree(server.proc.pid),
+        busy_ticks(),
+        _children_cpu(),
+        batch_metric(server),
+        time.monotonic(),
+    )
     r = _wrk(server, body_dir, n_bodies, threads, conns, seconds)
     elapsed = time.monotonic() - t0
     server_s = (cpu_ticks_of_tree(server.proc.pid) - server_0) / tick
     busy_s = (busy_ticks() - busy_0) / tick
     wrk_s = _children_cpu() - wrk_0
     batch_1 = batch_metric(server)
-    r.update(server_cpu_cores=server_s / elapsed, wrk_cpu_cores=wrk_s / elapsed,
-             other_cpu_cores=max(busy_s - server_s - wrk_s, 0.0) / elapsed,
-             server_cpu_ms_per_req=1000 * server_s / max(r["requests"], 1),
-             mean_batch_size=(batch_1[0] - batch_0[0]) / (batch_1[1] - batch_0[1]) if batch_1[1] > batch_0[1] else None)
+    r.update(
+        server_cpu_cores=server_s / elapsed,
+        wrk_cpu_cores=wrk_s / elapsed,
+        other_cpu_cores=max(busy_s - server_s - wrk_s, 0.0) / elapsed,
+        server_cpu_ms_per_req=1000 * server_s / max(r["requests"], 1),
+        mean_batch_size=(batch_1[0] - batch_0[0]) / (batch_1[1] - batch_0[1]) if batch_1[1] > batch_0[1] else None,
+    )
     return r
 
 
@@ -333,17 +402,34 @@ def _children_cpu() -> float:
 
 def _wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns: int, seconds: float) -> dict:
     env = {**os.environ, "BENCH_BODY_DIR": str(body_dir), "BENCH_BODY_COUNT": str(n_bodies), "BENCH_BOUNDARY": BOUNDARY}
-    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(LUA),
-           f"{server.url}/classify"]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{conns}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"{server.url}/classify",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if out.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    r = json.loads(line[len("BENCH_RESULT "):])
+    r = json.loads(line[len("BENCH_RESULT ") :])
     duration = r["duration_us"] / 1e6
     socket_errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
-    r.update(duration_s=duration, req_per_s=r["requests"] / duration, ok_per_s=r["status_2xx"] / duration,
-             socket_errors=socket_errors, errors=socket_errors + r["err_status"], threads=threads, connections=conns)
+    r.update(
+        duration_s=duration,
+        req_per_s=r["requests"] / duration,
+        ok_per_s=r["status_2xx"] / duration,
+        socket_errors=socket_errors,
+        errors=socket_errors + r["err_status"],
+        threads=threads,
+        connections=conns,
+    )
     # wrk's own p50/p90/p99 text, as a cross-check of the Lua numbers
     r["wrk_text_percentiles"] = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out.stdout, flags=re.M))
     return r
@@ -356,12 +442,27 @@ def count_rows(path: Path) -> int | None:
         return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
 
 
-def bench_server(name: str, cmd: list[str], env: dict, tmp: Path, bodies: tuple[Path, int, bytes], levels: list[int],
-                 args, live: list[LocalServer], gate: QuietGate) -> dict:
+def bench_server(
+    name: str,
+    cmd: list[str],
+    env: dict,
+    tmp: Path,
+    bodies: tuple[Path, int, bytes],
+    levels: list[int],
+    args,
+    live: list[LocalServer],
+    gate: QuietGate,
+) -> dict:
     log_db = tmp / f"{name}.sqlite"
     # run from the repo root so bench.* imports; not waited for yet, so it is in `live` (stopped at exit) first
-    server = LocalServer({**env, "SCOPEML_PREDICTION_LOG": str(log_db)}, tmp / f"{name}.log", command=cmd, cwd=ROOT,
-                         name=name, wait=False)
+    server = LocalServer(
+        {**env, "SCOPEML_PREDICTION_LOG": str(log_db)},
+        tmp / f"{name}.log",
+        command=cmd,
+        cwd=ROOT,
+        name=name,
+        wait=False,
+    )
     live.append(server)
     body_dir, n_bodies, first_body = bodies
     result: dict = {"name": name}
@@ -380,15 +481,21 @@ def bench_server(name: str, cmd: list[str], env: dict, tmp: Path, bodies: tuple[
                     r = attempt_r
                 if attempt_r["other_cpu_cores"] <= gate.threshold or gate.retries_left <= 0 or attempt >= 2:
                     break
-                print(f"  {name} c{conns}: other processes used {attempt_r['other_cpu_cores']:.2f} cores meanwhile; again", flush=True)
+                print(
+                    f"  {name} c{conns}: other processes used {attempt_r['other_cpu_cores']:.2f} cores meanwhile; again",
+                    flush=True,
+                )
                 gate.retries_left -= 1
                 attempt += 1
             result[f"c{conns}"] = r
             batch = "" if r["mean_batch_size"] is None else f", mean batch {r['mean_batch_size']:.2f}"
-            print(f"  {name} c{conns}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
-                  f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']} (429: {r['status_429']}, 503: {r['status_503']}), "
-                  f"handler {r['handler_ms_mean']:.1f} ms; CPU cores: server {r['server_cpu_cores']:.2f}, wrk {r['wrk_cpu_cores']:.2f}, "
-                  f"other processes {r['other_cpu_cores']:.2f}{batch}", flush=True)
+            print(
+                f"  {name} c{conns}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
+                f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']} (429: {r['status_429']}, 503: {r['status_503']}), "
+                f"handler {r['handler_ms_mean']:.1f} ms; CPU cores: server {r['server_cpu_cores']:.2f}, wrk {r['wrk_cpu_cores']:.2f}, "
+                f"other processes {r['other_cpu_cores']:.2f}{batch}",
+                flush=True,
+            )
     finally:
         server.stop()
         live.remove(server)
@@ -419,33 +526,100 @@ TARGET_ROWS = (("bentoml", "BentoML"), ("bentoml_w1", "BentoML 1 worker"), ("ben
 def report(res: dict) -> tuple[str, dict]:
     ip = res["in_process"]
     rows = [
-        ("in-process model call b1 (clips/s)", f1(ip["b1"]["clips_per_s"]), "", f1(ip["b1"]["p50_ms"]), f1(ip["b1"]["p95_ms"]), f1(ip["b1"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
-        ("in-process model call b32 (clips/s)", f1(ip["b32"]["clips_per_s"]), "", f1(ip["b32"]["p50_ms"]), f1(ip["b32"]["p95_ms"]), f1(ip["b32"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
-        ("in-process model call b64 (clips/s)", f1(ip["b64"]["clips_per_s"]), "", f1(ip["b64"]["p50_ms"]), f1(ip["b64"]["p95_ms"]), f1(ip["b64"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
-        ("in-process full path b1 (clips/s)", f1(ip["full_b1"]["clips_per_s"]), "", f1(ip["full_b1"]["p50_ms"]), f1(ip["full_b1"]["p95_ms"]), f1(ip["full_b1"]["p99_ms"]), 0, "", "", f"{ip['other_cpu_cores']:.2f}"),
+        (
+            "in-process model call b1 (clips/s)",
+            f1(ip["b1"]["clips_per_s"]),
+            "",
+            f1(ip["b1"]["p50_ms"]),
+            f1(ip["b1"]["p95_ms"]),
+            f1(ip["b1"]["p99_ms"]),
+            0,
+            "",
+            "",
+            f"{ip['other_cpu_cores']:.2f}",
+        ),
+        (
+            "in-process model call b32 (clips/s)",
+            f1(ip["b32"]["clips_per_s"]),
+            "",
+            f1(ip["b32"]["p50_ms"]),
+            f1(ip["b32"]["p95_ms"]),
+            f1(ip["b32"]["p99_ms"]),
+            0,
+            "",
+            "",
+            f"{ip['other_cpu_cores']:.2f}",
+        ),
+        (
+            "in-process model call b64 (clips/s)",
+            f1(ip["b64"]["clips_per_s"]),
+            "",
+            f1(ip["b64"]["p50_ms"]),
+            f1(ip["b64"]["p95_ms"]),
+            f1(ip["b64"]["p99_ms"]),
+            0,
+            "",
+            "",
+            f"{ip['other_cpu_cores']:.2f}",
+        ),
+        (
+            "in-process full path b1 (clips/s)",
+            f1(ip["full_b1"]["clips_per_s"]),
+            "",
+            f1(ip["full_b1"]["p50_ms"]),
+            f1(ip["full_b1"]["p95_ms"]),
+            f1(ip["full_b1"]["p99_ms"]),
+            0,
+            "",
+            "",
+            f"{ip['other_cpu_cores']:.2f}",
+        ),
     ]
-    for key, label in (("fastapi", "FastAPI/uvicorn"), ("fastapi_nolog", "FastAPI/uvicorn --no-log"), ("bentoml", "BentoML"),
-                       ("bentoml_w1", "BentoML 1 worker"), ("bentoml_batching", "BentoML+batching (32, 1000 ms)"),
-                       ("bentoml_shedding", "BentoML+batching (32, 50 ms)"), ("bentoml_echo", "BentoML echo, no model"),
-                       ("bentoml_echo_w2", "BentoML echo, no model, 2 workers")):
+    for key, label in (
+        ("fastapi", "FastAPI/uvicorn"),
+        ("fastapi_nolog", "FastAPI/uvicorn --no-log"),
+        ("bentoml", "BentoML"),
+        ("bentoml_w1", "BentoML 1 worker"),
+        ("bentoml_batching", "BentoML+batching (32, 1000 ms)"),
+        ("bentoml_shedding", "BentoML+batching (32, 50 ms)"),
+        ("bentoml_echo", "BentoML echo, no model"),
+        ("bentoml_echo_w2", "BentoML echo, no model, 2 workers"),
+    ):
         s = res["servers"].get(key)
         if not s:
             continue
         for c in (1, 32):
             r = s.get(f"c{c}")
             if r:
-                rows.append((f"{label} c{c}", f1(r["req_per_s"]), f1(r["ok_per_s"]), f1(r["p50_ms"]), f1(r["p95_ms"]), f1(r["p99_ms"]),
-                             r["errors"], f1(r["handler_ms_mean"]) if r["handler_n"] else "-", f1(r["server_cpu_ms_per_req"]),
-                             f"{r['other_cpu_cores']:.2f}"))
+                rows.append(
+                    (
+                        f"{label} c{c}",
+                        f1(r["req_per_s"]),
+                        f1(r["ok_per_s"]),
+                        f1(r["p50_ms"]),
+                        f1(r["p95_ms"]),
+                        f1(r["p99_ms"]),
+                        r["errors"],
+                        f1(r["handler_ms_mean"]) if r["handler_n"] else "-",
+                        f1(r["server_cpu_ms_per_req"]),
+                        f"{r['other_cpu_cores']:.2f}",
+                    )
+                )
     text = [table(rows), ""]
-    text.append("req/s = all answered requests / duration; ok/s = 2xx only; errors = non-2xx + socket errors; "
-                "handler ms = mean latency_ms the server reports (time inside its /classify handler);\n"
-                "srv CPU ms/req = CPU time of the server's process group per request; other cores = CPU used meanwhile by "
-                "processes that are neither the server, wrk nor this script (should be ~0).")
-    noisy = [k for k, v in res["servers"].items() for c in (1, 32) if v.get(f"c{c}", {}).get("other_cpu_cores", 0) > 0.15]
+    text.append(
+        "req/s = all answered requests / duration; ok/s = 2xx only; errors = non-2xx + socket errors; "
+        "handler ms = mean latency_ms the server reports (time inside its /classify handler);\n"
+        "srv CPU ms/req = CPU time of the server's process group per request; other cores = CPU used meanwhile by "
+        "processes that are neither the server, wrk nor this script (should be ~0)."
+    )
+    noisy = [
+        k for k, v in res["servers"].items() for c in (1, 32) if v.get(f"c{c}", {}).get("other_cpu_cores", 0) > 0.15
+    ]
     if ip["other_cpu_cores"] > 0.15 or noisy:
-        text.append(f"WARNING: other processes used CPU during the measurements ({', '.join(sorted(set(noisy))) or 'in-process'}; "
-                    "see 'other cores'): those numbers are pessimistic; rerun on a quiet machine.")
+        text.append(
+            f"WARNING: other processes used CPU during the measurements ({', '.join(sorted(set(noisy))) or 'in-process'}; "
+            "see 'other cores'): those numbers are pessimistic; rerun on a quiet machine."
+        )
     for key, srv in res["servers"].items():
         for c in (1, 32):
             r = srv.get(f"c{c}")
@@ -467,9 +641,13 @@ def report(res: dict) -> tuple[str, dict]:
         gap_full = c1["p95_ms"] - ip["full_b1"]["p95_ms"]
         ratios[f"{key}_c1_p95_minus_inprocess_b1_ms"] = gap
         ratios[f"{key}_c1_p95_minus_inprocess_full_ms"] = gap_full
-        text.append(f"  c1  {label}: p95 {c1['p95_ms']:.1f} ms - in-process model call p95 {ip['b1']['p95_ms']:.1f} ms = {gap:+.1f} ms "
-                    f"(target <= 10 ms): {verdict(gap <= 10)}{'' if gap <= 10 else f', over by {gap - 10:.1f} ms'}")
-        text.append(f"        vs in-process full path p95 {ip['full_b1']['p95_ms']:.1f} ms: {gap_full:+.1f} ms (framework overhead alone)")
+        text.append(
+            f"  c1  {label}: p95 {c1['p95_ms']:.1f} ms - in-process model call p95 {ip['b1']['p95_ms']:.1f} ms = {gap:+.1f} ms "
+            f"(target <= 10 ms): {verdict(gap <= 10)}{'' if gap <= 10 else f', over by {gap - 10:.1f} ms'}"
+        )
+        text.append(
+            f"        vs in-process full path p95 {ip['full_b1']['p95_ms']:.1f} ms: {gap_full:+.1f} ms (framework overhead alone)"
+        )
     b32 = ip["b32"]["clips_per_s"]
     for key, label in TARGET_ROWS:
         if key not in s or "c32" not in s[key]:
@@ -478,9 +656,11 @@ def report(res: dict) -> tuple[str, dict]:
         ratio = c32["req_per_s"] / b32
         ratios[f"{key}_c32_over_inprocess_b32"] = ratio
         ok = ratio >= 0.5 and c32["errors"] == 0
-        text.append(f"  c32 {label}: {c32['req_per_s']:.1f} req/s / in-process b32 {b32:.1f} clips/s = {ratio:.3f} "
-                    f"(target >= 0.5, no errors; errors {c32['errors']}): {verdict(ok)}"
-                    + ("" if ok else f" (needs {0.5 * b32:.1f} req/s, {0.5 * b32 / max(c32['req_per_s'], 1e-9):.1f}x more)"))
+        text.append(
+            f"  c32 {label}: {c32['req_per_s']:.1f} req/s / in-process b32 {b32:.1f} clips/s = {ratio:.3f} "
+            f"(target >= 0.5, no errors; errors {c32['errors']}): {verdict(ok)}"
+            + ("" if ok else f" (needs {0.5 * b32:.1f} req/s, {0.5 * b32 / max(c32['req_per_s'], 1e-9):.1f}x more)")
+        )
     fa = s.get("fastapi", {}).get("c32")
     for key, label in TARGET_ROWS:
         if not fa or key not in s or "c32" not in s[key]:
@@ -489,39 +669,61 @@ def report(res: dict) -> tuple[str, dict]:
         ratio = c32["req_per_s"] / fa["req_per_s"]
         ratios[f"{key}_c32_over_fastapi"] = ratio
         ok = ratio >= 1.0 and c32["p95_ms"] <= fa["p95_ms"] and c32["errors"] == 0
-        text.append(f"  c32 {label} vs FastAPI: {c32['req_per_s']:.1f} / {fa['req_per_s']:.1f} req/s = {ratio:.3f} (target >= 1.0), "
-                    f"p95 {c32['p95_ms']:.1f} vs {fa['p95_ms']:.1f} ms (target <=): {verdict(ok)}")
+        text.append(
+            f"  c32 {label} vs FastAPI: {c32['req_per_s']:.1f} / {fa['req_per_s']:.1f} req/s = {ratio:.3f} (target >= 1.0), "
+            f"p95 {c32['p95_ms']:.1f} vs {fa['p95_ms']:.1f} ms (target <=): {verdict(ok)}"
+        )
     st = ip["full_b1"]["stage_mean_ms"]
     text.append("")
-    text.append("in-process full path b1, mean ms per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
-                + f" (total {sum(st.values()):.2f}); accuracy of the model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}")
+    text.append(
+        "in-process full path b1, mean ms per stage: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
+        + f" (total {sum(st.values()):.2f}); accuracy of the model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}"
+    )
     for key, srv in s.items():
         if srv.get("c1") and srv["c1"]["handler_n"]:
             c1 = srv["c1"]
-            text.append(f"{key} c1: client mean {c1['mean_ms']:.1f} ms, of which in handler {c1['handler_ms_mean']:.1f} ms, "
-                        f"outside it (HTTP, multipart parsing, framework, dispatch) {c1['mean_ms'] - c1['handler_ms_mean']:.1f} ms; "
-                        f"startup {srv['startup_s']:.1f} s; prediction-log rows {srv['logged_rows']}")
+            text.append(
+                f"{key} c1: client mean {c1['mean_ms']:.1f} ms, of which in handler {c1['handler_ms_mean']:.1f} ms, "
+                f"outside it (HTTP, multipart parsing, framework, dispatch) {c1['mean_ms'] - c1['handler_ms_mean']:.1f} ms; "
+                f"startup {srv['startup_s']:.1f} s; prediction-log rows {srv['logged_rows']}"
+            )
     return "\n".join(text), ratios
 
 
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", type=Path, help="a finished training run (default: train a small one into a temp folder)")
+    parser.add_argument(
+        "--run-dir", type=Path, help="a finished training run (default: train a small one into a temp folder)"
+    )
     parser.add_argument("--json", type=Path, help="write every number here")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk warm-up before each measured run")
     parser.add_argument("--clips", type=int, default=50)
     parser.add_argument("--calls", type=int, default=300, help="in-process batch-1 model calls per round")
     parser.add_argument("--rounds", type=int, default=5, help="in-process rounds; the one with the lowest p95 is kept")
-    parser.add_argument("--quiet-budget", type=float, default=60.0,
-                        help="seconds in all to wait, before measurements, for other processes to go idle (0: never wait)")
-    parser.add_argument("--retries", type=int, default=6,
-                        help="server runs, in all (at most 2 per row), to repeat because other processes used the CPU "
-                             "meanwhile (the cleaner run is kept)")
-    parser.add_argument("--no-extras", action="store_true", help="skip the FastAPI --no-log, echo and load-shedding rows")
-    parser.add_argument("--only", help="comma-separated server rows to run (fastapi, bentoml, bentoml_w1, bentoml_batching, "
-                        "bentoml_echo, bentoml_echo_w2, fastapi_nolog, bentoml_shedding)")
+    parser.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=60.0,
+        help="seconds in all to wait, before measurements, for other processes to go idle (0: never wait)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=6,
+        help="server runs, in all (at most 2 per row), to repeat because other processes used the CPU "
+        "meanwhile (the cleaner run is kept)",
+    )
+    parser.add_argument(
+        "--no-extras", action="store_true", help="skip the FastAPI --no-log, echo and load-shedding rows"
+    )
+    parser.add_argument(
+        "--only",
+        help="comma-separated server rows to run (fastapi, bentoml, bentoml_w1, bentoml_batching, "
+        "bentoml_echo, bentoml_echo_w2, fastapi_nolog, bentoml_shedding)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")
@@ -531,15 +733,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
     live: list[LocalServer] = []
-    res: dict = {"host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-                 "settings": vars(args) | {"run_dir": str(args.run_dir) if args.run_dir else None, "json": str(args.json) if args.json else None}}
+    res: dict = {
+        "host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "settings": vars(args)
+        | {"run_dir": str(args.run_dir) if args.run_dir else None, "json": str(args.json) if args.json else None},
+    }
     try:
         run_dir = args.run_dir or train_run(tmp)
         res["run_dir"] = str(run_dir)
-        tags = {"default": package(run_dir, []),
-                "workers1": package(run_dir, ["deploy.workers=1"]),
-                "batching": package(run_dir, ["deploy=realtime_batching"]),
-                "shedding": package(run_dir, ["deploy=realtime_batching", "deploy.batching.max_latency_ms=50"])}
+        tags = {
+            "default": package(run_dir, []),
+            "workers1": package(run_dir, ["deploy.workers=1"]),
+            "batching": package(run_dir, ["deploy=realtime_batching"]),
+            "shedding": package(run_dir, ["deploy=realtime_batching", "deploy.batching.max_latency_ms=50"]),
+        }
         res["tags"] = tags
         print(f"packaged {tags} into {os.environ['BENTOML_HOME']}", flush=True)
 
@@ -549,8 +756,11 @@ def main(argv: list[str] | None = None) -> int:
         bodies = [multipart(wav, f"clip{i}") for i, (_, wav) in enumerate(clips)]
         for i, b in enumerate(bodies):
             (body_dir / f"body_{i}.bin").write_bytes(b)
-        res["clips"] = {"n": len(clips), "wav_bytes_mean": float(np.mean([len(w) for _, w in clips])),
-                        "body_bytes_mean": float(np.mean([len(b) for b in bodies]))}
+        res["clips"] = {
+            "n": len(clips),
+            "wav_bytes_mean": float(np.mean([len(w) for _, w in clips])),
+            "body_bytes_mean": float(np.mean([len(b) for b in bodies])),
+        }
         print(f"{len(clips)} clips, mean WAV {res['clips']['wav_bytes_mean'] / 1024:.1f} KiB", flush=True)
 
         gate = QuietGate(args.quiet_budget, args.retries)
@@ -562,40 +772,74 @@ def main(argv: list[str] | None = None) -> int:
         import fastapi
         import torch
 
-        res["versions"] = {"bentoml": bentoml.__version__, "fastapi": fastapi.__version__, "torch": torch.__version__,
-                           "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]}
+        res["versions"] = {
+            "bentoml": bentoml.__version__,
+            "fastapi": fastapi.__version__,
+            "torch": torch.__version__,
+            "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        }
 
         base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        uvicorn = [str(BIN / "python"), "-m", "uvicorn", "bench.fastapi_peer:app", "--app-dir", str(ROOT),
-                   "--host", "127.0.0.1", "--port", "{port}", "--workers", "1", "--no-access-log", "--log-level", "warning"]
-        bento = [str(BIN / "bentoml"), "serve", "scopeml.serving.service:KeywordSpotting", "--host", "127.0.0.1", "--port", "{port}"]
+        uvicorn = [
+            str(BIN / "python"),
+            "-m",
+            "uvicorn",
+            "bench.fastapi_peer:app",
+            "--app-dir",
+            str(ROOT),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        bento = [
+            str(BIN / "bentoml"),
+            "serve",
+            "scopeml.serving.service:KeywordSpotting",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        ]
         echo = [str(BIN / "bentoml"), "serve", "bench.bentoml_echo:Echo", "--host", "127.0.0.1", "--port", "{port}"]
         # the rows the targets need first, so the retry budget goes to them; the extras last
-        plan = [("fastapi", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
-                ("bentoml", bento, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
-                ("bentoml_w1", bento, {"SCOPEML_MODEL_TAG": tags["workers1"]}, [1, 32]),
-                ("bentoml_batching", bento, {"SCOPEML_MODEL_TAG": tags["batching"]}, [1, 32]),
-                ("bentoml_echo", echo, {}, [1, 32]),
-                ("bentoml_echo_w2", echo, {"ECHO_WORKERS": "2"}, [32]),
-                ("fastapi_nolog", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"], "SCOPEML_PEER_NO_LOG": "1"}, [1, 32]),
-                ("bentoml_shedding", bento, {"SCOPEML_MODEL_TAG": tags["shedding"]}, [32])]
+        plan = [
+            ("fastapi", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
+            ("bentoml", bento, {"SCOPEML_MODEL_TAG": tags["default"]}, [1, 32]),
+            ("bentoml_w1", bento, {"SCOPEML_MODEL_TAG": tags["workers1"]}, [1, 32]),
+            ("bentoml_batching", bento, {"SCOPEML_MODEL_TAG": tags["batching"]}, [1, 32]),
+            ("bentoml_echo", echo, {}, [1, 32]),
+            ("bentoml_echo_w2", echo, {"ECHO_WORKERS": "2"}, [32]),
+            ("fastapi_nolog", uvicorn, {"SCOPEML_MODEL_TAG": tags["default"], "SCOPEML_PEER_NO_LOG": "1"}, [1, 32]),
+            ("bentoml_shedding", bento, {"SCOPEML_MODEL_TAG": tags["shedding"]}, [32]),
+        ]
         if args.no_extras:
-            plan = [p for p in plan if p[0] not in ("fastapi_nolog", "bentoml_shedding", "bentoml_echo", "bentoml_echo_w2")]
+            plan = [
+                p for p in plan if p[0] not in ("fastapi_nolog", "bentoml_shedding", "bentoml_echo", "bentoml_echo_w2")
+            ]
         if args.only:
             plan = [p for p in plan if p[0] in args.only.split(",")]
         res["servers"] = {}
         for name, cmd, extra, levels in plan:
             print(f"{name} ...", flush=True)
-            res["servers"][name] = bench_server(name, cmd, {**base_env, **extra}, tmp, (body_dir, len(bodies), bodies[0]),
-                                                levels, args, live, gate)
+            res["servers"][name] = bench_server(
+                name, cmd, {**base_env, **extra}, tmp, (body_dir, len(bodies), bodies[0]), levels, args, live, gate
+            )
         text, ratios = report(res)
         res["ratios"] = ratios
         res["total_s"] = time.monotonic() - started
         res["quiet_wait_s"] = gate.waited
         print()
         print(text)
-        print(f"\ntotal {res['total_s']:.0f} s on {os.cpu_count()} CPUs (wrk shares them with the server); "
-              f"{gate.waited:.0f} s of it waiting for other processes to go idle")
+        print(
+            f"\ntotal {res['total_s']:.0f} s on {os.cpu_count()} CPUs (wrk shares them with the server); "
+            f"{gate.waited:.0f} s of it waiting for other processes to go idle"
+        )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(res, indent=2, default=str))

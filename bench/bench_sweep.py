@@ -39,13 +39,27 @@ def main() -> None:
     voices = ",".join(espeak.list_voices("en")[: args.voices])
     with tempfile.TemporaryDirectory(prefix="scopeml-bench-sweep-") as tmp:
         os.environ.setdefault("SCOPEML_CACHE_DIR", str(Path(tmp) / "cache"))
-        common = [f"data.voices=[{voices}]", f"hparams.max_epochs={args.epochs}", "trainer.progress_bar=none", "tracker=none"]
+        common = [
+            f"data.voices=[{voices}]",
+            f"hparams.max_epochs={args.epochs}",
+            "trainer.progress_bar=none",
+            "tracker=none",
+        ]
         lrs = ",".join(f"{0.001 * (i + 1):.3f}" for i in range(args.jobs))
         run([*common, f"hydra.run.dir={tmp}/warm", "hparams.max_epochs=1"])  # builds the data cache once
 
         seq = run(["-m", f"hydra.sweep.dir={tmp}/seq", *common, f"hparams.lr={lrs}"])
         seq1 = run(["-m", f"hydra.sweep.dir={tmp}/seq1", *common, "trainer.num_threads=1", f"hparams.lr={lrs}"])
-        par = run(["-m", f"hydra.sweep.dir={tmp}/par", "hydra/launcher=parallel", "trainer.num_threads=1", *common, f"hparams.lr={lrs}"])
+        par = run(
+            [
+                "-m",
+                f"hydra.sweep.dir={tmp}/par",
+                "hydra/launcher=parallel",
+                "trainer.num_threads=1",
+                *common,
+                f"hparams.lr={lrs}",
+            ]
+        )
         print(f"sweep of {args.jobs} jobs x {args.epochs} epochs, {args.voices} voices, {os.cpu_count()} cores")
         print(f"{'':<44}{'seconds':>9}{'speed-up':>10}")
         print(f"{'sequential (basic launcher, 2 threads/job)':<44}{seq:>9.1f}{1.0:>10.2f}")

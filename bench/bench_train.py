@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scopeml.config.paths import compose
 from torch.nn import functional as F
 
 from scopeml.config import load, to_plain
+from scopeml.config.paths import compose
 from scopeml.data import build_dataset
 from scopeml.models import build_classifier
 from scopeml.training.module import KeywordSpotter
@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def torch_fit(cfg, resolved, data, epochs: int) -> dict:
     torch.manual_seed(cfg.seed)
-    net = build_classifier(resolved["frontend"], resolved["model"], len(data.classes), data.sample_rate,
-                           cfg.data.preprocess.clip_seconds)
+    net = build_classifier(
+        resolved["frontend"], resolved["model"], len(data.classes), data.sample_rate, cfg.data.preprocess.clip_seconds
+    )
     h = cfg.hparams
     opt = torch.optim.AdamW(net.parameters(), lr=h.lr, weight_decay=h.optimizer["weight_decay"])
     train = data.loader("train", h.batch_size, shuffle=True, seed=cfg.seed)
@@ -59,13 +60,23 @@ def torch_fit(cfg, resolved, data, epochs: int) -> dict:
         net.eval()
         with torch.no_grad():
             correct = sum((net(w).argmax(-1) == y).sum().item() for w, y, _ in val)
-    return {"seconds": time.perf_counter() - started, "train_loss": float(np.mean(losses)), "val_acc": correct / len(val.dataset)}
+    return {
+        "seconds": time.perf_counter() - started,
+        "train_loss": float(np.mean(losses)),
+        "val_acc": correct / len(val.dataset),
+    }
 
 
 def lightning_fit(cfg, resolved, data, epochs: int, run_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
-    module = KeywordSpotter(resolved["model"], resolved["frontend"], {**resolved["hparams"], "max_epochs": epochs}, data.classes,
-                            data.sample_rate, clip_seconds=cfg.data.preprocess.clip_seconds)
+    module = KeywordSpotter(
+        resolved["model"],
+        resolved["frontend"],
+        {**resolved["hparams"], "max_epochs": epochs},
+        data.classes,
+        data.sample_rate,
+        clip_seconds=cfg.data.preprocess.clip_seconds,
+    )
     cfg.hparams.max_epochs = epochs
     trainer = build_trainer(cfg.trainer, cfg.hparams, run_dir, logger=None, seed=cfg.seed)
     train = data.loader("train", cfg.hparams.batch_size, shuffle=True, seed=cfg.seed)
@@ -95,8 +106,10 @@ def main() -> None:
 
     cfg.data.voices = espeak.list_voices("en")[: args.voices]
     data = build_dataset(cfg.data, cfg.scoping.classes)
-    print(f"data: {len(data.indices('train'))} train / {len(data.indices('val'))} val clips, batch {cfg.hparams.batch_size}, "
-          f"{args.epochs} epochs, {torch.get_num_threads()} threads")
+    print(
+        f"data: {len(data.indices('train'))} train / {len(data.indices('val'))} val clips, batch {cfg.hparams.batch_size}, "
+        f"{args.epochs} epochs, {torch.get_num_threads()} threads"
+    )
 
     run_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "scopeml-bench-train"
     torch_fit(cfg, resolved, data, 1)  # warm-up: allocator, kernels, page cache
@@ -111,10 +124,14 @@ def main() -> None:
     print(f"{'':<22}{'fit s':>8}{'s/epoch':>9}{'train loss':>12}{'val acc':>9}")
     for name, label in (("torch", "plain PyTorch loop"), ("lightning", "scopeml (Lightning)")):
         r = best[name]
-        print(f"{label:<22}{r['seconds']:>8.2f}{r['seconds'] / args.epochs:>9.2f}{r['train_loss']:>12.4f}{r['val_acc']:>9.3f}")
+        print(
+            f"{label:<22}{r['seconds']:>8.2f}{r['seconds'] / args.epochs:>9.2f}{r['train_loss']:>12.4f}{r['val_acc']:>9.3f}"
+        )
     loss_gap = abs(best["lightning"]["train_loss"] - best["torch"]["train_loss"])
-    print(f"wall-time ratio scopeml/torch: {ratio:.3f} (target <= 1.10)  |  train-loss gap: {loss_gap:.4f}  |  "
-          f"val-acc gap: {abs(best['lightning']['val_acc'] - best['torch']['val_acc']):.3f}")
+    print(
+        f"wall-time ratio scopeml/torch: {ratio:.3f} (target <= 1.10)  |  train-loss gap: {loss_gap:.4f}  |  "
+        f"val-acc gap: {abs(best['lightning']['val_acc'] - best['torch']['val_acc']):.3f}"
+    )
     if args.json:
         args.json.write_text(json.dumps({"ratio": ratio, "best": best, "all": results}, indent=2))
 

@@ -40,8 +40,13 @@ _stored = bentoml.models.get(MODEL_TAG)
 BUNDLE = ServingBundle.load(_stored.path, str(_stored.tag))
 DEPLOY = json.loads((Path(_stored.path) / "serving.json").read_text())["deploy"]
 MAX_BODY = int(DEPLOY["max_body_mb"] * 1024 * 1024)
-LOG = None if os.environ.get("SCOPEML_PEER_NO_LOG") == "1" else PredictionLog(
-    os.environ.get("SCOPEML_PREDICTION_LOG", str(Path(tempfile.gettempdir()) / "scopeml_fastapi_peer.sqlite")))
+LOG = (
+    None
+    if os.environ.get("SCOPEML_PEER_NO_LOG") == "1"
+    else PredictionLog(
+        os.environ.get("SCOPEML_PREDICTION_LOG", str(Path(tempfile.gettempdir()) / "scopeml_fastapi_peer.sqlite"))
+    )
+)
 
 app = FastAPI(title="scopeml-kws (FastAPI peer)")
 
@@ -62,7 +67,9 @@ def classify(request: Request, audio: UploadFile = File(...)) -> dict:
     started = time.perf_counter()
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        return JSONResponse({"error": f"request body of {declared} bytes is over the {MAX_BODY} byte limit"}, status_code=413)
+        return JSONResponse(
+            {"error": f"request body of {declared} bytes is over the {MAX_BODY} byte limit"}, status_code=413
+        )
     samples, sr = decode_audio(audio.file.read(), "audio")
     check_length(samples, sr, DEPLOY["max_clip_seconds"], "audio")
     mono = to_mono(samples)
@@ -72,8 +79,20 @@ def classify(request: Request, audio: UploadFile = File(...)) -> dict:
     (probs,) = BUNDLE.predict(waves)
     result = {"request_id": request_id, **BUNDLE.describe(probs)}
     if LOG is not None:
-        LOG.append([{"time_utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "request_id": request_id,
-                     "model_tag": BUNDLE.tag, "endpoint": "classify", "source": "audio", "label": result["label"],
-                     "confidence": result["confidence"], "probabilities": result["probabilities"], **monitoring_features(mono, sr)}])
+        LOG.append(
+            [
+                {
+                    "time_utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                    "request_id": request_id,
+                    "model_tag": BUNDLE.tag,
+                    "endpoint": "classify",
+                    "source": "audio",
+                    "label": result["label"],
+                    "confidence": result["confidence"],
+                    "probabilities": result["probabilities"],
+                    **monitoring_features(mono, sr),
+                }
+            ]
+        )
     result["latency_ms"] = 1000 * (time.perf_counter() - started)
     return result

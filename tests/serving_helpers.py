@@ -14,10 +14,21 @@ from scopeml.lifecycle.server import LocalServer
 class Server(LocalServer):
     """The lifecycle's server helper, with the test's BentoML store and prediction log."""
 
-    def __init__(self, bentoml_home: Path, log_path: Path, target: str = "scopeml.serving.service:KeywordSpotting", extra_env=None):
+    def __init__(
+        self,
+        bentoml_home: Path,
+        log_path: Path,
+        target: str = "scopeml.serving.service:KeywordSpotting",
+        extra_env=None,
+    ):
         self.log_path = log_path
-        env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "True",
-               "SCOPEML_PREDICTION_LOG": str(log_path), **(extra_env or {})}
+        env = {
+            **os.environ,
+            "BENTOML_HOME": str(bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "SCOPEML_PREDICTION_LOG": str(log_path),
+            **(extra_env or {}),
+        }
         super().__init__(env, log_path.with_suffix(".server.log"), target)
 
     @property
@@ -25,7 +36,9 @@ class Server(LocalServer):
         return self.log
 
 
-def tone(seconds: float = 0.6, sr: int = 16000, freq: float = 440.0, channels: int = 1, level: float = 0.3) -> np.ndarray:
+def tone(
+    seconds: float = 0.6, sr: int = 16000, freq: float = 440.0, channels: int = 1, level: float = 0.3
+) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     x = (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([x] * channels, axis=1) if channels > 1 else x

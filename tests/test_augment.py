@@ -24,7 +24,9 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.double().pow(2).mean(-1).sqrt()
 
 
-FULL = dict(prob=0.5, time_shift_ms=50.0, gain_db=[-6.0, 6.0], noise_prob=0.5, noise_snr_db=[5.0, 30.0], speed=[0.9, 1.1])
+FULL = dict(
+    prob=0.5, time_shift_ms=50.0, gain_db=[-6.0, 6.0], noise_prob=0.5, noise_snr_db=[5.0, 30.0], speed=[0.9, 1.1]
+)
 
 
 def test_same_key_same_output_other_key_differs_input_untouched():
@@ -142,8 +144,13 @@ def _constant(x: torch.Tensor, dim: int) -> torch.Tensor:
 @pytest.mark.parametrize("axis", ["time", "freq"])
 def test_spec_augment_masks_stripes(axis):
     count, width = (2, 10) if axis == "time" else (3, 5)
-    cfg = AugmentConfig(**({"spec_time_masks": count, "spec_time_mask_frames": width} if axis == "time"
-                          else {"spec_freq_masks": count, "spec_freq_mask_bins": width}))
+    cfg = AugmentConfig(
+        **(
+            {"spec_time_masks": count, "spec_time_mask_frames": width}
+            if axis == "time"
+            else {"spec_freq_masks": count, "spec_freq_mask_bins": width}
+        )
+    )
     spec = SpecAugment(cfg).train()
     feats = torch.randn(64, 1, 40, 101)
     out = spec(feats, torch.Generator().manual_seed(0))

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-
 from conftest import ROOT, run_cli
+
 from scopeml.config import ConfigError, load
 
 CONF = ROOT / "conf"
 # Options that only make sense together with another choice.
-COMPANIONS = {"data=fsdd": ["scoping=digits"], "data=fsdd_synth_mix": ["scoping=digits"], "data=manifest": ["data.manifest=x.csv"],
-              "data=source": ["data.source={_target_:tiny_source.Tones}"], "data/labels=digits": ["scoping=digits"],
-              "data/labels=commands_unknown": ["scoping=keywords_unknown", "data=speech_commands"],
-              "scoping=keywords_unknown": ["data=speech_commands", "data/labels=commands_unknown"]}
+COMPANIONS = {
+    "data=fsdd": ["scoping=digits"],
+    "data=fsdd_synth_mix": ["scoping=digits"],
+    "data=manifest": ["data.manifest=x.csv"],
+    "data=source": ["data.source={_target_:tiny_source.Tones}"],
+    "data/labels=digits": ["scoping=digits"],
+    "data/labels=commands_unknown": ["scoping=keywords_unknown", "data=speech_commands"],
+    "scoping=keywords_unknown": ["data=speech_commands", "data/labels=commands_unknown"],
+}
 
 
 def compose_config(*overrides: str):
@@ -67,7 +70,11 @@ BAD_OVERRIDES = [
     ("hparams.optimizer._target_=torch.optim.Adamax2", "hparams.optimizer._target_", "has no attribute 'Adamax2'"),
     ("hparams.optimizer._partial_=false", "hparams.optimizer._partial_", "must be true"),
     ("+hparams.optimizer.lrr=0.1", "hparams.optimizer.lrr", "did you mean 'lr'"),
-    ("+hparams.loss.label_smothing=0.1", "hparams.loss.label_smothing", "unknown keyword for torch.nn.CrossEntropyLoss"),
+    (
+        "+hparams.loss.label_smothing=0.1",
+        "hparams.loss.label_smothing",
+        "unknown keyword for torch.nn.CrossEntropyLoss",
+    ),
     ("+hparams.learning_rate=0.1", "hparams.learning_rate", "unknown key"),
     ("model.channels=eight", "model.channels", "expected list"),
     ("model.dropout=high", "model.dropout", "expected float"),
@@ -76,7 +83,11 @@ BAD_OVERRIDES = [
     ("model._target_=nopkg.nets.Net", "model._target_", "no module named 'nopkg'"),
     ("+model.n_classes=3", "model.n_classes", "set by scopeml at build time"),
     ("frontend.n_mels=many", "frontend.n_mels", "expected int"),
-    ("+callbacks.swa={_target_:lightning.pytorch.callbacks.StochasticWeightAveraging}", "callbacks.swa.swa_lrs", "required argument"),
+    (
+        "+callbacks.swa={_target_:lightning.pytorch.callbacks.StochasticWeightAveraging}",
+        "callbacks.swa.swa_lrs",
+        "required argument",
+    ),
     ("data.recipe=fsd", "data.recipe", "did you mean 'fsdd'"),
     ("data.split.val_fraction=1.2", "data.split.val_fraction", "between 0 and 1"),
     ("data.preprocess.sample_rate=100", "data.preprocess.sample_rate", "between 4000 and 48000"),
@@ -105,13 +116,28 @@ def test_bad_override_is_rejected_naming_the_key(override, key, phrase):
 
 def test_all_bad_keys_are_reported_at_once_from_the_cli_before_any_work(tmp_path):
     # Cross-field checks run on every node that is well typed, so these all surface in one pass.
-    bad = ["hparams.lr=fast", "hparams.batch_size=1.5", "scoping.primary_metric=auc", "trainer.limit_train_batches=0",
-           "model.channels=[8,x]", "data.recipe=fsd", "tracker.kind=mlflow"]
+    bad = [
+        "hparams.lr=fast",
+        "hparams.batch_size=1.5",
+        "scoping.primary_metric=auc",
+        "trainer.limit_train_batches=0",
+        "model.channels=[8,x]",
+        "data.recipe=fsd",
+        "tracker.kind=mlflow",
+    ]
     started = time.perf_counter()
     proc = run_cli("scopeml.cli.train", f"hydra.run.dir={tmp_path / 'run'}", *bad)
     elapsed = time.perf_counter() - started
     assert proc.returncode == 2
-    for key in ("hparams.lr", "hparams.batch_size", "scoping.primary_metric", "trainer.limit_train_batches", "model.channels[1]", "data.recipe", "tracker.kind"):
+    for key in (
+        "hparams.lr",
+        "hparams.batch_size",
+        "scoping.primary_metric",
+        "trainer.limit_train_batches",
+        "model.channels[1]",
+        "data.recipe",
+        "tracker.kind",
+    ):
         assert key in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     # Failed before any work: nothing trained, nothing cached, and the run says it failed.

@@ -19,8 +19,14 @@ from scopeml.config.targets import discover
 
 CONF = ROOT / "conf"
 HEAVY = ("torch", "lightning", "bentoml", "nannyml", "wandb")
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+}
 # Configs that hold hparams.lr but keep their own when hparams/default.yaml's changes: they set it
 # (sgd_cosine, fast, the bcresnet experiment) or pick an option that does (dscnn_light_aug uses fast).
 OWN_LR = {"experiment=bcresnet", "experiment=dscnn_light_aug", "hparams=fast", "hparams=sgd_cosine"}
@@ -29,7 +35,11 @@ OWN_LR = {"experiment=bcresnet", "experiment=dscnn_light_aug", "hparams=fast", "
 def config_cli(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "scopeml.cli.config", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )
 
 
@@ -39,15 +49,22 @@ def copy_conf(dest: Path) -> Path:
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", *args],
-                   cwd=repo, check=True, capture_output=True, env={**os.environ, **GIT_ENV})
+    subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        env={**os.environ, **GIT_ENV},
+    )
 
 
 def edit(path: Path, pattern: str, replacement: str) -> str:
     """Replace one line matching pattern; return what the line held after the colon (the old value as written)."""
     text = path.read_text()
     match = re.search(pattern, text, flags=re.M)
-    if match is None and re.fullmatch(r"\^\w+: \.\*\$", pattern):  # a key the file leaves to the schema's default: set it
+    if match is None and re.fullmatch(
+        r"\^\w+: \.\*\$", pattern
+    ):  # a key the file leaves to the schema's default: set it
         path.write_text(text.rstrip("\n") + "\n" + replacement + "\n")
         return ""
     assert match, f"{pattern!r} not in {path}"
@@ -94,8 +111,14 @@ def test_check_passes_on_the_real_config_tree():
     # by retrying the scoping options; data=manifest's `???` is left for the command line.
     assert re.search(r"ok\s+data=fsdd\s+\(composed with scoping=digits\)", proc.stderr), proc.stderr
     assert re.search(r"ok\s+data=manifest\s+\(needs data.manifest=\.\.\. at run time\)", proc.stderr), proc.stderr
-    for target in ("config", "data_report", "monitor_report", "experiment=fsdd_digits", "data/augment=light",
-                   "simulate/noisy"):
+    for target in (
+        "config",
+        "data_report",
+        "monitor_report",
+        "experiment=fsdd_digits",
+        "data/augment=light",
+        "simulate/noisy",
+    ):
         assert re.search(rf"ok\s+{re.escape(target)}\b", proc.stderr), target
 
 
@@ -115,7 +138,9 @@ def test_check_reports_every_problem_of_every_config_in_one_run(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "experiment=bad_exp: hparams.lr: expected float, got str 'fast'" in out
     assert "experiment=bad_exp: hparams.learning_rat: unknown key" in out
-    assert "model=dscnn: model.channels: expected int (as scopeml.models.dscnn.DsCnn declares it), got str 'many'" in out
+    assert (
+        "model=dscnn: model.channels: expected int (as scopeml.models.dscnn.DsCnn declares it), got str 'many'" in out
+    )
     assert "experiment=dscnn_light_aug: model.channels: expected int" in out  # it selects model=dscnn
     assert re.search(r"broken\.yaml:3:\d+: YAML syntax error", out), out
     # Experiments get no companions: one that speaks digits under the keyword scoping is wrong.
@@ -143,8 +168,9 @@ def test_one_changed_key_is_one_line_with_the_configs_it_reaches(repo):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("hparams.lr:")]
     assert len(lines) == 1, proc.stdout  # one line, not one per config that inherits the default
-    match = re.fullmatch(rf"hparams\.lr: {re.escape(old)} -> 0\.0123  \((\d+) of (\d+) configs; not in: (.*)\)",
-                         lines[0])
+    match = re.fullmatch(
+        rf"hparams\.lr: {re.escape(old)} -> 0\.0123  \((\d+) of (\d+) configs; not in: (.*)\)", lines[0]
+    )
     assert match, lines[0]
     every = tree_configs(repo / "conf")  # each of them holds hparams.lr
     assert int(match.group(2)) == len(every)
@@ -153,7 +179,9 @@ def test_one_changed_key_is_one_line_with_the_configs_it_reaches(repo):
     # Besides the edited key, only the keys that interpolate it (${hparams.lr}) change, by the same values.
     others = re.findall(r"(?m)^([\w.]+): (\S+) -> (\S+)  ", proc.stdout.split("lifecycle stages")[0])
     assert {(k, a, b) for k, a, b in others if k != "hparams.lr"} == {
-        ("hparams.optimizer.lr", old, "0.0123"), ("hparams.scheduler.max_lr", old, "0.0123")}, proc.stdout
+        ("hparams.optimizer.lr", old, "0.0123"),
+        ("hparams.scheduler.max_lr", old, "0.0123"),
+    }, proc.stdout
     assert re.search(rf"3 changed keys in {match.group(1)} of \d+ configs", proc.stdout)
 
 
@@ -193,8 +221,9 @@ def test_diff_reports_semantic_changes_only(repo):
     failing = r"(?m)^experiment=bcresnet: now fails \(composes in HEAD, not in working tree: .*model/nosuch"
     assert re.search(failing, proc.stdout), proc.stdout
     # bcresnet no longer composes, so it is not among the configs holding hparams.lr
-    assert re.search(r"(?m)^hparams\.lr: .* \(2 of 3 configs; not in: experiment=dscnn_light_aug\)$", proc.stdout), \
+    assert re.search(r"(?m)^hparams\.lr: .* \(2 of 3 configs; not in: experiment=dscnn_light_aug\)$", proc.stdout), (
         proc.stdout
+    )
     assert "model=cnn" not in proc.stdout
 
     git(repo, "add", "-A")
@@ -211,11 +240,22 @@ def test_diff_reports_semantic_changes_only(repo):
     assert config_cli("diff", "no-such-rev", "--conf", str(conf), cwd=repo).returncode == 2
 
 
-@pytest.mark.parametrize("path, pattern, replacement", [
-    ("hparams/default.yaml", r"^lr: .*$", "lr: 0.0123"),  # a shared default; options setting their own lr recomposed
-    ("deploy/realtime.yaml", r"^model_name: .*$", "model_name: kws2"),  # reaches monitor.model through an interpolation
-    ("config.yaml", r"- model: cnn", "- model: dscnn"),  # the default config picks another option
-])
+@pytest.mark.parametrize(
+    "path, pattern, replacement",
+    [
+        (
+            "hparams/default.yaml",
+            r"^lr: .*$",
+            "lr: 0.0123",
+        ),  # a shared default; options setting their own lr recomposed
+        (
+            "deploy/realtime.yaml",
+            r"^model_name: .*$",
+            "model_name: kws2",
+        ),  # reaches monitor.model through an interpolation
+        ("config.yaml", r"- model: cnn", "- model: dscnn"),  # the default config picks another option
+    ],
+)
 def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, pattern, replacement):
     edit(repo / "conf" / path, pattern, replacement)
     quick, every = diff(repo), diff(repo, "--compose-all")
@@ -228,8 +268,10 @@ def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, p
 def test_markdown_is_a_pull_request_comment_and_imports_no_model_code(repo):
     old = edit(repo / "conf/hparams/default.yaml", r"^lr: .*$", "lr: 0.0123")
     args = ["diff", "HEAD", "--conf", "conf", "--format", "markdown"]
-    script = (f"import sys; from scopeml.cli.config import main; main({args!r}); "
-              f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    script = (
+        f"import sys; from scopeml.cli.config import main; main({args!r}); "
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stderr  # torch & co. would cost seconds before the first line
@@ -274,8 +316,9 @@ def test_lifecycle_stages_an_edit_would_re_run(repo):
     # The monitoring overrides of one lifecycle reach its monitor stage only (the service starts for it).
     edit(conf / "lifecycle/default.yaml", r"monitor\.chunk_size=150", "monitor.chunk_size=100")
     stages = lifecycle_lines(diff(repo).stdout)
-    assert stages["default"] == ("re-runs from monitor (serve, monitor, report): "
-                                 "its monitoring config changes at monitor.chunk_size: 150 -> 100")
+    assert stages["default"] == (
+        "re-runs from monitor (serve, monitor, report): its monitoring config changes at monitor.chunk_size: 150 -> 100"
+    )
     assert stages["quick"] == "nothing re-runs"
     git(repo, "checkout", "-q", "--", ".")
 
@@ -285,7 +328,8 @@ def test_lifecycle_stages_an_edit_would_re_run(repo):
     edit(conf / "monitor/default.yaml", r"^chunk_size: .*$", "chunk_size: 100")
     stages = lifecycle_lines(diff(repo).stdout)
     assert stages["default"].startswith(
-        "re-runs from data (all 10 stages): its training config changes at monitor.chunk_size")
+        "re-runs from data (all 10 stages): its training config changes at monitor.chunk_size"
+    )
 
 
 def test_downstream_stages_follow_the_stage_outputs_they_read():
@@ -293,7 +337,16 @@ def test_downstream_stages_follow_the_stage_outputs_they_read():
     assert propagate({"loadtest"}) == ["serve", "loadtest", "report"]
     assert propagate({"simulate"}) == ["serve", "simulate", "label", "monitor", "report"]
     assert propagate({"sweep"}) == [
-        "sweep", "select", "package", "serve", "loadtest", "simulate", "label", "monitor", "report"]
+        "sweep",
+        "select",
+        "package",
+        "serve",
+        "loadtest",
+        "simulate",
+        "label",
+        "monitor",
+        "report",
+    ]
     assert propagate(set()) == []
 
 
@@ -320,7 +373,9 @@ def test_recorded_runs_holding_the_old_value_are_listed(repo):
     section = proc.stdout.split("recorded runs made with the old values: ")[1].splitlines()
     assert section[0].startswith("2 of 4 in "), proc.stdout
     assert [ln.split()[0].rpartition("outputs/")[2] for ln in section[1:3]] == [
-        "lifecycle/02_sweep/1", "train/2026-01-01_10-00-00"]
+        "lifecycle/02_sweep/1",
+        "train/2026-01-01_10-00-00",
+    ]
     assert all(ln.endswith("(hparams.lr)") for ln in section[1:3])
     assert not section[3].startswith("  "), "only the two runs with the old value are listed"
 
@@ -333,7 +388,10 @@ def test_ci_review_script_writes_the_pull_request_comment_locally(repo):
     body = repo / "comment.md"
     proc = subprocess.run(
         ["bash", str(ROOT / ".github/scripts/config_review.sh"), "HEAD~1", "--conf", str(conf), "--out", str(body)],
-        cwd=repo, capture_output=True, text=True, timeout=300,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "SCOPEML_CONFIG": f"{sys.executable} -m scopeml.cli.config", "GITHUB_STEP_SUMMARY": ""},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -341,8 +399,11 @@ def test_ci_review_script_writes_the_pull_request_comment_locally(repo):
     text = body.read_text()
     assert text.startswith("<!-- scopeml-config-review -->\n### Config review: `HEAD~1` → `working tree`")
     n = len(tree_configs(conf))
-    assert re.search(rf"(?m)^\| `hparams\.lr` \| `{re.escape(str(float(old)))}` \| `0\.0123` \| "
-                     rf"{n - len(OWN_LR)} of {n} \| not in: ", text), text
+    assert re.search(
+        rf"(?m)^\| `hparams\.lr` \| `{re.escape(str(float(old)))}` \| `0\.0123` \| "
+        rf"{n - len(OWN_LR)} of {n} \| not in: ",
+        text,
+    ), text
     assert "scopeml-config check: checked" in text
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_DATA, TINY_FIT, train, write_wav
+
 from scopeml.features import FEATURES
 
 TESTS = Path(__file__).resolve().parent
@@ -21,16 +21,59 @@ def test_a_log_written_before_custom_features_migrates_forward(tmp_path):
     from scopeml.serving.log import PredictionLog, read_log
 
     path = tmp_path / "old.sqlite"
-    old_columns = ("time_utc", "request_id", "model_tag", "endpoint", "source", "label", "confidence", "probabilities", *FEATURES)
+    old_columns = (
+        "time_utc",
+        "request_id",
+        "model_tag",
+        "endpoint",
+        "source",
+        "label",
+        "confidence",
+        "probabilities",
+        *FEATURES,
+    )
     with sqlite3.connect(path) as db:  # the table as the previous release created it
         cols = ", ".join(f"{c} REAL" if c in FEATURES or c == "confidence" else f"{c} TEXT" for c in old_columns)
         db.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, {cols})")
-        db.execute(f"INSERT INTO predictions ({', '.join(old_columns)}) VALUES ({', '.join('?' * len(old_columns))})",
-                   ("t0", "old", "m:1", "classify", "a.wav", "yes", 0.9, json.dumps({"yes": 0.9, "no": 0.1}), 1, -20, 0.1, 900, 30))
+        db.execute(
+            f"INSERT INTO predictions ({', '.join(old_columns)}) VALUES ({', '.join('?' * len(old_columns))})",
+            (
+                "t0",
+                "old",
+                "m:1",
+                "classify",
+                "a.wav",
+                "yes",
+                0.9,
+                json.dumps({"yes": 0.9, "no": 0.1}),
+                1,
+                -20,
+                0.1,
+                900,
+                30,
+            ),
+        )
     log = PredictionLog(path, custom_features=["peak"])
-    log.append([{"time_utc": "t1", "request_id": "new", "model_tag": "m:1", "endpoint": "classify", "source": "b.wav",
-                 "label": "no", "confidence": 0.8, "probabilities": {"yes": 0.2, "no": 0.8}, "duration_s": 1.0,
-                 "rms_dbfs": -21.0, "silence_ratio": 0.2, "spectral_centroid_hz": 800.0, "snr_db": 25.0, "peak": 0.42}])
+    log.append(
+        [
+            {
+                "time_utc": "t1",
+                "request_id": "new",
+                "model_tag": "m:1",
+                "endpoint": "classify",
+                "source": "b.wav",
+                "label": "no",
+                "confidence": 0.8,
+                "probabilities": {"yes": 0.2, "no": 0.8},
+                "duration_s": 1.0,
+                "rms_dbfs": -21.0,
+                "silence_ratio": 0.2,
+                "spectral_centroid_hz": 800.0,
+                "snr_db": 25.0,
+                "peak": 0.42,
+            }
+        ]
+    )
     log.close()
     table = read_log(path)
     assert list(table["request_id"]) == ["old", "new"]
@@ -40,10 +83,17 @@ def test_a_log_written_before_custom_features_migrates_forward(tmp_path):
 
 def test_an_unknown_or_clashing_custom_feature_is_a_config_error():
     from conftest import composed
+
     from scopeml.config import ConfigError, load
 
     with pytest.raises(ConfigError) as info:
-        load(composed("monitor.features=[rms_dbfs,peek]", PEAK, "+monitor.custom_features.snr_db={_target_:tiny_features.peak,_partial_:true}"))
+        load(
+            composed(
+                "monitor.features=[rms_dbfs,peek]",
+                PEAK,
+                "+monitor.custom_features.snr_db={_target_:tiny_features.peak,_partial_:true}",
+            )
+        )
     text = str(info.value)
     assert "monitor.features: unknown monitoring feature(s) ['peek']" in text
     assert "monitor.custom_features: ['snr_db'] would replace built-in features" in text

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FSDD_ROOT, needs_fsdd, read_json, train, write_wav
-from scopeml.config.schema import FsddData, LabelsConfig, SplitConfig, SynthKeywordsData
+
+from scopeml.config.schema import FsddData, LabelsConfig, PreprocessConfig, SplitConfig, SynthKeywordsData
 from scopeml.data import DataError, build_dataset
-from scopeml.config.schema import PreprocessConfig
 from scopeml.data.audio import AudioError, fix_length, read_audio
 from scopeml.data.preprocess import apply as prepare_clip
 from scopeml.data.splits import assign_speakers
@@ -20,13 +19,27 @@ DIGIT_MAP = {str(i): w for i, w in enumerate(DIGITS)}
 
 
 def synth_cfg(tmp_path: Path, **kw) -> SynthKeywordsData:
-    base = dict(recipe="synth_keywords", cache_dir=str(tmp_path / "cache"), words=["yes", "no", "stop"],
-                voices=["en+m1", "en+f1", "en+m3", "en+f4"], pitches=[50], rates=[175])
+    base = dict(
+        recipe="synth_keywords",
+        cache_dir=str(tmp_path / "cache"),
+        words=["yes", "no", "stop"],
+        voices=["en+m1", "en+f1", "en+m3", "en+f4"],
+        pitches=[50],
+        rates=[175],
+    )
     return SynthKeywordsData(**{**base, **kw})
 
 
 def fsdd_cfg(root: Path, tmp_path: Path, **kw) -> FsddData:
-    return FsddData(**{"recipe": "fsdd", "root": str(root), "cache_dir": str(tmp_path / "cache"), "labels": LabelsConfig(map=DIGIT_MAP), **kw})
+    return FsddData(
+        **{
+            "recipe": "fsdd",
+            "root": str(root),
+            "cache_dir": str(tmp_path / "cache"),
+            "labels": LabelsConfig(map=DIGIT_MAP),
+            **kw,
+        }
+    )
 
 
 # ---------------------------------------------------------------- synthesized keywords
@@ -100,7 +113,11 @@ def test_prepare_downmixes_resamples_and_fixes_length(tmp_path):
 
 @pytest.mark.parametrize(
     "content,problem",
-    [(b"", "empty (zero-length) file"), (b"RIFF\x00\x00\x00\x00WAVEjunk", "not readable audio"), (b"hello world" * 10, "not readable audio")],
+    [
+        (b"", "empty (zero-length) file"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", "not readable audio"),
+        (b"hello world" * 10, "not readable audio"),
+    ],
     ids=["zero-length", "corrupt-header", "not-audio"],
 )
 def test_unreadable_audio_names_the_file(tmp_path, content, problem):
@@ -122,7 +139,11 @@ def test_nan_samples_are_refused(tmp_path):
 
 # ---------------------------------------------------------------- FSDD layout and errors
 def test_fsdd_layout_builds_with_speaker_splits(fsdd_layout, tmp_path):
-    data = build_dataset(fsdd_cfg(fsdd_layout, tmp_path, split=SplitConfig(test_speakers=["cyd"], val_speakers=["bob"])), DIGITS, progress=False)
+    data = build_dataset(
+        fsdd_cfg(fsdd_layout, tmp_path, split=SplitConfig(test_speakers=["cyd"], val_speakers=["bob"])),
+        DIGITS,
+        progress=False,
+    )
     assert len(data.manifest) == 12 and set(data.manifest["label"]) == {"zero", "one"}
     assert set(data.manifest.loc[data.manifest["split"] == "test", "speaker"]) == {"cyd"}
 
@@ -152,7 +173,9 @@ def test_bad_files_are_all_named_or_skipped_as_configured(fsdd_layout, tmp_path)
 def test_label_outside_scoping_classes_names_the_file(fsdd_layout, tmp_path):
     write_wav(fsdd_layout / "recordings" / "7_ann_0.wav")
     with pytest.raises(DataError, match=r"7_ann_0.wav has label '7'"):
-        build_dataset(fsdd_cfg(fsdd_layout, tmp_path, labels=LabelsConfig(map={"0": "zero", "1": "one"})), DIGITS, progress=False)
+        build_dataset(
+            fsdd_cfg(fsdd_layout, tmp_path, labels=LabelsConfig(map={"0": "zero", "1": "one"})), DIGITS, progress=False
+        )
 
 
 @pytest.mark.slow
@@ -177,8 +200,8 @@ def test_fsdd_real_recordings_build_speaker_disjoint(tmp_path):
     assert summary["train"]["speakers"] == ["george", "jackson"]
     assert all(n == 50 for n in summary["test"]["per_class"].values())
     assert (data.manifest["orig_sample_rate"] == 8000).all()
-    from scopeml.data.fsdd import PINNED_SHA256, PINNED_SPEAKERS
     from scopeml.data.fingerprint import hash_files
+    from scopeml.data.fsdd import PINNED_SHA256, PINNED_SPEAKERS
 
     files = [p for p in (FSDD_ROOT / "recordings").glob("*.wav") if p.name.split("_")[1] in PINNED_SPEAKERS]
     assert hash_files(files, FSDD_ROOT) == PINNED_SHA256  # the download check would accept this copy

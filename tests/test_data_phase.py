@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import FSDD_ROOT, needs_fsdd, offline_run, read_json, run_cli, write_wav
+
 from scopeml.config._validate import parse
 from scopeml.config.schema import DataConfig, LabelsConfig, ManifestData, PreprocessConfig, SpeechCommandsData
 from scopeml.data import DataError, build_dataset
@@ -38,8 +37,17 @@ def manifest_cfg(path: Path, tmp_path: Path, **kw) -> ManifestData:
 
 
 def clean_rows(n_speakers: int = 4, labels=("cat", "dog")) -> list[dict]:
-    return [{"path": f"{spk}/{label}_{k}.wav", "label": label.upper() if k == 0 else label, "speaker": spk, "mic": "usb" if k else "phone"}
-            for spk in [f"s{i}" for i in range(n_speakers)] for label in labels for k in range(3)]
+    return [
+        {
+            "path": f"{spk}/{label}_{k}.wav",
+            "label": label.upper() if k == 0 else label,
+            "speaker": spk,
+            "mic": "usb" if k else "phone",
+        }
+        for spk in [f"s{i}" for i in range(n_speakers)]
+        for label in labels
+        for k in range(3)
+    ]
 
 
 # ---------------------------------------------------------------- manifest recipe
@@ -113,12 +121,16 @@ def test_speech_commands_layout(tmp_path):
                 write_wav(root / word / f"{spk}_nohash_{n}.wav", seconds=1.0, sr=16000, freq=300 + 50 * w + 7 * s + n)
     (root / "_background_noise_").mkdir()
     write_wav(root / "_background_noise_" / "white_noise.wav", seconds=3.0, sr=16000)
-    cfg = SpeechCommandsData(recipe="speech_commands", root=str(root), cache_dir=str(tmp_path / "cache"), labels=LabelsConfig(others="drop"))
+    cfg = SpeechCommandsData(
+        recipe="speech_commands", root=str(root), cache_dir=str(tmp_path / "cache"), labels=LabelsConfig(others="drop")
+    )
     data = build_dataset(cfg, ["yes", "no", "stop"], progress=False)
     m = data.manifest
     assert len(m) == 24 and "marvin" not in set(m["label"])  # other words dropped, noise folder ignored
     assert set(m["speaker"]) == {"0a1b2c3d", "1f2e3d4c", "9abc0def", "77aa88bb"}
-    capped = build_dataset(SpeechCommandsData(**{**cfg.__dict__, "max_per_word": 3}), ["yes", "no", "stop"], progress=False)
+    capped = build_dataset(
+        SpeechCommandsData(**{**cfg.__dict__, "max_per_word": 3}), ["yes", "no", "stop"], progress=False
+    )
     assert capped.manifest.groupby("label").size().max() == 3
 
 
@@ -128,7 +140,9 @@ def test_changing_preprocessing_invalidates_the_cache(tmp_path):
     plain = build_dataset(manifest_cfg(path, tmp_path), ["cat", "dog"], progress=False)
     again = build_dataset(manifest_cfg(path, tmp_path), ["cat", "dog"], progress=False)
     assert again.fingerprint["cache"] == plain.fingerprint["cache"]
-    loud = manifest_cfg(path, tmp_path, preprocess=parse(PreprocessConfig, {"normalize": {"method": "rms", "target_db": -12.0}}))
+    loud = manifest_cfg(
+        path, tmp_path, preprocess=parse(PreprocessConfig, {"normalize": {"method": "rms", "target_db": -12.0}})
+    )
     louder = build_dataset(loud, ["cat", "dog"], progress=False)
     assert louder.fingerprint["cache"] != plain.fingerprint["cache"]
     rms = 20 * np.log10(np.sqrt((louder.waves[0][np.abs(louder.waves[0]) > 0] ** 2).mean()))
@@ -138,17 +152,43 @@ def test_changing_preprocessing_invalidates_the_cache(tmp_path):
 
 # ---------------------------------------------------------------- mixtures
 def mixture(real_root: Path, tmp_path: Path, weight: float = 1.0) -> DataConfig:
-    pre = {"sample_rate": 16000, "clip_seconds": 1.0, "trim": {"method": "energy"}, "normalize": {"method": "loudness", "target_db": -23.0}}
+    pre = {
+        "sample_rate": 16000,
+        "clip_seconds": 1.0,
+        "trim": {"method": "energy"},
+        "normalize": {"method": "loudness", "target_db": -23.0},
+    }
     digits = {str(i): w for i, w in enumerate(["zero", "one"])}
-    return parse(DataConfig, {
-        "recipe": "mixture", "cache_dir": str(tmp_path / "cache"), "preprocess": pre, "eval_component": "real", "weights": {"synth": weight},
-        "components": {
-            "real": {"recipe": "fsdd", "root": str(real_root), "cache_dir": str(tmp_path / "cache"), "preprocess": pre,
-                     "labels": {"map": digits}, "split": {"test_speakers": ["cyd"], "val_speakers": ["bob"]}},
-            "synth": {"recipe": "synth_keywords", "cache_dir": str(tmp_path / "cache"), "preprocess": pre, "words": ["zero", "one"],
-                      "voices": ["en+m1", "en+f1", "en+m3", "en+f4"], "pitches": [40, 60], "rates": [175]},
+    return parse(
+        DataConfig,
+        {
+            "recipe": "mixture",
+            "cache_dir": str(tmp_path / "cache"),
+            "preprocess": pre,
+            "eval_component": "real",
+            "weights": {"synth": weight},
+            "components": {
+                "real": {
+                    "recipe": "fsdd",
+                    "root": str(real_root),
+                    "cache_dir": str(tmp_path / "cache"),
+                    "preprocess": pre,
+                    "labels": {"map": digits},
+                    "split": {"test_speakers": ["cyd"], "val_speakers": ["bob"]},
+                },
+                "synth": {
+                    "recipe": "synth_keywords",
+                    "cache_dir": str(tmp_path / "cache"),
+                    "preprocess": pre,
+                    "words": ["zero", "one"],
+                    "voices": ["en+m1", "en+f1", "en+m3", "en+f4"],
+                    "pitches": [40, 60],
+                    "rates": [175],
+                },
+            },
         },
-    }, "data")
+        "data",
+    )
 
 
 def test_mixture_trains_on_both_and_evaluates_on_real_only(fsdd_layout, tmp_path):
@@ -166,14 +206,29 @@ def test_mixture_components_must_share_preprocessing():
     from scopeml.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"data.components.real.preprocess: must equal data.preprocess"):
-        parse(DataConfig, {"recipe": "mixture", "eval_component": "real", "components": {
-            "real": {"recipe": "fsdd", "root": "x", "preprocess": {"sample_rate": 8000}}}}, "data")
+        parse(
+            DataConfig,
+            {
+                "recipe": "mixture",
+                "eval_component": "real",
+                "components": {"real": {"recipe": "fsdd", "root": "x", "preprocess": {"sample_rate": 8000}}},
+            },
+            "data",
+        )
 
 
 # ---------------------------------------------------------------- scopeml-data
 def data_cli(tmp_path: Path, manifest: Path, *extra: str):
-    return run_cli("scopeml.cli.data", f"hydra.run.dir={tmp_path / 'report'}", "data=manifest", f"data.manifest={manifest}",
-                   "scoping.classes=[cat,dog]", "scoping.primary_metric=accuracy", "data.checks.min_clips_per_label=1", *extra)
+    return run_cli(
+        "scopeml.cli.data",
+        f"hydra.run.dir={tmp_path / 'report'}",
+        "data=manifest",
+        f"data.manifest={manifest}",
+        "scoping.classes=[cat,dog]",
+        "scoping.primary_metric=accuracy",
+        "data.checks.min_clips_per_label=1",
+        *extra,
+    )
 
 
 @pytest.mark.slow
@@ -183,7 +238,13 @@ def test_scopeml_data_passes_clean_data_and_writes_the_report(tmp_path):
     out = tmp_path / "report"
     report = read_json(out / "report.json")
     assert report["passed"] and report["fingerprint"]["clips"] == 36
-    assert {c["name"] for c in report["checks"]} >= {"leakage", "conflicting_labels", "duplicates", "too_few_examples", "unreadable"}
+    assert {c["name"] for c in report["checks"]} >= {
+        "leakage",
+        "conflicting_labels",
+        "duplicates",
+        "too_few_examples",
+        "unreadable",
+    }
     assert report["balance"]["train"]["cat"] > 0 and "duration_ms" in report["distributions"]
     assert report["baseline"]["majority"]["test"]["accuracy"] <= 1.0
     html = (out / "report.html").read_text()
@@ -238,15 +299,20 @@ def test_unreadable_files_are_reported_not_fatal_unless_blocking(tmp_path):
 def test_scopeml_data_bad_config_and_missing_root(tmp_path):
     proc = run_cli("scopeml.cli.data", f"hydra.run.dir={tmp_path / 'a'}", "data.checks.blocking=[everything]")
     assert proc.returncode == 2 and "data.checks.blocking[0]" in proc.stderr
-    proc = run_cli("scopeml.cli.data", f"hydra.run.dir={tmp_path / 'b'}", "experiment=fsdd_digits", f"data.root={tmp_path / 'none'}")
+    proc = run_cli(
+        "scopeml.cli.data",
+        f"hydra.run.dir={tmp_path / 'b'}",
+        "experiment=fsdd_digits",
+        f"data.root={tmp_path / 'none'}",
+    )
     assert proc.returncode == 2 and "data.root" in proc.stderr  # bad input, not a failed check
 
 
 @needs_fsdd
 def test_fsdd_report_finds_no_blocking_problem(tmp_path):
+
     from scopeml.config import load
     from scopeml.config.paths import compose
-    from conftest import ROOT
     from scopeml.data.report import build_report
 
     cfg = load(compose("config", ["experiment=fsdd_digits", f"data.root={FSDD_ROOT}", f"data.cache_dir={tmp_path}"]))
@@ -255,7 +321,9 @@ def test_fsdd_report_finds_no_blocking_problem(tmp_path):
     assert report["passed"], report["blocking_failures"]
     assert report["formats"]["sample_rates"] == {"8000": 2000}
     # Real speech beats the majority class by a wide margin even with logistic regression.
-    assert report["baseline"]["logreg_mfcc"]["test"]["accuracy"] > report["baseline"]["majority"]["test"]["accuracy"] + 0.2
+    assert (
+        report["baseline"]["logreg_mfcc"]["test"]["accuracy"] > report["baseline"]["majority"]["test"]["accuracy"] + 0.2
+    )
 
 
 def test_silence_class_through_the_label_map(tmp_path):

@@ -11,9 +11,9 @@ import typing
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from omegaconf import OmegaConf
 
-from conftest import ROOT
 from scopeml.config import schema
 from scopeml.config.paths import conf_dir
 
@@ -100,6 +100,9 @@ def _schema_fields() -> list[tuple[str, str]]:
 def test_every_schema_key_is_read_by_some_code():
     code = "\n".join(p.read_text() for p in SRC.rglob("*.py"))  # schema.py too: its check() methods read fields
     code += "\n".join(p.read_text() for p in CONF.rglob("*.yaml"))  # read through an interpolation counts
-    unread = [f"{owner}.{name}" for owner, name in _schema_fields()
-              if not re.search(rf"(\.{name}\b|\[[\"']{name}[\"']\]|\{{[^}}]*\b{name}\b[^}}]*\}}|get\([\"']{name}[\"'])", code)]
+    unread = [
+        f"{owner}.{name}"
+        for owner, name in _schema_fields()
+        if not re.search(rf"(\.{name}\b|\[[\"']{name}[\"']\]|\{{[^}}]*\b{name}\b[^}}]*\}}|get\([\"']{name}[\"'])", code)
+    ]
     assert unread == [], f"declared in the schema but read by no code: {unread}"

@@ -15,19 +15,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import ROOT, run_cli
 from torch import nn
 
-from conftest import ROOT, run_cli
-from scopeml.config._validate import parse
 from scopeml.config.schema import PreprocessConfig
 from scopeml.data import espeak
 from scopeml.data.audio import resample
 from scopeml.models import build_classifier
 from scopeml.serving import edge
+from scopeml.serving.bundle import SERVING_FILE, WEIGHTS_FILE, ServingBundle
 from scopeml.serving.edge import pipeline
 from scopeml.serving.edge.artifacts import quiet
 from scopeml.serving.edge.modules import Calibrated
-from scopeml.serving.bundle import SERVING_FILE, WEIGHTS_FILE, ServingBundle
 
 CLASSES = ["left", "right", "up", "down"]
 SR = 16000
@@ -44,9 +43,16 @@ def make_bundle(folder: Path, seed: int = 0) -> Path:
             model(0.1 * torch.randn(8, SR))
     folder.mkdir(parents=True)
     torch.save(model.state_dict(), folder / WEIGHTS_FILE)
-    info = {"classes": CLASSES, "preprocess": asdict(PreprocessConfig(sample_rate=SR)), "model": cfg, "frontend": frontend,
-            "temperature": 1.7, "deploy": {}, "run_dir": None,
-            "scoping": {"name": "test", "targets": {"model_size_mb": {"min": None, "max": 1.0}}}}
+    info = {
+        "classes": CLASSES,
+        "preprocess": asdict(PreprocessConfig(sample_rate=SR)),
+        "model": cfg,
+        "frontend": frontend,
+        "temperature": 1.7,
+        "deploy": {},
+        "run_dir": None,
+        "scoping": {"name": "test", "targets": {"model_size_mb": {"min": None, "max": 1.0}}},
+    }
     (folder / SERVING_FILE).write_text(json.dumps(info))
     return folder
 
@@ -96,6 +102,7 @@ def raising(message: str):
 
     def export(*args):
         raise RuntimeError(message)
+
     return export
 
 
@@ -180,7 +187,14 @@ def test_runner_segments_words_and_ignores_silence(exported):
     audio = np.concatenate([gap[: SR // 4], word("left"), gap, word("right"), gap[: SR // 4]])
     segments = runner.segments(audio, SR)
     assert len(segments) == 2, segments
-    assert 0 <= segments[0]["start_s"] < segments[0]["end_s"] < segments[1]["start_s"] < segments[1]["end_s"] <= len(audio) / SR
+    assert (
+        0
+        <= segments[0]["start_s"]
+        < segments[0]["end_s"]
+        < segments[1]["start_s"]
+        < segments[1]["end_s"]
+        <= len(audio) / SR
+    )
     assert all(s["label"] in CLASSES and 0 < s["confidence"] <= 1 for s in segments)
     assert runner.segments(np.zeros(2 * SR, dtype=np.float32), SR) == []
 
@@ -209,12 +223,15 @@ def test_bad_source_is_a_clear_error(kind, tmp_path):
 
 def test_runner_loads_no_model_code(exported):
     """The device side: EdgeRunner answers without scopeml.models, the bundle or training code being imported."""
-    code = ("import sys, numpy as np; from scopeml.serving.edge import EdgeRunner; r = EdgeRunner(sys.argv[1]); "
-            "print(r.predict(np.zeros((2, r.manifest['clip_samples']), np.float32)).shape); "
-            "print(sorted(m for m in sys.modules if m.startswith(('scopeml.models', 'scopeml.serving.bundle', "
-            "'scopeml.training', 'scopeml.serving.edge.export'))))")
-    proc = subprocess.run([sys.executable, "-c", code, str(exported)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys, numpy as np; from scopeml.serving.edge import EdgeRunner; r = EdgeRunner(sys.argv[1]); "
+        "print(r.predict(np.zeros((2, r.manifest['clip_samples']), np.float32)).shape); "
+        "print(sorted(m for m in sys.modules if m.startswith(('scopeml.models', 'scopeml.serving.bundle', "
+        "'scopeml.training', 'scopeml.serving.edge.export'))))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(exported)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("\n")[:2] == [f"(2, {len(CLASSES)})", "[]"]
 
@@ -230,8 +247,11 @@ def test_float_parity_miss_exits_1(bundle_dir, tmp_path, monkeypatch, capsys):
     assert export_here(bundle_dir, "--out", tmp_path / "out", "--no-quantize") == 1
     report = json.loads((tmp_path / "out" / "edge_report.json").read_text())
     assert report["artifacts"]["torchscript"]["within_tolerance"] is False
-    assert report["formats"]["onnx"] == {"status": "failed", "file": "model.onnx",
-                                         "reason": "RuntimeError: skipped in this test"}
+    assert report["formats"]["onnx"] == {
+        "status": "failed",
+        "file": "model.onnx",
+        "reason": "RuntimeError: skipped in this test",
+    }
     assert report["formats"]["torchscript_int8"]["status"] == "skipped"
     assert "beyond deploy.parity_tolerance" in capsys.readouterr().err
 
@@ -266,16 +286,26 @@ class NoOnnxOp(Unscriptable):
         return self.fc(torch.cummax(x.mean(-1).flatten(1), dim=-1)[0])
 
 
-@pytest.mark.parametrize("net, broken, reason", [
-    (Unscriptable, "torchscript", "torch.jit.script: RuntimeError: Python builtin"),
-    (NoOnnxOp, "onnx", "UnsupportedOperatorError: Exporting the operator 'aten::cummax'"),
-])
-def test_a_format_the_network_cannot_take_is_reported_and_the_others_export(net, broken, reason, bundle, bundle_dir,
-                                                                             tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "net, broken, reason",
+    [
+        (Unscriptable, "torchscript", "torch.jit.script: RuntimeError: Python builtin"),
+        (NoOnnxOp, "onnx", "UnsupportedOperatorError: Exporting the operator 'aten::cummax'"),
+    ],
+)
+def test_a_format_the_network_cannot_take_is_reported_and_the_others_export(
+    net, broken, reason, bundle, bundle_dir, tmp_path, monkeypatch, capsys
+):
     torch.manual_seed(0)
     n_mels = bundle.model[0](torch.zeros(1, bundle.clip_samples)).shape[2]
-    user = ServingBundle(nn.Sequential(bundle.model[0], net(n_mels, len(CLASSES))).eval(), bundle.classes,
-                         bundle.preprocess, bundle.temperature, "user", bundle.info)
+    user = ServingBundle(
+        nn.Sequential(bundle.model[0], net(n_mels, len(CLASSES))).eval(),
+        bundle.classes,
+        bundle.preprocess,
+        bundle.temperature,
+        "user",
+        bundle.info,
+    )
     monkeypatch.setattr(ServingBundle, "load", classmethod(lambda cls, folder, tag="local": user))
     out = tmp_path / "out"
     assert export_here(bundle_dir, "--out", out) == 0  # the other formats exported
@@ -285,7 +315,8 @@ def test_a_format_the_network_cannot_take_is_reported_and_the_others_export(net,
     report = json.loads((out / "edge_report.json").read_text())
     assert report["network"] == network
     assert report["formats"][broken]["status"] == "failed" and report["formats"][broken]["reason"].startswith(
-        reason.split(":")[0])
+        reason.split(":")[0]
+    )
     others = {"torchscript", "torchscript_int8", "onnx"} - {broken}
     assert all(report["formats"][k]["status"] == "ok" for k in others), report["formats"]
     assert not (out / file).exists() and all((out / report["formats"][k]["file"]).is_file() for k in others)

@@ -16,10 +16,18 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 # (speaker, label, pred, confidence): ann is always right; bob is always wrong and says "no" for "yes" three times.
 ROWS = [
-    ("ann", "yes", "yes", 0.90), ("ann", "yes", "yes", 0.85), ("ann", "no", "no", 0.80),
-    ("ann", "no", "no", 0.45), ("ann", "up", "up", 0.70), ("ann", "up", "up", 0.95),
-    ("bob", "yes", "no", 0.95), ("bob", "yes", "no", 0.70), ("bob", "yes", "no", 0.60),
-    ("bob", "no", "yes", 0.50), ("bob", "up", "no", 0.80), ("bob", "no", "up", 0.40),
+    ("ann", "yes", "yes", 0.90),
+    ("ann", "yes", "yes", 0.85),
+    ("ann", "no", "no", 0.80),
+    ("ann", "no", "no", 0.45),
+    ("ann", "up", "up", 0.70),
+    ("ann", "up", "up", 0.95),
+    ("bob", "yes", "no", 0.95),
+    ("bob", "yes", "no", 0.70),
+    ("bob", "yes", "no", 0.60),
+    ("bob", "no", "yes", 0.50),
+    ("bob", "up", "no", 0.80),
+    ("bob", "no", "up", 0.40),
 ]
 # Rows true yes/no/up, columns predicted yes/no/up.
 EXPECTED_CM = np.array([[2, 3, 0], [1, 2, 1], [0, 1, 2]])
@@ -30,8 +38,19 @@ def make_preds() -> pd.DataFrame:
     for k, (speaker, label, pred, conf) in enumerate(ROWS):
         rest = (1 - conf) / (len(CLASSES) - 1)
         probs = {f"prob_{c}": conf if c == pred else rest for c in CLASSES}
-        records.append({"clip_id": f"c{k:02d}", "source": "synth", "speaker": speaker, "split": "test", "label": label,
-                        "pred": pred, "confidence": conf, "correct": label == pred, **probs})
+        records.append(
+            {
+                "clip_id": f"c{k:02d}",
+                "source": "synth",
+                "speaker": speaker,
+                "split": "test",
+                "label": label,
+                "pred": pred,
+                "confidence": conf,
+                "correct": label == pred,
+                **probs,
+            }
+        )
     frame = pd.DataFrame(records)
     frame["duration_ms"] = [100, 200, 300, 400, 500, 600, 700, 800, 900, np.nan, np.inf, -np.inf]
     frame["snr_db"] = np.nan  # nothing finite: no slices at all
@@ -47,8 +66,14 @@ def result(tmp_path):
 
 def test_writes_every_file_and_a_valid_png(result):
     _, out = result
-    for name in ["confusion_matrix.png", "confusion_matrix.csv", "per_class.csv", "slices.csv",
-                 "confused_pairs.csv", "worst_examples.csv"]:
+    for name in [
+        "confusion_matrix.png",
+        "confusion_matrix.csv",
+        "per_class.csv",
+        "slices.csv",
+        "confused_pairs.csv",
+        "worst_examples.csv",
+    ]:
         assert (out / name).is_file(), name
     assert (out / "confusion_matrix.png").read_bytes()[:8] == PNG
 

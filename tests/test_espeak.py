@@ -25,11 +25,11 @@ def _median_f0(x: np.ndarray, sr: int, fmin: int = 50, fmax: int = 500, n: int =
     lo, hi = sr // fmax, sr // fmin
     rms, estimates = np.sqrt(np.mean(x**2)), []
     for start in range(0, len(x) - n - hi, n // 2):
-        frame = x[start:start + n + hi].astype(np.float64)
+        frame = x[start : start + n + hi].astype(np.float64)
         if np.sqrt(np.mean(frame[:n] ** 2)) < rms:
             continue
-        diff = np.array([np.sum((frame[:n] - frame[lag:lag + n]) ** 2) for lag in range(1, hi + 1)])
-        cmnd = (diff * np.arange(1, hi + 1) / np.cumsum(diff))[lo - 1:]
+        diff = np.array([np.sum((frame[:n] - frame[lag : lag + n]) ** 2) for lag in range(1, hi + 1)])
+        cmnd = (diff * np.arange(1, hi + 1) / np.cumsum(diff))[lo - 1 :]
         below = np.nonzero(cmnd < 0.3)[0]
         lag = int(below[0]) if below.size else int(np.argmin(cmnd))
         while lag + 1 < len(cmnd) and cmnd[lag + 1] < cmnd[lag]:
@@ -103,9 +103,15 @@ def test_bad_voice_raises(voice: str) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"pitch": 500}, "pitch"), ({"pitch": -1}, "pitch"), ({"rate": 10}, "rate"),
-     ({"rate": 1000}, "rate"), ({"pitch_range": 101}, "pitch_range"), ({"text": ""}, "text"),
-     ({"text": "   "}, "text")],
+    [
+        ({"pitch": 500}, "pitch"),
+        ({"pitch": -1}, "pitch"),
+        ({"rate": 10}, "rate"),
+        ({"rate": 1000}, "rate"),
+        ({"pitch_range": 101}, "pitch_range"),
+        ({"text": ""}, "text"),
+        ({"text": "   "}, "text"),
+    ],
 )
 def test_invalid_arguments(kwargs: dict, name: str) -> None:
     args = {"text": "yes", **kwargs}

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 def command(name: str, *args: str, cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(BIN / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{name} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{name} {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -36,17 +38,37 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def user_env(project: Path, tmp_path_factory) -> dict:
-    return {**os.environ, "PYTHONPATH": str(project), "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
-            "BENTOML_DO_NOT_TRACK": "True", "HYDRA_FULL_ERROR": "0"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(project),
+        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "HYDRA_FULL_ERROR": "0",
+    }
 
 
 @pytest.fixture(scope="module")
 def packaged(project: Path, user_env: dict) -> dict:
     sweep = project / "outputs" / "sweep"
-    command("scopeml-train", "-m", "--config-dir", "conf", "experiment=sound_events", "tracker=none", "trainer.progress_bar=none",
-            "model.hidden=4,8", f"hydra.sweep.dir={sweep}", cwd=project, env=user_env)
+    command(
+        "scopeml-train",
+        "-m",
+        "--config-dir",
+        "conf",
+        "experiment=sound_events",
+        "tracker=none",
+        "trainer.progress_bar=none",
+        "model.hidden=4,8",
+        f"hydra.sweep.dir={sweep}",
+        cwd=project,
+        env=user_env,
+    )
     command("scopeml-select", str(sweep), "--out", str(project / "selection.json"), cwd=project, env=user_env)
-    tag = command("scopeml-package", str(project / "selection.json"), cwd=project, env=user_env).stdout.strip().splitlines()[-1]
+    tag = (
+        command("scopeml-package", str(project / "selection.json"), cwd=project, env=user_env)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     return {"sweep": sweep, "tag": tag, "selection": json.loads((project / "selection.json").read_text())}
 
 
@@ -72,7 +94,9 @@ def test_the_bundle_carries_the_users_code(packaged, user_env):
         os.environ.pop("BENTOML_HOME")
     info = json.loads((folder / "serving.json").read_text())
     assert info["code"] == ["sound_events"]
-    assert (folder / "code" / "sound_events" / "nets.py").read_text() == (EXAMPLE / "sound_events" / "nets.py").read_text()
+    assert (folder / "code" / "sound_events" / "nets.py").read_text() == (
+        EXAMPLE / "sound_events" / "nets.py"
+    ).read_text()
 
 
 def _events(tmp: Path) -> dict[Path, str]:
@@ -102,12 +126,17 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
 
     files = _events(tmp_path)
     env = {k: v for k, v in user_env.items() if k != "PYTHONPATH"}
-    server = Server(Path(env["BENTOML_HOME"]), tmp_path / "predictions.sqlite",
-                    extra_env={"SCOPEML_MODEL_TAG": packaged["tag"], "PYTHONPATH": ""})
+    server = Server(
+        Path(env["BENTOML_HOME"]),
+        tmp_path / "predictions.sqlite",
+        extra_env={"SCOPEML_MODEL_TAG": packaged["tag"], "PYTHONPATH": ""},
+    )
     try:
         answers = {}
         for path, kind in files.items():
-            reply = httpx.post(f"{server.url}/classify", files={"audio": (path.name, path.read_bytes(), "audio/wav")}, timeout=30)
+            reply = httpx.post(
+                f"{server.url}/classify", files={"audio": (path.name, path.read_bytes(), "audio/wav")}, timeout=30
+            )
             assert reply.status_code == 200, reply.text
             answers[path] = reply.json()["label"]
     finally:
@@ -116,15 +145,27 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
     assert served_accuracy >= 0.75, answers
 
     out = tmp_path / "scored"
-    command("scopeml-batch", str(tmp_path), "--out", str(out), "--model", packaged["tag"], "--log", str(tmp_path / "batch.sqlite"),
-            cwd=ROOT, env=env)
+    command(
+        "scopeml-batch",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--model",
+        packaged["tag"],
+        "--log",
+        str(tmp_path / "batch.sqlite"),
+        cwd=ROOT,
+        env=env,
+    )
     import pandas as pd
 
     scored = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("*.parquet"))], ignore_index=True)
     assert len(scored) == len(files)
     truth = {p.name: k for p, k in files.items()}
     batch_labels = {Path(str(row["path"])).name: row["label"] for row in scored.to_dict("records")}
-    assert {name: batch_labels[name] for name in truth} == {p.name: answers[p] for p in files}  # same model, same answers
+    assert {name: batch_labels[name] for name in truth} == {
+        p.name: answers[p] for p in files
+    }  # same model, same answers
 
 
 def test_the_lifecycle_takes_the_users_config_folder(tmp_path, monkeypatch):
@@ -135,7 +176,9 @@ def test_the_lifecycle_takes_the_users_config_folder(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
     shutil.copytree(EXAMPLE / "conf", conf)
     (conf / "lifecycle").mkdir()
-    (conf / "lifecycle" / "mine.yaml").write_text("out: out\ntrain: [experiment=sound_events]\nsweep: ['model.hidden=4,8']\n")
+    (conf / "lifecycle" / "mine.yaml").write_text(
+        "out: out\ntrain: [experiment=sound_events]\nsweep: ['model.hidden=4,8']\n"
+    )
     monkeypatch.syspath_prepend(str(EXAMPLE))
     cfg = load_lifecycle("mine", {"out": str(tmp_path / "out")}, config_dir=conf)
     assert cfg.sweep == ["model.hidden=4,8"]

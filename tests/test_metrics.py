@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix as sk_confusion, f1_score, recall_score
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.metrics import confusion_matrix as sk_confusion
 
 from scopeml.config.schema import Target
 from scopeml.metrics import classification_metrics, confusion_matrix, evaluate_targets, per_class_metrics

@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, run_cli, train
 
 pytestmark = pytest.mark.slow
-LOW_TARGETS = ["scoping.targets.accuracy.min=0.0", "scoping.targets.macro_f1.min=0.0", "scoping.targets.min_class_recall.min=0.0"]
+LOW_TARGETS = [
+    "scoping.targets.accuracy.min=0.0",
+    "scoping.targets.macro_f1.min=0.0",
+    "scoping.targets.min_class_recall.min=0.0",
+]
 
 
 @pytest.mark.parametrize("launcher", ["basic", "parallel"])
@@ -25,9 +28,17 @@ def test_sweep_records_a_failing_trial_and_goes_on(tmp_path, fsdd_layout, launch
     sweep = tmp_path / "sweep"
     extra = ["hydra/launcher=parallel", "trainer.num_threads=1"] if launcher == "parallel" else []
     proc = run_cli(
-        "scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *extra, "experiment=fsdd_digits", "data.split.test_speakers=[cyd]",
-        "data.split.val_speakers=[bob]", "hparams.max_epochs=1", "trainer.progress_bar=none",
-        "tracker=wandb_offline" if launcher == "basic" else "tracker=none", f"data.root={tmp_path / 'missing'},{fsdd_layout}",
+        "scopeml.cli.train",
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        *extra,
+        "experiment=fsdd_digits",
+        "data.split.test_speakers=[cyd]",
+        "data.split.val_speakers=[bob]",
+        "hparams.max_epochs=1",
+        "trainer.progress_bar=none",
+        "tracker=wandb_offline" if launcher == "basic" else "tracker=none",
+        f"data.root={tmp_path / 'missing'},{fsdd_layout}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = pd.read_csv(sweep / "sweep_summary.csv")
@@ -45,7 +56,9 @@ def test_sweep_records_a_failing_trial_and_goes_on(tmp_path, fsdd_layout, launch
 
 def test_bad_sweep_fails_before_the_first_job(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, "hparams.lr=0.001,fast", "model=cnn,dscnn")
+    proc = run_cli(
+        "scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, "hparams.lr=0.001,fast", "model=cnn,dscnn"
+    )
     assert proc.returncode == 2
     assert "hparams.lr: expected float, got str 'fast'" in proc.stderr and "2 of 4 jobs" in proc.stderr
     assert not sweep.exists()
@@ -54,9 +67,9 @@ def test_bad_sweep_fails_before_the_first_job(tmp_path):
 
 
 def test_a_nan_loss_fails_the_trial_with_a_clear_error():
-    from scopeml.training.module import KeywordSpotter
-
     from conftest import composed
+
+    from scopeml.training.module import KeywordSpotter
 
     cfg = composed("hparams.lr=0.1")
     module = KeywordSpotter(cfg["model"], cfg["frontend"], cfg["hparams"], ["a", "b"], 16000)
@@ -76,13 +89,25 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-    args = [*TINY_DATA, "hparams.max_epochs=5", "hparams.batch_size=8", "trainer.progress_bar=none", "tracker=none", "seed=3"]
+    args = [
+        *TINY_DATA,
+        "hparams.max_epochs=5",
+        "hparams.batch_size=8",
+        "trainer.progress_bar=none",
+        "tracker=none",
+        "seed=3",
+    ]
     reference = tmp_path / "uninterrupted"
     assert train(reference, *args).returncode == 0
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "scopeml.cli.train", f"hydra.run.dir={run}", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scopeml.cli.train", f"hydra.run.dir={run}", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -97,7 +122,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = read_json(reference / "metrics.json"), read_json(run / "metrics.json")
     assert a["test"] == b["test"] and a["val"] == b["val"]
-    pd.testing.assert_frame_equal(pd.read_parquet(reference / "predictions_test.parquet"), pd.read_parquet(run / "predictions_test.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(reference / "predictions_test.parquet"), pd.read_parquet(run / "predictions_test.parquet")
+    )
 
 
 def test_resume_without_a_checkpoint_names_the_key(tmp_path):
@@ -108,7 +135,9 @@ def test_resume_without_a_checkpoint_names_the_key(tmp_path):
 def test_error_analysis_matches_the_predictions(tiny_run: Path):
     preds = pd.read_parquet(tiny_run / "predictions_test.parquet")
     classes = read_json(tiny_run / "metrics.json")["per_class_test"].keys()
-    by_hand = pd.crosstab(preds["label"], preds["pred"]).reindex(index=list(classes), columns=list(classes), fill_value=0)
+    by_hand = pd.crosstab(preds["label"], preds["pred"]).reindex(
+        index=list(classes), columns=list(classes), fill_value=0
+    )
     saved = pd.read_csv(tiny_run / "errors" / "confusion_matrix.csv", index_col=0)
     np.testing.assert_array_equal(saved.to_numpy(), by_hand.to_numpy())
     for name in ("confusion_matrix.png", "per_class.csv", "slices.csv", "confused_pairs.csv", "worst_examples.csv"):
@@ -138,8 +167,17 @@ def test_calibration_is_reported_and_probabilities_are_the_calibrated_ones(tiny_
 
 def test_select_picks_from_a_real_sweep_and_explains_rejects(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("scopeml.cli.train", "-m", f"hydra.sweep.dir={sweep}", *TINY_DATA, *TINY_FIT, *LOW_TARGETS, "tracker=none",
-                   "model=cnn,dscnn", "scoping.targets.model_size_mb.max=0.15")
+    proc = run_cli(
+        "scopeml.cli.train",
+        "-m",
+        f"hydra.sweep.dir={sweep}",
+        *TINY_DATA,
+        *TINY_FIT,
+        *LOW_TARGETS,
+        "tracker=none",
+        "model=cnn,dscnn",
+        "scoping.targets.model_size_mb.max=0.15",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sel = run_cli("scopeml.cli.select", str(sweep))
     assert sel.returncode == 0, sel.stdout + sel.stderr
@@ -152,8 +190,17 @@ def test_select_picks_from_a_real_sweep_and_explains_rejects(tmp_path):
 
 def test_optuna_search_runs_trials_and_summarizes(tmp_path):
     sweep = tmp_path / "optuna"
-    proc = run_cli("scopeml.cli.train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
-                   *TINY_DATA, "hparams.max_epochs=1", "trainer.progress_bar=none", "tracker=none")
+    proc = run_cli(
+        "scopeml.cli.train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep}",
+        *TINY_DATA,
+        "hparams.max_epochs=1",
+        "trainer.progress_bar=none",
+        "tracker=none",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / "optimization_results.yaml").exists()  # Optuna's best parameters and value
     summary = pd.read_csv(sweep / "sweep_summary.csv")

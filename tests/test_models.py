@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT
+
 from scopeml.config._validate import parse
 from scopeml.config.components import NetworkComponent
 from scopeml.models import build_classifier, count_parameters, size_mb
@@ -35,7 +35,9 @@ def frontend_config() -> dict:
     return yaml.safe_load((ROOT / "conf" / "frontend" / "logmel.yaml").read_text())
 
 
-def classifier(arch: str, sample_rate: int = 16000, n_classes: int = N_CLASSES, seed: int = 0, seconds: float = 1.0) -> torch.nn.Module:
+def classifier(
+    arch: str, sample_rate: int = 16000, n_classes: int = N_CLASSES, seed: int = 0, seconds: float = 1.0
+) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_classifier(frontend_config(), model_config(arch), n_classes, sample_rate, seconds)
 

@@ -20,12 +20,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import FSDD_ROOT, ROOT, needs_fsdd, offline_run, read_json
 
 CLASSES = ["yes", "no", "up"]
-FEATURES = {"duration_s": (1.0, 0.1), "rms_dbfs": (-25.0, 4.0), "silence_ratio": (0.35, 0.08),
-            "spectral_centroid_hz": (1500.0, 200.0), "snr_db": (25.0, 5.0)}
+FEATURES = {
+    "duration_s": (1.0, 0.1),
+    "rms_dbfs": (-25.0, 4.0),
+    "silence_ratio": (0.35, 0.08),
+    "spectral_centroid_hz": (1500.0, 200.0),
+    "snr_db": (25.0, 5.0),
+}
 # In-distribution chunks alert in about 3% of (feature, chunk) pairs with NannyML's default thresholds,
 # so one alerting chunk is not enough evidence of drift: require two.
 CHUNK = ["monitor.chunk_size=250", "monitor.min_drifted_chunks=2"]
@@ -56,9 +60,15 @@ def generate(n: int, seed: int, shifted: bool = False) -> dict:
 
 def reference_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     g = generate(n, seed)
-    table = pd.DataFrame({"request_id": [f"val-{i}" for i in range(n)], "speaker": [f"spk{i % 20}" for i in range(n)],
-                          "label": [CLASSES[i] for i in g["truth"]], "pred": [CLASSES[i] for i in g["pred"]],
-                          "confidence": g["probs"].max(axis=1)})
+    table = pd.DataFrame(
+        {
+            "request_id": [f"val-{i}" for i in range(n)],
+            "speaker": [f"spk{i % 20}" for i in range(n)],
+            "label": [CLASSES[i] for i in g["truth"]],
+            "pred": [CLASSES[i] for i in g["pred"]],
+            "confidence": g["probs"].max(axis=1),
+        }
+    )
     for i, c in enumerate(CLASSES):
         table[f"prob_{c}"] = g["probs"][:, i]
     for f, values in g["features"].items():
@@ -67,7 +77,9 @@ def reference_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     return table
 
 
-def write_log(path: Path, tag: str, parts: list[dict], start: str = "2024-05-01T00:00:00+00:00", step_s: float = 1.0) -> list[str]:
+def write_log(
+    path: Path, tag: str, parts: list[dict], start: str = "2024-05-01T00:00:00+00:00", step_s: float = 1.0
+) -> list[str]:
     """Append generated predictions as the service logs them; returns the true labels in log order."""
     from scopeml.serving.log import PredictionLog
 
@@ -76,11 +88,19 @@ def write_log(path: Path, tag: str, parts: list[dict], start: str = "2024-05-01T
     for g in parts:
         for k in range(len(g["pred"])):
             i = len(records)
-            records.append({"time_utc": (t0 + pd.Timedelta(seconds=i * step_s)).isoformat(timespec="milliseconds"),
-                            "request_id": f"req-{i}", "model_tag": tag, "endpoint": "classify", "source": f"clip{i}.wav",
-                            "label": CLASSES[g["pred"][k]], "confidence": float(g["probs"][k].max()),
-                            "probabilities": {c: float(p) for c, p in zip(CLASSES, g["probs"][k])},
-                            **{f: float(v[k]) for f, v in g["features"].items()}})
+            records.append(
+                {
+                    "time_utc": (t0 + pd.Timedelta(seconds=i * step_s)).isoformat(timespec="milliseconds"),
+                    "request_id": f"req-{i}",
+                    "model_tag": tag,
+                    "endpoint": "classify",
+                    "source": f"clip{i}.wav",
+                    "label": CLASSES[g["pred"][k]],
+                    "confidence": float(g["probs"][k].max()),
+                    "probabilities": {c: float(p) for c, p in zip(CLASSES, g["probs"][k])},
+                    **{f: float(v[k]) for f, v in g["features"].items()},
+                }
+            )
             truth.append(CLASSES[g["truth"][k]])
     log = PredictionLog(path)
     log.append(records)
@@ -93,19 +113,37 @@ def store(tmp_path_factory) -> dict:
     """A BentoML store holding one packaged model with its serving.json and reference.parquet."""
     home = tmp_path_factory.mktemp("bentoml-home")
     bundle = tmp_path_factory.mktemp("bundle")
-    (bundle / "serving.json").write_text(json.dumps({"classes": CLASSES, "scoping": {"name": "test", "targets": {"accuracy": {"min": 0.9}}},
-                                                     "metrics": {}}))
+    (bundle / "serving.json").write_text(
+        json.dumps(
+            {"classes": CLASSES, "scoping": {"name": "test", "targets": {"accuracy": {"min": 0.9}}}, "metrics": {}}
+        )
+    )
     reference_table().to_parquet(bundle / "reference.parquet", index=False)
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    made = subprocess.run([sys.executable, "-c", MAKE_MODEL, str(bundle)], capture_output=True, text=True, env=env, check=True)
+    made = subprocess.run(
+        [sys.executable, "-c", MAKE_MODEL, str(bundle)], capture_output=True, text=True, env=env, check=True
+    )
     return {"home": home, "tag": made.stdout.strip().splitlines()[-1]}
 
 
 def monitor(store: dict, out: Path, log: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "BENTOML_HOME": str(store["home"]), "BENTOML_DO_NOT_TRACK": "True", "HYDRA_FULL_ERROR": "0"}
-    args = [f"hydra.run.dir={out}", f"monitor.log={log}", "monitor.model=scopeml-kws:latest", "tracker=none", *CHUNK, *overrides]
-    return subprocess.run([sys.executable, "-m", "scopeml.cli.monitor", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=env, timeout=300)
+    args = [
+        f"hydra.run.dir={out}",
+        f"monitor.log={log}",
+        "monitor.model=scopeml-kws:latest",
+        "tracker=none",
+        *CHUNK,
+        *overrides,
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.monitor", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +152,20 @@ def in_distribution(store, tmp_path_factory) -> dict:
     g = generate(2000, seed=11)
     truth = write_log(tmp / "log.sqlite", store["tag"], [g])
     proc = monitor(store, tmp / "out", tmp / "log.sqlite")
-    return {"proc": proc, "out": tmp / "out", "accuracy": float(np.mean(np.array(truth) == np.array([CLASSES[i] for i in g["pred"]])))}
+    return {
+        "proc": proc,
+        "out": tmp / "out",
+        "accuracy": float(np.mean(np.array(truth) == np.array([CLASSES[i] for i in g["pred"]]))),
+    }
 
 
 @pytest.fixture(scope="module")
 def shifted(store, tmp_path_factory) -> dict:
     """1,000 in-distribution predictions, then 1,500 from higher voices in noisier rooms that the model is unsure of."""
     tmp = tmp_path_factory.mktemp("shifted")
-    truth = write_log(tmp / "log.sqlite", store["tag"], [generate(1000, seed=21), generate(1500, seed=22, shifted=True)])
+    truth = write_log(
+        tmp / "log.sqlite", store["tag"], [generate(1000, seed=21), generate(1500, seed=22, shifted=True)]
+    )
     return {"log": tmp / "log.sqlite", "truth": truth, "tmp": tmp}
 
 
@@ -140,7 +184,9 @@ def labelled_run(store, shifted, tmp_path_factory) -> dict:
     log = tmp / "log.sqlite"
     log.write_bytes(shifted["log"].read_bytes())
     rows = [*range(500, 1000), *range(1750, 2250)]
-    result = ingest(log, pd.DataFrame({"request_id": [f"req-{i}" for i in rows], "label": [shifted["truth"][i] for i in rows]}))
+    result = ingest(
+        log, pd.DataFrame({"request_id": [f"req-{i}" for i in rows], "label": [shifted["truth"][i] for i in rows]})
+    )
     assert result["accepted"] == len(rows)
     proc = monitor(store, tmp / "out", log, "tracker=wandb_offline", "monitor.multivariate=true")
     return {"proc": proc, "out": tmp / "out", "labelled": set(rows)}
@@ -171,7 +217,11 @@ def test_shifted_log_alerts_names_the_drift_and_suggests_an_experiment(shifted_r
     first, last = summary["chunks"][0], summary["chunks"][-1]
     assert not first["alerts"]["performance"] and last["alerts"]["performance"]
     centroid = next(s for s in summary["slices"] if s["feature"] == "spectral_centroid_hz")
-    assert centroid["direction"] == "up" and "spectral_centroid_hz" in centroid["text"] and centroid["fraction_above_reference_p95"] > 0.5
+    assert (
+        centroid["direction"] == "up"
+        and "spectral_centroid_hz" in centroid["text"]
+        and centroid["fraction_above_reference_p95"] > 0.5
+    )
     assert next(s for s in summary["slices"] if s["feature"] == "snr_db")["direction"] == "down"
     assert any("spectral_centroid_hz >" in r for r in summary["recommendations"])
     assert summary["alert_chunks"] and summary["alert_chunks"][-1]["features"]
@@ -204,7 +254,9 @@ def test_labels_for_part_of_the_log_give_realized_only_where_labelled(labelled_r
         if rows & labelled_run["labelled"]:
             assert c["labeled"] == len(rows & labelled_run["labelled"])
             assert c["realized"]["accuracy"] is not None and c["estimated"]["accuracy"]["value"] is not None
-            assert c["difference"]["accuracy"] == pytest.approx(abs(c["realized"]["accuracy"] - c["estimated"]["accuracy"]["value"]), abs=1e-5)
+            assert c["difference"]["accuracy"] == pytest.approx(
+                abs(c["realized"]["accuracy"] - c["estimated"]["accuracy"]["value"]), abs=1e-5
+            )
             assert c["difference"]["accuracy"] < 0.12  # calibrated by construction: the estimate tracks the truth
         else:
             assert c["labeled"] == 0 and c["realized"]["accuracy"] is None and c["difference"]["accuracy"] is None
@@ -276,9 +328,20 @@ def test_log_missing_a_feature_column(store, tmp_path):
     db = sqlite3.connect(tmp_path / "log.sqlite")
     db.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(cols)})")
     g = generate(300, seed=51)
-    rows = [(f"2024-05-01T00:{i // 60:02d}:{i % 60:02d}+00:00", f"req-{i}", store["tag"], "classify", "x.wav", CLASSES[g["pred"][i]],
-             float(g["probs"][i].max()), json.dumps({c: float(p) for c, p in zip(CLASSES, g["probs"][i])}),
-             *(float(g["features"][f][i]) for f in feats)) for i in range(300)]
+    rows = [
+        (
+            f"2024-05-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
+            f"req-{i}",
+            store["tag"],
+            "classify",
+            "x.wav",
+            CLASSES[g["pred"][i]],
+            float(g["probs"][i].max()),
+            json.dumps({c: float(p) for c, p in zip(CLASSES, g["probs"][i])}),
+            *(float(g["features"][f][i]) for f in feats),
+        )
+        for i in range(300)
+    ]
     with db:
         db.executemany(f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
     db.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-
 from conftest import ROOT
 
 
@@ -18,7 +17,9 @@ def test_bentofile_parses_with_bentoml():
 
 def test_pins_that_matter_are_locked():
     pins = dict(
-        line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#")
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
     )
     assert pins["torch"] == "2.14.1" and pins["torchaudio"] == "2.11.0"
     assert pins["wandb"].startswith("0.29")

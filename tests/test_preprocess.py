@@ -90,8 +90,17 @@ def test_vad_trim_removes_leading_silence_of_a_word(sr, text):
 
 
 # eSpeak words peak 17-20 dB above their loudness, so at -16 LUFS they clip (see the next test).
-@pytest.mark.parametrize("clip, target", [("tone_700ms", -23.0), ("tone_700ms", -16.0), ("tone_250ms", -23.0),
-                                          ("tone_250ms", -16.0), ("word_825ms", -23.0), ("word_825ms", -20.0)])
+@pytest.mark.parametrize(
+    "clip, target",
+    [
+        ("tone_700ms", -23.0),
+        ("tone_700ms", -16.0),
+        ("tone_250ms", -23.0),
+        ("tone_250ms", -16.0),
+        ("word_825ms", -23.0),
+        ("word_825ms", -20.0),
+    ],
+)
 def test_loudness_normalization_hits_target(clip, target):
     sr = 16000
     if clip == "word_825ms":
@@ -129,7 +138,9 @@ def test_max_gain_limits_amplification_but_not_attenuation():
     assert measure(out, sr)["rms_dbfs"] == pytest.approx(-65.0, abs=0.1)
 
 
-@pytest.mark.parametrize("x", [np.zeros(11200, np.float32), noise(700, 16000, rms_db=-70)], ids=["zeros", "noise_-70dBFS"])
+@pytest.mark.parametrize(
+    "x", [np.zeros(11200, np.float32), noise(700, 16000, rms_db=-70)], ids=["zeros", "noise_-70dBFS"]
+)
 def test_silent_clip_passes_through(x):
     sr = 16000
     stats = measure(x, sr)
@@ -155,7 +166,9 @@ def test_apply_downmixes_and_resamples_stereo():
     assert np.abs(out[:3900]).max() < 1e-3 and np.abs(out[12100:]).max() < 1e-3
 
 
-@pytest.mark.parametrize("pad, where", [("start", slice(0, 4800)), ("end", slice(11200, 16000)), ("center", slice(5600, 10400))])
+@pytest.mark.parametrize(
+    "pad, where", [("start", slice(0, 4800)), ("end", slice(11200, 16000)), ("center", slice(5600, 10400))]
+)
 def test_apply_places_audio_by_pad_mode(pad, where):
     x = tone(300, 16000)
     out = apply(x, 16000, PreprocessConfig(clip_seconds=1.0, pad=pad))
@@ -180,8 +193,9 @@ def test_fix_length_modes_crop_and_pad():
 def test_fsdd_measure_and_loudness_normalization():
     files = sorted(FSDD_RECORDINGS.glob("*.wav"))[::100][:20]
     assert len(files) == 20
-    cfg = PreprocessConfig(sample_rate=16000, clip_seconds=10.0, pad="start",
-                           normalize=NormalizeConfig(method="loudness", target_db=-23.0))
+    cfg = PreprocessConfig(
+        sample_rate=16000, clip_seconds=10.0, pad="start", normalize=NormalizeConfig(method="loudness", target_db=-23.0)
+    )
     checked = 0
     for path in files:
         samples, sr = read_audio(path)

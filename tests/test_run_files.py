@@ -105,13 +105,16 @@ def test_older_metrics_without_optional_keys_get_defaults(tmp_path):
     assert "calibration" not in written and "latency_ms" not in written  # optional blocks are left out, not null
 
 
-@pytest.mark.parametrize("content, why", [
-    (None, "missing"),
-    ('{"test": {', "corrupt"),
-    ("[1, 2]", "corrupt (expected a JSON object, got list)"),
-    ('{"test": {"accuracy": "high"}}', "corrupt (test.accuracy"),
-    ('{"targets": [{"metric": "accuracy"}]}', "corrupt (targets[0].op: missing)"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (None, "missing"),
+        ('{"test": {', "corrupt"),
+        ("[1, 2]", "corrupt (expected a JSON object, got list)"),
+        ('{"test": {"accuracy": "high"}}', "corrupt (test.accuracy"),
+        ('{"targets": [{"metric": "accuracy"}]}', "corrupt (targets[0].op: missing)"),
+    ],
+)
 def test_a_bad_metrics_json_says_why(tmp_path, content, why):
     if content is not None:
         (tmp_path / "metrics.json").write_text(content)
@@ -137,9 +140,18 @@ def test_status_updates_keep_fields_and_failures_record_the_traceback(tmp_path):
 
 
 def test_an_existing_status_json_reads(tmp_path):
-    (tmp_path / "status.json").write_text(json.dumps({"status": "complete", "updated_utc": "2025-01-01T00:05:00+00:00",
-                                                      "stage": "done", "started_utc": "2025-01-01T00:00:00+00:00",
-                                                      "finished_utc": "2025-01-01T00:05:00+00:00", "passed": False}))
+    (tmp_path / "status.json").write_text(
+        json.dumps(
+            {
+                "status": "complete",
+                "updated_utc": "2025-01-01T00:05:00+00:00",
+                "stage": "done",
+                "started_utc": "2025-01-01T00:00:00+00:00",
+                "finished_utc": "2025-01-01T00:05:00+00:00",
+                "passed": False,
+            }
+        )
+    )
     status = read_status(tmp_path)
     assert status.status == "complete" and status.stage == "done" and status.passed is False and status.extra == {}
 
@@ -147,25 +159,57 @@ def test_an_existing_status_json_reads(tmp_path):
 # A selection.json as scopeml-select wrote it before it was typed.
 EXISTING_SELECTION = {
     "selected": {
-        "run_dir": "/runs/4_model=tiny", "run_name": "4_model=tiny", "primary_metric": "macro_f1", "value": 0.93,
-        "checkpoint": "/runs/4_model=tiny/checkpoints/best.ckpt", "metrics": "/runs/4_model=tiny/metrics.json",
-        "config": "/runs/4_model=tiny/config.yaml", "predictions_test": "/runs/4_model=tiny/predictions_test.parquet",
+        "run_dir": "/runs/4_model=tiny",
+        "run_name": "4_model=tiny",
+        "primary_metric": "macro_f1",
+        "value": 0.93,
+        "checkpoint": "/runs/4_model=tiny/checkpoints/best.ckpt",
+        "metrics": "/runs/4_model=tiny/metrics.json",
+        "config": "/runs/4_model=tiny/config.yaml",
+        "predictions_test": "/runs/4_model=tiny/predictions_test.parquet",
         "predictions_val": "/runs/4_model=tiny/predictions_val.parquet",
-        "model": {"arch": "tiny", "params": 62500, "model_size_mb": 0.25}, "test": {"accuracy": 0.93, "macro_f1": 0.93},
+        "model": {"arch": "tiny", "params": 62500, "model_size_mb": 0.25},
+        "test": {"accuracy": 0.93, "macro_f1": 0.93},
         "targets": [{"metric": "accuracy", "op": ">=", "target": 0.9, "value": 0.93, "passed": True}],
-        "not_measured_offline": ["latency_p95_ms"], "data_fingerprint": "kws-abc123",
+        "not_measured_offline": ["latency_p95_ms"],
+        "data_fingerprint": "kws-abc123",
         "calibration": {"temperature": 1.3},
     },
     "primary_metric": "macro_f1",
     "higher_is_better": True,
     "split": "test",
-    "ranking": [{"rank": 1, "run_dir": "/runs/4_model=tiny", "run_name": "4_model=tiny", "value": 0.93,
-                 "model_size_mb": 0.25, "latency_p95_ms": None, "not_measured_offline": ["latency_p95_ms"]}],
-    "rejected": [{"run_dir": "/runs/1_lr", "run_name": "1_lr", "status": "failed", "value": None, "model_size_mb": None,
-                  "reasons": ["failed at stage fit: RuntimeError: loss became NaN at step 12"]}],
-    "gates": [{"metric": "accuracy", "op": ">=", "target": 0.9, "phase": "offline", "gated": True},
-              {"metric": "latency_p95_ms", "op": "<=", "target": 50, "phase": "serving", "gated": False,
-               "note": "not measured offline"}],
+    "ranking": [
+        {
+            "rank": 1,
+            "run_dir": "/runs/4_model=tiny",
+            "run_name": "4_model=tiny",
+            "value": 0.93,
+            "model_size_mb": 0.25,
+            "latency_p95_ms": None,
+            "not_measured_offline": ["latency_p95_ms"],
+        }
+    ],
+    "rejected": [
+        {
+            "run_dir": "/runs/1_lr",
+            "run_name": "1_lr",
+            "status": "failed",
+            "value": None,
+            "model_size_mb": None,
+            "reasons": ["failed at stage fit: RuntimeError: loss became NaN at step 12"],
+        }
+    ],
+    "gates": [
+        {"metric": "accuracy", "op": ">=", "target": 0.9, "phase": "offline", "gated": True},
+        {
+            "metric": "latency_p95_ms",
+            "op": "<=",
+            "target": 50,
+            "phase": "serving",
+            "gated": False,
+            "note": "not measured offline",
+        },
+    ],
     "required": [],
     "inputs": ["/runs"],
     "warnings": [],
@@ -188,7 +232,8 @@ def test_an_existing_selection_json_reads_and_round_trips(tmp_path):
 
 def test_a_selection_without_a_winner_and_with_nan_is_strict_json(tmp_path):
     selection = Selection(
-        selected=None, primary_metric="macro_f1",
+        selected=None,
+        primary_metric="macro_f1",
         rejected=[RejectedRun("/runs/nan", "nan", "complete", float("nan"), 0.4, ["primary metric macro_f1 is NaN"])],
         gates=[Gate("accuracy", ">=", 0.9, "offline", True)],
     )
@@ -199,11 +244,24 @@ def test_a_selection_without_a_winner_and_with_nan_is_strict_json(tmp_path):
 
 
 def test_a_selection_round_trips_through_the_dataclasses(tmp_path):
-    winner = SelectedRun("/r", "r", "accuracy", 0.9, "/r/checkpoints/best.ckpt", "/r/metrics.json", "/r/config.yaml",
-                         "/r/predictions_test.parquet", "/r/predictions_val.parquet",
-                         latency_ms={"p50": 1.0, "p95": 2.0})
-    selection = Selection(selected=winner, primary_metric="accuracy",
-                          ranking=[RankedRun(1, "/r", "r", 0.9, None, 2.0)], created_utc="2025-01-01T00:00:00+00:00")
+    winner = SelectedRun(
+        "/r",
+        "r",
+        "accuracy",
+        0.9,
+        "/r/checkpoints/best.ckpt",
+        "/r/metrics.json",
+        "/r/config.yaml",
+        "/r/predictions_test.parquet",
+        "/r/predictions_val.parquet",
+        latency_ms={"p50": 1.0, "p95": 2.0},
+    )
+    selection = Selection(
+        selected=winner,
+        primary_metric="accuracy",
+        ranking=[RankedRun(1, "/r", "r", 0.9, None, 2.0)],
+        created_utc="2025-01-01T00:00:00+00:00",
+    )
     assert read_selection(write_selection(tmp_path / "s.json", selection)) == selection
 
 

@@ -31,7 +31,13 @@ TARGETS = {
 
 
 def _split(accuracy: float, macro_f1: float, min_class_recall: float) -> dict:
-    return {"accuracy": accuracy, "macro_f1": macro_f1, "min_class_recall": min_class_recall, "loss": 0.31, "clips": 400}
+    return {
+        "accuracy": accuracy,
+        "macro_f1": macro_f1,
+        "min_class_recall": min_class_recall,
+        "loss": 0.31,
+        "clips": 400,
+    }
 
 
 def write_run(
@@ -51,17 +57,30 @@ def write_run(
 ) -> Path:
     """A run folder as scopeml-train leaves it (status.json; when complete, metrics.json and the rest)."""
     folder.mkdir(parents=True)
-    state = {"status": status, "stage": stage, "started_utc": "2025-01-01T00:00:00+00:00", "updated_utc": "2025-01-01T00:05:00+00:00"}
+    state = {
+        "status": status,
+        "stage": stage,
+        "started_utc": "2025-01-01T00:00:00+00:00",
+        "updated_utc": "2025-01-01T00:05:00+00:00",
+    }
     if error is not None:
         state.update(error=error, traceback=f"Traceback (most recent call last):\n  ...\n{error}\n")
     (folder / "status.json").write_text(json.dumps(state, indent=2))
-    (folder / "config.yaml").write_text("# Resolved config of this run\n" + yaml.safe_dump({"model": {"arch": arch}, "seed": 0}))
+    (folder / "config.yaml").write_text(
+        "# Resolved config of this run\n" + yaml.safe_dump({"model": {"arch": arch}, "seed": 0})
+    )
     (folder / "provenance.json").write_text(json.dumps({"python": sys.version}))
     if status != "complete":
         return folder
     params = int(size_mb * 1e6 / 4)
-    measured = {"accuracy": accuracy, "macro_f1": macro_f1, "min_class_recall": min_class_recall,
-                "model_size_mb": size_mb, "params": params, "train_minutes": 3.2}
+    measured = {
+        "accuracy": accuracy,
+        "macro_f1": macro_f1,
+        "min_class_recall": min_class_recall,
+        "model_size_mb": size_mb,
+        "params": params,
+        "train_minutes": 3.2,
+    }
     targets = evaluate_targets(TARGETS, measured)
     checked = [t for t in targets if t.passed is not None]
     metrics = {
@@ -96,7 +115,10 @@ def write_run(
 def run_select(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "scopeml.cli.select", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -108,13 +130,24 @@ def sweep(tmp_path) -> Path:
     root.mkdir(parents=True)
     (root / "multirun.yaml").write_text("hydra: {}\n")
     write_run(root / "0_model=big", macro_f1=0.97, accuracy=0.97, size_mb=2.4, arch="big")
-    write_run(root / "1_hparams.lr=0.1", "failed", stage="fit",
-              error="RuntimeError: loss became NaN at step 12\nsecond line that is not shown")
+    write_run(
+        root / "1_hparams.lr=0.1",
+        "failed",
+        stage="fit",
+        error="RuntimeError: loss became NaN at step 12\nsecond line that is not shown",
+    )
     write_run(root / "2_hparams.lr=0.0001", "running", stage="fit")
     write_run(root / "3_model=small", macro_f1=0.93, size_mb=0.40, arch="small")
-    write_run(root / "4_model=tiny", macro_f1=0.93, size_mb=0.25, arch="tiny",
-              extra={"calibration": {"temperature": 1.3, "ece_before": 0.08, "ece_after": 0.02},
-                     "latency_ms": {"p50": 3.1, "p95": 4.2}})
+    write_run(
+        root / "4_model=tiny",
+        macro_f1=0.93,
+        size_mb=0.25,
+        arch="tiny",
+        extra={
+            "calibration": {"temperature": 1.3, "ece_before": 0.08, "ece_after": 0.02},
+            "latency_ms": {"p50": 3.1, "p95": 4.2},
+        },
+    )
     write_run(root / "5_model=weak", macro_f1=0.95, accuracy=0.89, size_mb=0.3, arch="weak")
     return root
 
@@ -132,8 +165,12 @@ def test_selects_best_passing_run_from_a_sweep(sweep, tmp_path):
     assert winner["primary_metric"] == "macro_f1" and winner["value"] == pytest.approx(0.93)
     assert winner["checkpoint"] == str(run.resolve() / "checkpoints" / "best.ckpt")
     assert Path(winner["checkpoint"]).is_file() and Path(winner["checkpoint"]).is_absolute()
-    for key, name in [("metrics", "metrics.json"), ("config", "config.yaml"),
-                      ("predictions_test", "predictions_test.parquet"), ("predictions_val", "predictions_val.parquet")]:
+    for key, name in [
+        ("metrics", "metrics.json"),
+        ("config", "config.yaml"),
+        ("predictions_test", "predictions_test.parquet"),
+        ("predictions_val", "predictions_val.parquet"),
+    ]:
         assert Path(winner[key]) == run.resolve() / name
     assert winner["model"] == {"arch": "tiny", "params": 62500, "model_size_mb": 0.25}
     assert winner["calibration"]["temperature"] == 1.3
@@ -150,12 +187,24 @@ def test_selects_best_passing_run_from_a_sweep(sweep, tmp_path):
     assert reasons["5_model=weak"] == ["accuracy 0.89 < 0.9"]
 
     gates = {g["metric"]: g for g in selection["gates"]}
-    assert gates["model_size_mb"] == {"metric": "model_size_mb", "op": "<=", "target": 1.0, "phase": "offline", "gated": True}
+    assert gates["model_size_mb"] == {
+        "metric": "model_size_mb",
+        "op": "<=",
+        "target": 1.0,
+        "phase": "offline",
+        "gated": True,
+    }
     assert gates["latency_p95_ms"]["gated"] is False and gates["latency_p95_ms"]["note"] == "not measured offline"
     assert selection["ranking"][0]["not_measured_offline"] == ["latency_p95_ms", "throughput_qps", "estimated_accuracy"]
     assert selection["created_utc"].endswith("+00:00")
     # Readable table: every run and its reasons appear.
-    for text in ("0_model=big", "model_size_mb 2.4 MB > 1.0 MB", "failed at stage fit", "accuracy 0.89 < 0.9", "not measured offline"):
+    for text in (
+        "0_model=big",
+        "model_size_mb 2.4 MB > 1.0 MB",
+        "failed at stage fit",
+        "accuracy 0.89 < 0.9",
+        "not measured offline",
+    ):
         assert text in result.stdout
 
 
@@ -163,8 +212,13 @@ def test_console_script_and_run_folders_as_inputs(sweep, tmp_path):
     exe = Path(sys.executable).with_name("scopeml-select")
     assert exe.exists(), "pip install -e . has not created the scopeml-select entry point"
     out = tmp_path / "sel" / "chosen.json"
-    result = subprocess.run([str(exe), str(sweep / "3_model=small"), str(sweep / "0_model=big"), "--out", str(out)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(exe), str(sweep / "3_model=small"), str(sweep / "0_model=big"), "--out", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["selected"]["run_name"] == "3_model=small"
     assert not (sweep / "selection.json").exists()
@@ -226,18 +280,23 @@ def test_help_mentions_selection_json(tmp_path):
 
 
 def test_imports_no_torch(tmp_path):
-    code = ("import sys, scopeml.cli.select as cli; cli.build_parser()\n"
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, scopeml.cli.select as cli; cli.build_parser()\nassert 'torch' not in sys.modules, 'torch imported'"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
 
 def test_selection_run_imports_no_torch(sweep, tmp_path):
-    code = ("import sys, runpy; sys.argv = ['scopeml-select', sys.argv[1]]\n"
-            "try:\n    runpy.run_module('scopeml.cli.select', run_name='__main__')\n"
-            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "assert 'torch' not in sys.modules and 'lightning' not in sys.modules")
-    result = subprocess.run([sys.executable, "-c", code, str(sweep)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys, runpy; sys.argv = ['scopeml-select', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('scopeml.cli.select', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'torch' not in sys.modules and 'lightning' not in sys.modules"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(sweep)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 

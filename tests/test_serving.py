@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from conftest import ROOT, read_json
 from serving_helpers import Server, encode, tone, word
 
@@ -26,8 +25,13 @@ def packaged(tiny_run, tmp_path_factory) -> dict:
     """The tiny run packaged into a fresh BentoML store, with a secret in the environment that must not leak."""
     home = tmp_path_factory.mktemp("bentoml-home")
     env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "WANDB_API_KEY": "sekret-key-0123456789"}
-    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.package", str(tiny_run)], cwd=ROOT, capture_output=True, text=True,
-                          env={**__import__("os").environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.package", str(tiny_run)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     tag = proc.stdout.strip().splitlines()[-1]
     assert tag.startswith("scopeml-kws:")
@@ -55,14 +59,28 @@ def test_package_stores_everything_serving_needs_and_no_secret(packaged):
     try:
         model = bentoml.models.get(packaged["tag"])
         files = {p.name for p in Path(model.path).iterdir()}
-        assert {"weights.pt", "serving.json", "config.yaml", "predictions_val.parquet", "predictions_test.parquet"} <= files
+        assert {
+            "weights.pt",
+            "serving.json",
+            "config.yaml",
+            "predictions_val.parquet",
+            "predictions_test.parquet",
+        } <= files
         info = json.loads((Path(model.path) / "serving.json").read_text())
         assert info["classes"] == read_json(packaged["run"] / "data_report.json")["classes"]
         assert info["preprocess"]["sample_rate"] == 16000 and "temperature" in info
         meta = model.info.metadata
-        assert json.loads(meta["scoping"])["targets"]["accuracy"]["min"] == 0.9 and meta["data_fingerprint"] and meta["git_commit"]
+        assert (
+            json.loads(meta["scoping"])["targets"]["accuracy"]["min"] == 0.9
+            and meta["data_fingerprint"]
+            and meta["git_commit"]
+        )
         assert json.loads(meta["config"])["seed"] == 7 and json.loads(meta["metrics"])["test"]["accuracy"] >= 0
-        everything = json.dumps(meta) + "".join(p.read_text(errors="ignore") for p in Path(model.path).glob("*.json")) + (Path(model.path) / "config.yaml").read_text()
+        everything = (
+            json.dumps(meta)
+            + "".join(p.read_text(errors="ignore") for p in Path(model.path).glob("*.json"))
+            + (Path(model.path) / "config.yaml").read_text()
+        )
         assert "sekret-key" not in everything
     finally:
         os.environ.pop("BENTOML_HOME", None)
@@ -70,7 +88,12 @@ def test_package_stores_everything_serving_needs_and_no_secret(packaged):
 
 def test_package_refuses_a_selection_without_a_winner(tmp_path):
     (tmp_path / "selection.json").write_text(json.dumps({"selected": None, "rejected": []}))
-    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.package", str(tmp_path / "selection.json")], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.package", str(tmp_path / "selection.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "no run was selected" in proc.stderr
 
 
@@ -86,7 +109,9 @@ def test_classify_wav_with_bentoml_client_and_plain_http(server, packaged):
     assert result["model"] == packaged["tag"] and result["label"] in result["probabilities"]
     assert abs(sum(result["probabilities"].values()) - 1.0) < 1e-4 and result["latency_ms"] > 0
     plain = post_audio(server, encode(clip))
-    assert plain.status_code == 200 and plain.json()["probabilities"] == pytest.approx(result["probabilities"], abs=1e-6)
+    assert plain.status_code == 200 and plain.json()["probabilities"] == pytest.approx(
+        result["probabilities"], abs=1e-6
+    )
     assert plain.headers["x-request-id"] == plain.json()["request_id"]
 
 
@@ -95,15 +120,23 @@ def test_flac_stereo_and_other_sample_rates_are_accepted(server):
     flac = post_audio(server, encode(word("stop"), fmt="FLAC"), name="clip.flac").json()
     assert flac["probabilities"] == pytest.approx(mono16k["probabilities"], abs=1e-3)
     stereo = np.stack([word("stop")] * 2, axis=1)
-    assert post_audio(server, encode(stereo)).json()["probabilities"] == pytest.approx(mono16k["probabilities"], abs=1e-3)
+    assert post_audio(server, encode(stereo)).json()["probabilities"] == pytest.approx(
+        mono16k["probabilities"], abs=1e-3
+    )
     r8k = post_audio(server, encode(word("stop", sr=8000), sr=8000))
     assert r8k.status_code == 200 and r8k.json()["label"] in r8k.json()["probabilities"]
 
 
 def test_json_arrays_and_many_clips(server):
-    one = httpx.post(f"{server.url}/classify_array", json={"samples": word("go").tolist(), "sample_rate": 16000}, timeout=30)
+    one = httpx.post(
+        f"{server.url}/classify_array", json={"samples": word("go").tolist(), "sample_rate": 16000}, timeout=30
+    )
     assert one.status_code == 200
-    many = httpx.post(f"{server.url}/classify_many", json={"clips": [{"samples": word(w).tolist(), "sample_rate": 16000} for w in ("go", "no", "up")]}, timeout=30)
+    many = httpx.post(
+        f"{server.url}/classify_many",
+        json={"clips": [{"samples": word(w).tolist(), "sample_rate": 16000} for w in ("go", "no", "up")]},
+        timeout=30,
+    )
     assert many.status_code == 200
     results = many.json()["results"]
     assert len(results) == 3 and results[0]["probabilities"] == pytest.approx(one.json()["probabilities"], abs=1e-5)
@@ -151,14 +184,30 @@ def test_bad_audio_gets_a_clear_4xx(server, name, data, status):
 
 
 def test_oversized_body_gets_413_before_it_is_read(server):
-    r = httpx.post(f"{server.url}/classify", content=b"\0" * (6 * 1024 * 1024), headers={"content-type": "application/octet-stream"}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/classify",
+        content=b"\0" * (6 * 1024 * 1024),
+        headers={"content-type": "application/octet-stream"},
+        timeout=30,
+    )
     assert r.status_code == 413 and "limit" in r.json()["error"]
 
 
-@pytest.mark.parametrize("body", ['{"samples": "garbage", "sample_rate": 16000}', '{"samples": [1, 2]}', "not json{", '{"samples": [[1, "a"]], "sample_rate": 8000}',
-                                  '{"samples": [], "sample_rate": 16000}', '{"samples": [0.1, 0.2], "sample_rate": -5}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"samples": "garbage", "sample_rate": 16000}',
+        '{"samples": [1, 2]}',
+        "not json{",
+        '{"samples": [[1, "a"]], "sample_rate": 8000}',
+        '{"samples": [], "sample_rate": 16000}',
+        '{"samples": [0.1, 0.2], "sample_rate": -5}',
+    ],
+)
 def test_bad_json_gets_a_4xx(server, body):
-    r = httpx.post(f"{server.url}/classify_array", content=body, headers={"content-type": "application/json"}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/classify_array", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
     assert 400 <= r.status_code < 500, r.text
 
 
@@ -177,13 +226,37 @@ def test_fuzz_500_malformed_requests_never_5xx_and_server_stays_healthy(server):
                     cut[rng.randrange(len(cut))] = rng.randrange(256)
             r = post_audio(server, bytes(cut))
         elif kind == 2:
-            junk = rng.choice(['{"samples": null}', '{"samples": [[]]}', '[]', '{"sample_rate": "x"}', '{"samples": [1e309], "sample_rate": 16000}',
-                               json.dumps({"samples": [rng.random() for _ in range(10)], "sample_rate": rng.randint(-10, 10**7)})])
-            r = httpx.post(f"{server.url}/classify_array", content=junk, headers={"content-type": "application/json"}, timeout=30)
+            junk = rng.choice(
+                [
+                    '{"samples": null}',
+                    '{"samples": [[]]}',
+                    "[]",
+                    '{"sample_rate": "x"}',
+                    '{"samples": [1e309], "sample_rate": 16000}',
+                    json.dumps({"samples": [rng.random() for _ in range(10)], "sample_rate": rng.randint(-10, 10**7)}),
+                ]
+            )
+            r = httpx.post(
+                f"{server.url}/classify_array", content=junk, headers={"content-type": "application/json"}, timeout=30
+            )
         elif kind == 3:
-            r = httpx.post(f"{server.url}/classify_many", json={"clips": [{"samples": [rng.random()] * rng.randint(0, 3), "sample_rate": rng.choice([0, 8000, 16000])}] * rng.randint(0, 70)}, timeout=30)
+            r = httpx.post(
+                f"{server.url}/classify_many",
+                json={
+                    "clips": [
+                        {"samples": [rng.random()] * rng.randint(0, 3), "sample_rate": rng.choice([0, 8000, 16000])}
+                    ]
+                    * rng.randint(0, 70)
+                },
+                timeout=30,
+            )
         else:
-            r = httpx.post(f"{server.url}/segments", content=rng.randbytes(200), headers={"content-type": rng.choice(["audio/wav", "multipart/form-data", "text/plain"])}, timeout=30)
+            r = httpx.post(
+                f"{server.url}/segments",
+                content=rng.randbytes(200),
+                headers={"content-type": rng.choice(["audio/wav", "multipart/form-data", "text/plain"])},
+                timeout=30,
+            )
         statuses.append(r.status_code)
     assert not [s for s in statuses if s >= 500], sorted(set(statuses))
     assert httpx.get(f"{server.url}/readyz").status_code == 200
@@ -198,7 +271,16 @@ def test_every_prediction_is_logged_with_monitoring_features(server):
     log = read_log(server.log_path)
     rows = log[log["request_id"].isin(ids)]
     assert len(rows) == 3
-    for col in ("duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db", "confidence", "model_tag", "label"):
+    for col in (
+        "duration_s",
+        "rms_dbfs",
+        "silence_ratio",
+        "spectral_centroid_hz",
+        "snr_db",
+        "confidence",
+        "model_tag",
+        "label",
+    ):
         assert rows[col].notna().all(), col
     assert any(c.startswith("prob_") for c in log.columns)
 
@@ -242,7 +324,13 @@ def batch_cli(packaged, *args, log: Path) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, "BENTOML_HOME": str(packaged["home"])}
-    return subprocess.run([sys.executable, "-m", "scopeml.cli.batch", *map(str, args), "--log", str(log)], cwd=ROOT, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.batch", *map(str, args), "--log", str(log)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(packaged, tmp_path):
@@ -262,9 +350,25 @@ def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(pack
     out, log = tmp_path / "out", tmp_path / "log.sqlite"
     import os as _os
 
-    proc = subprocess.Popen([sys.executable, "-m", "scopeml.cli.batch", str(folder), "--out", str(out), "--log", str(log), "--batch-size", "4"],
-                            cwd=ROOT, env={**_os.environ, "BENTOML_HOME": str(packaged["home"])}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scopeml.cli.batch",
+            str(folder),
+            "--out",
+            str(out),
+            "--log",
+            str(log),
+            "--batch-size",
+            "4",
+        ],
+        cwd=ROOT,
+        env={**_os.environ, "BENTOML_HOME": str(packaged["home"])},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while len(list((out / "parts").glob("part-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -277,7 +381,10 @@ def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(pack
     assert again.returncode == 0, again.stderr[-2000:]
     table = pd.read_parquet(out / "predictions.parquet")
     assert len(table) == 161 and table["path"].is_unique
-    assert "not WAV or FLAC" in table.set_index("path").loc["day1/broken.wav", "error"] or "corrupt" in table.set_index("path").loc["day1/broken.wav", "error"]
+    assert (
+        "not WAV or FLAC" in table.set_index("path").loc["day1/broken.wav", "error"]
+        or "corrupt" in table.set_index("path").loc["day1/broken.wav", "error"]
+    )
     assert table["label"].notna().sum() == 160
     logged = read_log(log)
     assert len(logged) == 160 and logged["request_id"].is_unique and set(logged["endpoint"]) == {"batch"}
@@ -295,8 +402,25 @@ def test_batch_refuses_paths_outside_the_root(packaged, tmp_path):
 def test_loadtest_scores_the_service_and_logs_to_the_model_run(server, packaged, tmp_path):
     from conftest import offline_run
 
-    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.loadtest", "--url", server.url, "--concurrency", "1", "4",
-                           "--duration", "2", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scopeml.cli.loadtest",
+            "--url",
+            server.url,
+            "--concurrency",
+            "1",
+            "4",
+            "--duration",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     card = read_json(tmp_path / "scorecard.json")
     assert [lv["concurrency"] for lv in card["levels"]] == [1, 4]
@@ -316,9 +440,13 @@ def test_bentoml_build_gives_a_bento_that_serves_the_same_model(packaged, server
     import os
 
     env = {**os.environ, "BENTOML_HOME": str(packaged["home"]), "BENTOML_DO_NOT_TRACK": "True"}
-    build = subprocess.run([sys.executable, "-m", "bentoml", "build", "."], cwd=ROOT, capture_output=True, text=True, env=env)
+    build = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "."], cwd=ROOT, capture_output=True, text=True, env=env
+    )
     assert build.returncode == 0, build.stderr[-3000:]
-    bentos = subprocess.run([sys.executable, "-m", "bentoml", "list", "-o", "json"], cwd=ROOT, capture_output=True, text=True, env=env)
+    bentos = subprocess.run(
+        [sys.executable, "-m", "bentoml", "list", "-o", "json"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
     (bento,) = json.loads(bentos.stdout)
     srv = Server(packaged["home"], tmp_path / "bento.sqlite", target=bento["tag"])
     try:
@@ -337,8 +465,13 @@ def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str) -> Server:
 
     home = tmp_path / "home"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    proc = subprocess.run([sys.executable, "-m", "scopeml.cli.package", str(run_dir), *overrides], cwd=ROOT,
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.package", str(run_dir), *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Server(home, tmp_path / "served.sqlite")
 
@@ -351,7 +484,9 @@ def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server,
         clip = encode(word("right"))
         batched = [post_audio(srv, clip) for _ in range(3)]
         assert all(r.status_code == 200 for r in batched)
-        assert batched[0].json()["probabilities"] == pytest.approx(post_audio(server, clip).json()["probabilities"], abs=1e-5)
+        assert batched[0].json()["probabilities"] == pytest.approx(
+            post_audio(server, clip).json()["probabilities"], abs=1e-5
+        )
         # concurrent requests wait on the batched model together (async handlers), so batches form; none fails
         with ThreadPoolExecutor(32) as pool:
             codes = [r.status_code for r in pool.map(lambda _: post_audio(srv, clip), range(160))]

@@ -12,9 +12,16 @@ from conftest import ROOT, read_json, run_cli
 from scopeml.stage import MEANING, ExitCode, exit_code_table
 
 HYDRA_COMMANDS = {"scopeml-train": "train", "scopeml-data": "data", "scopeml-monitor": "monitor"}
-ARGPARSE_COMMANDS = {"scopeml-select": "select", "scopeml-package": "package", "scopeml-batch": "batch",
-                     "scopeml-loadtest": "loadtest", "scopeml-export": "export", "scopeml-simulate": "simulate",
-                     "scopeml-label": "label", "scopeml-lifecycle": "lifecycle"}
+ARGPARSE_COMMANDS = {
+    "scopeml-select": "select",
+    "scopeml-package": "package",
+    "scopeml-batch": "batch",
+    "scopeml-loadtest": "loadtest",
+    "scopeml-export": "export",
+    "scopeml-simulate": "simulate",
+    "scopeml-label": "label",
+    "scopeml-lifecycle": "lifecycle",
+}
 COMMANDS = {**HYDRA_COMMANDS, **ARGPARSE_COMMANDS}
 
 
@@ -67,12 +74,15 @@ def test_a_key_hydra_cannot_compose_exits_2_too(command, tmp_path):
 
 
 # --------------------------------------------------------------------------- 2: bad input, named file
-@pytest.mark.parametrize("command, args", [
-    ("scopeml-select", []),
-    ("scopeml-package", []),
-    ("scopeml-batch", ["--out", "{tmp}/out"]),
-    ("scopeml-label", []),
-])
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("scopeml-select", []),
+        ("scopeml-package", []),
+        ("scopeml-batch", ["--out", "{tmp}/out"]),
+        ("scopeml-label", []),
+    ],
+)
 def test_a_missing_input_file_exits_2_naming_it(command, args, tmp_path):
     missing = tmp_path / "no_such_input"
     env_args = [a.format(tmp=tmp_path) for a in args]
@@ -84,8 +94,14 @@ def test_a_missing_input_file_exits_2_naming_it(command, args, tmp_path):
 
 def test_a_data_recipe_that_cannot_be_built_exits_2_at_stage_data(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli("scopeml.cli.data", f"hydra.run.dir={run}", "experiment=fsdd_digits",
-                   f"data.root={tmp_path / 'none'}", "tracker=none", timeout=120)
+    proc = run_cli(
+        "scopeml.cli.data",
+        f"hydra.run.dir={run}",
+        "experiment=fsdd_digits",
+        f"data.root={tmp_path / 'none'}",
+        "tracker=none",
+        timeout=120,
+    )
     assert proc.returncode == ExitCode.BAD_INPUT and "data.root" in proc.stderr and "Traceback" not in proc.stderr
     status = read_json(run / "status.json")
     assert status["status"] == "failed" and status["stage"] == "data" and status["error"].startswith("DataError")
@@ -138,8 +154,14 @@ def _python(code: str, *args: str):
     import os
     import subprocess
 
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
 
 
 def test_a_bug_exits_3_with_its_traceback_printed_and_kept(tmp_path):
@@ -190,9 +212,10 @@ def test_a_tracker_left_open_is_closed_and_marked_failed(monkeypatch):
 
 
 def test_stage_and_cli_modules_import_nothing_heavy():
-    proc = _python("import sys, scopeml.stage, scopeml.run_files\n"
-                   "import scopeml.cli.select, scopeml.cli.package, scopeml.cli.batch, scopeml.cli.label\n"
-                   "heavy = {'torch', 'lightning', 'bentoml', 'nannyml', 'wandb', 'hydra'} & set(sys.modules)\n"
-                   "assert not heavy, heavy")
+    proc = _python(
+        "import sys, scopeml.stage, scopeml.run_files\n"
+        "import scopeml.cli.select, scopeml.cli.package, scopeml.cli.batch, scopeml.cli.label\n"
+        "heavy = {'torch', 'lightning', 'bentoml', 'nannyml', 'wandb', 'hydra'} & set(sys.modules)\n"
+        "assert not heavy, heavy"
+    )
     assert proc.returncode == 0, proc.stderr
-

@@ -7,15 +7,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, run_cli, train
 
 pytestmark = pytest.mark.slow
 
 
 def test_run_folder_holds_every_artifact(tiny_run: Path):
-    for name in ("config.yaml", "metrics.json", "status.json", "provenance.json", "data_fingerprint.json",
-                 "predictions_test.parquet", "predictions_val.parquet", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "status.json",
+        "provenance.json",
+        "data_fingerprint.json",
+        "predictions_test.parquet",
+        "predictions_val.parquet",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (tiny_run / name).exists(), name
     assert read_json(tiny_run / "status.json")["status"] == "complete"
 
@@ -135,8 +143,14 @@ def test_same_seed_gives_the_same_metrics(tiny_run: Path, tmp_path: Path):
 
 def test_multirun_gives_each_job_its_own_folder_and_grouped_wandb_run(tmp_path: Path):
     proc = run_cli(
-        "scopeml.cli.train", "-m", f"hydra.sweep.dir={tmp_path}", *TINY_DATA, "hparams.max_epochs=1",
-        "trainer.limit_train_batches=1", "trainer.progress_bar=none", "hparams.lr=0.001,0.01",
+        "scopeml.cli.train",
+        "-m",
+        f"hydra.sweep.dir={tmp_path}",
+        *TINY_DATA,
+        "hparams.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.progress_bar=none",
+        "hparams.lr=0.001,0.01",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "metrics.json").exists())
@@ -181,7 +195,10 @@ def test_a_fresh_run_into_a_used_folder_keeps_its_own_weights_not_the_earlier_ru
     proc = train(reused, *TINY_DATA, *TINY_FIT, "seed=8", "hparams.lr=0.02", "tracker=none")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "removed best.ckpt, last.ckpt" in (reused / "train.log").read_text()
-    assert sorted(p.name for p in (reused / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no best-v1.ckpt beside a stale best.ckpt
+    assert sorted(p.name for p in (reused / "checkpoints").iterdir()) == [
+        "best.ckpt",
+        "last.ckpt",
+    ]  # no best-v1.ckpt beside a stale best.ckpt
     old = torch.load(tiny_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     new = torch.load(reused / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert any(not torch.equal(old[k], new[k]) for k in old)

@@ -10,7 +10,6 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TINY_DATA
 
 pytestmark = pytest.mark.slow
@@ -27,7 +26,19 @@ def installed(tmp_path_factory) -> dict:
     """A throw-away environment holding the wheel; the locked dependencies come from the project's own
     environment through a path entry (not downloaded twice, and not its editable scopeml)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", ROOT, cwd=tmp)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        tmp / "dist",
+        ROOT,
+        cwd=tmp,
+    )
     wheel = next((tmp / "dist").glob("scopeml-*.whl"))
     venv = tmp / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
@@ -35,7 +46,19 @@ def installed(tmp_path_factory) -> dict:
     (site / "locked_stack.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     bin_dir = venv / "bin"
     # pip of the project's environment installs into the throw-away one (--python), console scripts included
-    run(sys.executable, "-m", "pip", "--python", bin_dir / "python", "install", "-q", "--no-deps", "--no-index", wheel, cwd=tmp)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        bin_dir / "python",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-index",
+        wheel,
+        cwd=tmp,
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return {"bin": bin_dir, "site": site, "env": env, "work": tmp_path_factory.mktemp("elsewhere")}
 
@@ -47,7 +70,13 @@ def test_the_wheel_ships_the_configs(installed):
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
-    proc = run(installed["bin"] / "python", "-c", "import scopeml; print(scopeml.__file__)", cwd=installed["work"], env=installed["env"])
+    proc = run(
+        installed["bin"] / "python",
+        "-c",
+        "import scopeml; print(scopeml.__file__)",
+        cwd=installed["work"],
+        env=installed["env"],
+    )
     assert proc.stdout.strip().startswith(str(installed["site"])), proc.stdout
 
 
@@ -58,8 +87,17 @@ def test_config_check_from_another_folder(installed):
 
 def test_one_batch_of_training_from_another_folder(installed):
     work = installed["work"]
-    run(installed["bin"] / "scopeml-train", *TINY_DATA, "tracker=none", "trainer.progress_bar=none", "hparams.max_epochs=1",
-        "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", f"hydra.run.dir={work / 'run'}",
-        cwd=work, env=installed["env"])
+    run(
+        installed["bin"] / "scopeml-train",
+        *TINY_DATA,
+        "tracker=none",
+        "trainer.progress_bar=none",
+        "hparams.max_epochs=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        f"hydra.run.dir={work / 'run'}",
+        cwd=work,
+        env=installed["env"],
+    )
     assert (work / "run" / "metrics.json").is_file()
     assert (work / "run" / "config.yaml").read_text().count("scopeml.models.cnn.SmallCnn") == 1

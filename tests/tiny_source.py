@@ -14,5 +14,10 @@ class Tones:
         for s in range(self.speakers):
             for label, freq in (("yes", 300.0), ("no", 2000.0)):
                 for i in range(self.per_label):
-                    yield {"label": label, "samples": (0.3 * np.sin(2 * np.pi * freq * (1 + 0.01 * s) * t)).astype(np.float32),
-                           "sample_rate": self.sample_rate, "speaker": f"s{s}", "clip_id": f"s{s}-{label}-{i}"}
+                    yield {
+                        "label": label,
+                        "samples": (0.3 * np.sin(2 * np.pi * freq * (1 + 0.01 * s) * t)).astype(np.float32),
+                        "sample_rate": self.sample_rate,
+                        "speaker": f"s{s}",
+                        "clip_id": f"s{s}-{label}-{i}",
+                    }

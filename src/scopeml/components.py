@@ -32,7 +32,9 @@ def build(cfg: dict, key: str, complete: bool = True, **runtime: Any) -> Any:
         return instantiate(cfg, _convert_="all", **passed)
     except Exception as exc:  # the user's constructor: any exception is a config problem worth naming
         cause = exc.__cause__ or exc
-        raise ConfigError([f"{key}: building {cfg['_target_']} failed: {type(cause).__name__}: {_first_line(cause)}"]) from exc
+        raise ConfigError(
+            [f"{key}: building {cfg['_target_']} failed: {type(cause).__name__}: {_first_line(cause)}"]
+        ) from exc
 
 
 def resolve(cfg: dict, key: str) -> Any:
@@ -44,10 +46,16 @@ def resolve(cfg: dict, key: str) -> Any:
     try:
         obj = importlib.import_module(module_name)
     except ImportError as exc:  # the module is missing, or something it imports is
-        raise ConfigError([f"{key}._target_: cannot import {path!r}: importing module {module_name!r} failed: "
-                           f"{type(exc).__name__}: {_first_line(exc)}"]) from exc
+        raise ConfigError(
+            [
+                f"{key}._target_: cannot import {path!r}: importing module {module_name!r} failed: "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ]
+        ) from exc
     except Exception as exc:  # the module raised while being imported
-        raise ConfigError([f"{key}._target_: importing module {module_name!r} raised {type(exc).__name__}: {_first_line(exc)}"]) from exc
+        raise ConfigError(
+            [f"{key}._target_: importing module {module_name!r} raised {type(exc).__name__}: {_first_line(exc)}"]
+        ) from exc
     if not hasattr(obj, attr):
         raise ConfigError([f"{key}._target_: module {module_name!r} has no attribute {attr!r}"])
     return getattr(obj, attr)

@@ -36,13 +36,22 @@ def _log_to_wandb(config, run_dir: Path, report: dict) -> None:
         return
     import wandb
 
-    run = wandb.init(project=config.tracker.project, entity=config.tracker.entity, mode=config.tracker.mode, dir=str(run_dir),
-                     name=f"data-{run_dir.name}", job_type="data-validation", group=config.tracker.group,
-                     config={"scoping": config.scoping.name, "data": report["fingerprint"]["recipe"]})
+    run = wandb.init(
+        project=config.tracker.project,
+        entity=config.tracker.entity,
+        mode=config.tracker.mode,
+        dir=str(run_dir),
+        name=f"data-{run_dir.name}",
+        job_type="data-validation",
+        group=config.tracker.group,
+        config={"scoping": config.scoping.name, "data": report["fingerprint"]["recipe"]},
+    )
     run.summary.update({f"check/{c['name']}": c["status"] for c in report["checks"]})
     run.summary["passed"] = report["passed"]
     run.summary["data/fingerprint"] = report["fingerprint"]["fingerprint"]
-    art = wandb.Artifact(f"data-report-{report['fingerprint']['recipe']}", type="data-report", metadata=report["fingerprint"])
+    art = wandb.Artifact(
+        f"data-report-{report['fingerprint']['recipe']}", type="data-report", metadata=report["fingerprint"]
+    )
     art.add_file(str(run_dir / "report.json"))
     art.add_file(str(run_dir / "report.html"))
     run.log_artifact(art)
@@ -53,15 +62,24 @@ def _print_summary(report: dict, run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Data checks ({report['fingerprint']['clips']} clips, fingerprint {report['fingerprint']['fingerprint']})")
+    table = Table(
+        title=f"Data checks ({report['fingerprint']['clips']} clips, fingerprint {report['fingerprint']['fingerprint']})"
+    )
     for col in ("check", "result", "blocking", "finding"):
         table.add_column(col)
     colour = {"pass": "green", "warn": "yellow", "fail": "red"}
     for c in report["checks"]:
-        table.add_row(c["name"], f"[{colour[c['status']]}]{c['status'].upper()}[/]", "yes" if c["blocking"] else "no", c["summary"])
+        table.add_row(
+            c["name"],
+            f"[{colour[c['status']]}]{c['status'].upper()}[/]",
+            "yes" if c["blocking"] else "no",
+            c["summary"],
+        )
     b = report["baseline"]
     console = Console(stderr=True)
     console.print(table)
-    console.print(f"baselines (test accuracy): majority {b['majority']['test']['accuracy']:.3f}, "
-                  f"logistic regression on MFCC stats {b['logreg_mfcc']['test']['accuracy']:.3f}")
+    console.print(
+        f"baselines (test accuracy): majority {b['majority']['test']['accuracy']:.3f}, "
+        f"logistic regression on MFCC stats {b['logreg_mfcc']['test']['accuracy']:.3f}"
+    )
     console.print(f"report: {run_dir / 'report.html'}")

@@ -10,7 +10,7 @@ the client actually sent.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,8 +38,9 @@ def custom_values(x: np.ndarray, sr: int, custom: dict[str, Callable]) -> dict[s
     return out
 
 
-def monitoring_features(x: np.ndarray, sr: int, duration_s: float | None = None,
-                        custom: dict[str, Callable] | None = None) -> dict[str, float]:
+def monitoring_features(
+    x: np.ndarray, sr: int, duration_s: float | None = None, custom: dict[str, Callable] | None = None
+) -> dict[str, float]:
     """x: the prepared clip (mono, model rate); duration_s: length of the audio as received. Finite floats only
     (a custom feature that fails is None)."""
     x = np.asarray(x, dtype=np.float64)

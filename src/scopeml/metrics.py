@@ -7,8 +7,8 @@ Only numpy here: serving and monitoring import this without torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class TargetResult:
         return {"metric": self.metric, "op": self.op, "target": self.target, "value": self.value, "passed": self.passed}
 
 
-def evaluate_targets(targets: Mapping[str, "object"], measured: Mapping[str, float]) -> list[TargetResult]:
+def evaluate_targets(targets: Mapping[str, object], measured: Mapping[str, float]) -> list[TargetResult]:
     """Hold every scoping target against the measured values; unmeasured ones stay `passed=None`."""
     results = []
     for name, target in targets.items():

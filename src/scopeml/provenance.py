@@ -25,7 +25,11 @@ def git_state(where: str | Path = ".") -> dict:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None, "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
+    return {
+        "commit": commit,
+        "dirty": bool(status) if status is not None else None,
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+    }
 
 
 def collect(where: str | Path = ".") -> dict:

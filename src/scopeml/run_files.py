@@ -96,8 +96,14 @@ def update_status(run_dir: Path, status: str, **fields: Any) -> RunStatus:
 
 def mark_failed(run_dir: Path, stage: str, exc: BaseException, **fields: Any) -> RunStatus:
     """Record a failure: the stage it happened in, the error and its traceback."""
-    return update_status(run_dir, "failed", stage=stage, error=f"{type(exc).__name__}: {exc}",
-                         traceback="".join(traceback.format_exception(exc))[-4000:], **fields)
+    return update_status(
+        run_dir,
+        "failed",
+        stage=stage,
+        error=f"{type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc))[-4000:],
+        **fields,
+    )
 
 
 def read_stage(run_dir: Path) -> str:
@@ -179,8 +185,11 @@ def write_metrics(run_dir: Path, metrics: RunMetrics | dict) -> Path:
     if isinstance(metrics, dict):
         metrics = _from_json(RunMetrics, metrics, path)
         if metrics.extra:  # written all the same: losing a finished run's scores over a new key would be worse
-            log.warning("%s: key(s) %s are not RunMetrics fields; declare them in scopeml.run_files",
-                        path, ", ".join(metrics.extra))
+            log.warning(
+                "%s: key(s) %s are not RunMetrics fields; declare them in scopeml.run_files",
+                path,
+                ", ".join(metrics.extra),
+            )
     write_json(path, _to_json(metrics))
     return path
 

@@ -17,10 +17,11 @@ import logging
 import sys
 import textwrap
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 log = logging.getLogger("scopeml.stage")
 
@@ -37,17 +38,20 @@ class ExitCode(IntEnum):
 MEANING = {
     ExitCode.OK: "success",
     ExitCode.CHECK_FAILED: "the work ran and a gate or check failed (a blocking data check, a monitoring alert, "
-                           "a missed load-test target, no run selected, ...)",
+    "a missed load-test target, no run selected, ...)",
     ExitCode.BAD_INPUT: "bad config or bad input: the message names the key or file (no traceback)",
     ExitCode.BUG: "an unexpected error (a bug): the traceback is printed (and kept in status.json where the command "
-                  "has a run folder)",
+    "has a run folder)",
 }
 
 # Errors that are always the user's to fix. Named as "module:Class" and looked up only among modules
 # already imported (an exception cannot be an instance of a class never imported), so that deciding
 # costs no imports.
-BAD_INPUT_ERRORS = ("scopeml.config._validate:ConfigError", "scopeml.run_files:RunFileError",
-                    "hydra.errors:HydraException")  # a config Hydra cannot compose (an argparse command's overrides)
+BAD_INPUT_ERRORS = (
+    "scopeml.config._validate:ConfigError",
+    "scopeml.run_files:RunFileError",
+    "hydra.errors:HydraException",
+)  # a config Hydra cannot compose (an argparse command's overrides)
 
 
 INDENT = " " * 5  # under a row's text, past its code
@@ -68,8 +72,9 @@ def parser(prog: str, description: str | None, epilog: str = "", here: dict[Exit
     import argparse
 
     text = "\n\n".join(part for part in (epilog.strip("\n"), exit_code_table(here)) if part)
-    return argparse.ArgumentParser(prog=prog, description=description, epilog=text,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=prog, description=description, epilog=text, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 # --------------------------------------------------------------------------- argparse commands

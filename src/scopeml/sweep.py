@@ -45,9 +45,15 @@ class SweepGuard(Callback):
             except Exception as exc:  # Hydra's own composition errors (unknown key without +, bad group option)
                 problems.setdefault(str(exc).splitlines()[0], []).append(" ".join(overrides))
         if problems:
-            lines = [f"  - {p}  (in {len(jobs_)} of {len(jobs)} jobs, e.g. {jobs_[0]})" for p, jobs_ in problems.items()]
-            print(f"scopeml-train: error: the sweep was not started; {len(problems)} problem(s) in its configs:",
-                  *lines, sep="\n", file=sys.stderr)
+            lines = [
+                f"  - {p}  (in {len(jobs_)} of {len(jobs)} jobs, e.g. {jobs_[0]})" for p, jobs_ in problems.items()
+            ]
+            print(
+                f"scopeml-train: error: the sweep was not started; {len(problems)} problem(s) in its configs:",
+                *lines,
+                sep="\n",
+                file=sys.stderr,
+            )
             raise SystemExit(ExitCode.BAD_INPUT)
         log.info("sweep of %d job(s): every config checked", len(jobs))
 
@@ -60,8 +66,13 @@ class SweepGuard(Callback):
         _log_summary_to_wandb(config, sweep_dir, rows)
         failed = [r for r in rows if r["status"] != "complete"]
         report = log.warning if failed else log.info
-        report("sweep summary: %d job(s), %d failed%s; see %s", len(rows), len(failed),
-               f" (jobs {', '.join(r['job'] for r in failed)})" if failed else "", sweep_dir / "sweep_summary.md")
+        report(
+            "sweep summary: %d job(s), %d failed%s; see %s",
+            len(rows),
+            len(failed),
+            f" (jobs {', '.join(r['job'] for r in failed)})" if failed else "",
+            sweep_dir / "sweep_summary.md",
+        )
 
 
 def summarize(sweep_dir: Path) -> list[dict]:
@@ -102,7 +113,9 @@ def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
     for r in rows:
         md.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
     errors = [f"- job {r['job']}: {r['error']}" for r in rows if r.get("error")]
-    (sweep_dir / "sweep_summary.md").write_text("\n".join(["# Sweep summary", "", *md, "", *(["## Failed jobs", "", *errors] if errors else [])]) + "\n")
+    (sweep_dir / "sweep_summary.md").write_text(
+        "\n".join(["# Sweep summary", "", *md, "", *(["## Failed jobs", "", *errors] if errors else [])]) + "\n"
+    )
 
 
 def _log_summary_to_wandb(config: DictConfig, sweep_dir: Path, rows: list[dict]) -> None:
@@ -112,8 +125,15 @@ def _log_summary_to_wandb(config: DictConfig, sweep_dir: Path, rows: list[dict])
     import pandas as pd
     import wandb
 
-    run = wandb.init(project=tracker.get("project"), entity=tracker.get("entity"), mode=tracker.get("mode"), dir=str(sweep_dir),
-                     name=f"sweep-{sweep_dir.name}", group=tracker.get("group") or sweep_dir.name, job_type="sweep-summary")
+    run = wandb.init(
+        project=tracker.get("project"),
+        entity=tracker.get("entity"),
+        mode=tracker.get("mode"),
+        dir=str(sweep_dir),
+        name=f"sweep-{sweep_dir.name}",
+        group=tracker.get("group") or sweep_dir.name,
+        job_type="sweep-summary",
+    )
     run.log({"sweep_summary": wandb.Table(dataframe=pd.DataFrame(rows).astype(str))})
     run.summary.update({"jobs": len(rows), "failed": sum(r["status"] != "complete" for r in rows)})
     run.finish()

@@ -43,17 +43,27 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     artifacts.write_json(run_dir / "provenance.json", provenance.collect())
     ckpt_path = resume_checkpoint(config.resume, run_dir)
     if removed := clear_stale_checkpoints(run_dir, ckpt_path):
-        log.warning("%s already held checkpoints of an earlier run; removed %s so this run's weights are the ones kept",
-                    run_dir, ", ".join(removed))
+        log.warning(
+            "%s already held checkpoints of an earlier run; removed %s so this run's weights are the ones kept",
+            run_dir,
+            ", ".join(removed),
+        )
     L.seed_everything(config.seed, workers=True, verbose=False)
     _warn_over_budget(config)
 
     # Components are built before any data is read: a bad network, loss or callback fails in seconds.
     artifacts.mark(run_dir, "running", stage="build")
     preprocess = config.data.preprocess
-    module = KeywordSpotter(resolved["model"], resolved["frontend"], resolved["hparams"], config.scoping.classes,
-                            preprocess.sample_rate, clip_seconds=preprocess.clip_seconds,
-                            augment=resolved["data"]["augment"], seed=config.seed)
+    module = KeywordSpotter(
+        resolved["model"],
+        resolved["frontend"],
+        resolved["hparams"],
+        config.scoping.classes,
+        preprocess.sample_rate,
+        clip_seconds=preprocess.clip_seconds,
+        augment=resolved["data"]["augment"],
+        seed=config.seed,
+    )
     trainer_callbacks = resolved.get("callbacks") or {}
 
     artifacts.mark(run_dir, "running", stage="data")
@@ -67,10 +77,16 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     artifacts.mark(run_dir, "running", stage="fit")
     logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
     tracking.log_data_version(logger, data.fingerprint, run_dir)
-    trainer = build_trainer(config.trainer, config.hparams, run_dir, logger, seed=config.seed, extra_callbacks=trainer_callbacks)
+    trainer = build_trainer(
+        config.trainer, config.hparams, run_dir, logger, seed=config.seed, extra_callbacks=trainer_callbacks
+    )
     hp = config.hparams
-    trainer.fit(module, data.loader("train", hp.batch_size, shuffle=True, seed=config.seed), data.loader("val", hp.batch_size),
-                ckpt_path=ckpt_path)
+    trainer.fit(
+        module,
+        data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
+        data.loader("val", hp.batch_size),
+        ckpt_path=ckpt_path,
+    )
     if trainer.global_rank != 0:
         return float("nan")  # DDP workers stop here: rank 0 evaluates and writes the run folder
     report.save_augment_log(run_dir, module, data)
@@ -80,10 +96,19 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     logits = {split: evaluate.predict_logits(best, data, split) for split in ("val", "test")}
     calibration, probs = report.calibrate(data, logits, run_dir)
     for split, p in probs.items():
-        artifacts.save_predictions(run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], p, data.classes)
+        artifacts.save_predictions(
+            run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], p, data.classes
+        )
     errors = report.analyze_errors(config, run_dir, logger, data)
-    metrics = report.build_metrics(config, data, best, probs, minutes=(time.perf_counter() - started) / 60, run_name=run_name,
-                                   baseline=data_report["baseline"])
+    metrics = report.build_metrics(
+        config,
+        data,
+        best,
+        probs,
+        minutes=(time.perf_counter() - started) / 60,
+        run_name=run_name,
+        baseline=data_report["baseline"],
+    )
     metrics.update(calibration=calibration, error_analysis=errors, latency_ms=evaluate.latency_ms(best, data))
 
     tracking.log_summary(logger, report.flat_summary(metrics, data.fingerprint, provenance.git_state()))
@@ -98,6 +123,12 @@ def _warn_over_budget(config: Config) -> None:
     """scoping.budget.gpus is what the project may use; a run beyond it is allowed but said."""
     gpu = config.trainer.accelerator in ("gpu", "cuda")
     devices = config.trainer.devices if isinstance(config.trainer.devices, int) and config.trainer.devices > 0 else None
-    if gpu and (config.scoping.budget.gpus < 1 or (devices and devices * config.trainer.num_nodes > config.scoping.budget.gpus)):
-        log.warning("trainer uses GPUs (%s x %s) beyond scoping.budget.gpus=%d", config.trainer.devices, config.trainer.num_nodes,
-                    config.scoping.budget.gpus)
+    if gpu and (
+        config.scoping.budget.gpus < 1 or (devices and devices * config.trainer.num_nodes > config.scoping.budget.gpus)
+    ):
+        log.warning(
+            "trainer uses GPUs (%s x %s) beyond scoping.budget.gpus=%d",
+            config.trainer.devices,
+            config.trainer.num_nodes,
+            config.scoping.budget.gpus,
+        )

@@ -14,19 +14,33 @@ DEFAULT_LOG = "outputs/serving/predictions.sqlite"  # the service's default (dep
 
 
 def build_parser():
-    parser = stage.parser(PROG, batch.__doc__, here={
-        stage.ExitCode.BAD_INPUT: "no such folder or manifest, no audio in it, paths outside the input root, "
-                                  "or no such model"})
-    parser.add_argument("source", type=Path,
-                        help="a folder of .wav/.flac files, or a CSV/JSONL manifest with a `path` column")
+    parser = stage.parser(
+        PROG,
+        batch.__doc__,
+        here={
+            stage.ExitCode.BAD_INPUT: "no such folder or manifest, no audio in it, paths outside the input root, "
+            "or no such model"
+        },
+    )
+    parser.add_argument(
+        "source", type=Path, help="a folder of .wav/.flac files, or a CSV/JSONL manifest with a `path` column"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder (re-use it to resume)")
-    parser.add_argument("--root", type=Path,
-                        help="paths must stay under this folder (default: the folder, or the manifest's folder)")
-    parser.add_argument("--model", default=os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest"),
-                        help="BentoML model tag (default: %(default)s)")
+    parser.add_argument(
+        "--root", type=Path, help="paths must stay under this folder (default: the folder, or the manifest's folder)"
+    )
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest"),
+        help="BentoML model tag (default: %(default)s)",
+    )
     parser.add_argument("--bundle", type=Path, help="a serving bundle folder instead of the BentoML store")
-    parser.add_argument("--log", type=Path, default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG)),
-                        help="prediction log to append to (default: %(default)s)")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG)),
+        help="prediction log to append to (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     return parser
@@ -36,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def work() -> None:
-        print(batch.score_files(args.source, args.out, args.model, args.bundle, args.root, args.batch_size, args.log,
-                                args.format))
+        print(
+            batch.score_files(
+                args.source, args.out, args.model, args.bundle, args.root, args.batch_size, args.log, args.format
+            )
+        )
 
     return stage.run(PROG, work, bad_input=(batch.BatchError,))
 

@@ -107,36 +107,70 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scopeml-config",
         description="Review the Hydra config tree: validate every config at once, "
-                    "or diff composed configs between git revisions.",
+        "or diff composed configs between git revisions.",
         epilog="run `scopeml-config check -h` or `scopeml-config diff -h` for details and examples",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{check,diff}")
     raw = argparse.RawDescriptionHelpFormatter
 
-    check = sub.add_parser("check", help="compose and validate every config, report every problem",
-                           description=CHECK_HELP, formatter_class=raw)
+    check = sub.add_parser(
+        "check",
+        help="compose and validate every config, report every problem",
+        description=CHECK_HELP,
+        formatter_class=raw,
+    )
     check.add_argument("--conf", default=str(DEFAULT_CONF), help=f"config folder (default: {display(DEFAULT_CONF)})")
-    check.add_argument("-v", "--verbose", action="store_true",
-                       help="list every config checked, with companions used and required keys (stderr)")
+    check.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list every config checked, with companions used and required keys (stderr)",
+    )
 
-    diff = sub.add_parser("diff", help="what a config edit changes between git revisions, and what it invalidates",
-                          description=DIFF_HELP, formatter_class=raw)
+    diff = sub.add_parser(
+        "diff",
+        help="what a config edit changes between git revisions, and what it invalidates",
+        description=DIFF_HELP,
+        formatter_class=raw,
+    )
     diff.add_argument("rev", metavar="REV", help="git revision of the old side (HEAD, main, a tag, a commit)")
     diff.add_argument("--against", metavar="REV2", help="compare with this revision instead of the working tree")
-    diff.add_argument("--conf", default=str(DEFAULT_CONF),
-                      help="config folder in the working tree; its path inside the repository is used at each "
-                           f"revision (default: {display(DEFAULT_CONF)})")
-    diff.add_argument("--only", action="append", metavar="GLOB",
-                      help="only configs whose name matches, e.g. 'experiment=*' (repeatable)")
-    diff.add_argument("--format", choices=("text", "markdown"), default="text",
-                      help="text (default) or markdown: tables for a pull-request comment")
-    diff.add_argument("--runs", default="outputs", metavar="DIR",
-                      help="folder of recorded runs to check for old values (default: %(default)s)")
+    diff.add_argument(
+        "--conf",
+        default=str(DEFAULT_CONF),
+        help="config folder in the working tree; its path inside the repository is used at each "
+        f"revision (default: {display(DEFAULT_CONF)})",
+    )
+    diff.add_argument(
+        "--only",
+        action="append",
+        metavar="GLOB",
+        help="only configs whose name matches, e.g. 'experiment=*' (repeatable)",
+    )
+    diff.add_argument(
+        "--format",
+        choices=("text", "markdown"),
+        default="text",
+        help="text (default) or markdown: tables for a pull-request comment",
+    )
+    diff.add_argument(
+        "--runs",
+        default="outputs",
+        metavar="DIR",
+        help="folder of recorded runs to check for old values (default: %(default)s)",
+    )
     diff.add_argument("--exit-code", action="store_true", help="exit 1 when anything changed (for CI)")
-    diff.add_argument("--compose-all", action="store_true",
-                      help="compose every config on both sides, not only those the edit reaches (slower; same result)")
-    diff.add_argument("-v", "--verbose", action="store_true",
-                      help="how each config was compared: composed, inferred or not reached (stderr)")
+    diff.add_argument(
+        "--compose-all",
+        action="store_true",
+        help="compose every config on both sides, not only those the edit reaches (slower; same result)",
+    )
+    diff.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="how each config was compared: composed, inferred or not reached (stderr)",
+    )
     return parser
 
 

@@ -33,10 +33,15 @@ PROG = "scopeml-export"
 
 
 def build_parser():
-    parser = stage.parser(PROG, __doc__, here={
-        stage.ExitCode.CHECK_FAILED: "no format could be exported, or a float export missed deploy.parity_tolerance "
-                                     "(int8 misses are reported, not fatal)",
-        stage.ExitCode.BAD_INPUT: "a bad SOURCE or argument"})
+    parser = stage.parser(
+        PROG,
+        __doc__,
+        here={
+            stage.ExitCode.CHECK_FAILED: "no format could be exported, or a float export missed deploy.parity_tolerance "
+            "(int8 misses are reported, not fatal)",
+            stage.ExitCode.BAD_INPUT: "a bad SOURCE or argument",
+        },
+    )
     parser.add_argument("source", type=Path, help="selection.json, training run folder, or serving bundle folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--no-quantize", action="store_true", help="skip model_int8.ts (default: deploy.quantize)")
@@ -53,12 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     from scopeml.serving.edge.source import EdgeError
 
     def work() -> stage.ExitCode:
-        from scopeml.serving.edge.pipeline import export_source  # torch and the exporters load only once arguments are good
+        from scopeml.serving.edge.pipeline import (
+            export_source,
+        )  # torch and the exporters load only once arguments are good
 
-        report = export_source(args.source, args.out, quantize=False if args.no_quantize else None, threads=args.threads)
+        report = export_source(
+            args.source, args.out, quantize=False if args.no_quantize else None, threads=args.threads
+        )
         print((args.out / REPORT_MD).read_text())
         if not any(f["status"] == "ok" for f in report["formats"].values()):
-            print(f"{PROG}: no format could be exported for network {report['network']} (reasons above)", file=sys.stderr)
+            print(
+                f"{PROG}: no format could be exported for network {report['network']} (reasons above)", file=sys.stderr
+            )
             return stage.ExitCode.CHECK_FAILED
         if not report["float_exports_within_tolerance"]:
             print(f"{PROG}: a float export disagrees with the bundle beyond deploy.parity_tolerance", file=sys.stderr)

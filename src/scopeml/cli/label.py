@@ -14,12 +14,21 @@ DEFAULT_LOG = "outputs/serving/predictions.sqlite"  # the service's default (dep
 
 
 def build_parser():
-    parser = stage.parser(PROG, labels.__doc__, here={
-        stage.ExitCode.CHECK_FAILED: "some labels were refused (they are listed)",
-        stage.ExitCode.BAD_INPUT: "no such labels file or log, or missing columns"})
+    parser = stage.parser(
+        PROG,
+        labels.__doc__,
+        here={
+            stage.ExitCode.CHECK_FAILED: "some labels were refused (they are listed)",
+            stage.ExitCode.BAD_INPUT: "no such labels file or log, or missing columns",
+        },
+    )
     parser.add_argument("labels", type=Path, help="CSV or JSONL with request_id,label")
-    parser.add_argument("--log", type=Path, default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG)),
-                        help="the prediction log (default: %(default)s)")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG)),
+        help="the prediction log (default: %(default)s)",
+    )
     return parser
 
 

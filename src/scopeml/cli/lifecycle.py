@@ -11,17 +11,25 @@ PROG = "scopeml-lifecycle"
 
 
 def build_parser():
-    parser = stage.parser(PROG, run.__doc__, here={
-        stage.ExitCode.CHECK_FAILED: "a stage failed (it is named, with its log)",
-        stage.ExitCode.BAD_INPUT: "a bad lifecycle config"})
-    parser.add_argument("--config", default="default",
-                        help="conf/lifecycle/<name>.yaml or a YAML path (default: %(default)s)")
+    parser = stage.parser(
+        PROG,
+        run.__doc__,
+        here={
+            stage.ExitCode.CHECK_FAILED: "a stage failed (it is named, with its log)",
+            stage.ExitCode.BAD_INPUT: "a bad lifecycle config",
+        },
+    )
+    parser.add_argument(
+        "--config", default="default", help="conf/lifecycle/<name>.yaml or a YAML path (default: %(default)s)"
+    )
     parser.add_argument("--out", help="output folder (default: the config's `out`)")
-    parser.add_argument("--config-dir",
-                        help="your own config folder (model/, data/, experiment/, lifecycle/ ...), "
-                             "searched before scopeml's")
-    parser.add_argument("--force", nargs="*", default=[], choices=run.Lifecycle.STAGES,
-                        help="re-run from this stage on")
+    parser.add_argument(
+        "--config-dir",
+        help="your own config folder (model/, data/, experiment/, lifecycle/ ...), searched before scopeml's",
+    )
+    parser.add_argument(
+        "--force", nargs="*", default=[], choices=run.Lifecycle.STAGES, help="re-run from this stage on"
+    )
     return parser
 
 

@@ -12,14 +12,21 @@ PROG = "scopeml-package"
 
 
 def build_parser():
-    parser = stage.parser(PROG, package.__doc__, here={
-        stage.ExitCode.BAD_INPUT: "the source is not a selection.json with a winner nor a finished run folder, "
-                                  "or a deploy override is bad"})
+    parser = stage.parser(
+        PROG,
+        package.__doc__,
+        here={
+            stage.ExitCode.BAD_INPUT: "the source is not a selection.json with a winner nor a finished run folder, "
+            "or a deploy override is bad"
+        },
+    )
     parser.add_argument("source", type=Path, help="selection.json from scopeml-select, or a training run folder")
-    parser.add_argument("overrides", nargs="*",
-                        help="config overrides for the deploy group, e.g. deploy=realtime_batching")
-    parser.add_argument("--config-dir",
-                        help="your own config folder (e.g. a deploy/ option of yours), searched before scopeml's")
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides for the deploy group, e.g. deploy=realtime_batching"
+    )
+    parser.add_argument(
+        "--config-dir", help="your own config folder (e.g. a deploy/ option of yours), searched before scopeml's"
+    )
     return parser
 
 

@@ -29,21 +29,46 @@ examples:
 
 
 def build_parser():
-    parser = stage.parser(PROG, DESCRIPTION, EPILOG, here={
-        stage.ExitCode.CHECK_FAILED: "no run passed the gates (selection.json is still written, with "
-                                     "\"selected\": null and each run's reasons)",
-        stage.ExitCode.BAD_INPUT: "no runs found, or an unknown metric"})
-    parser.add_argument("paths", nargs="+", type=Path, metavar="SWEEP_DIR_OR_RUN_DIR",
-                        help="a run folder (holds status.json) or a sweep folder whose subfolders (depth 2) are runs")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"where to write {SELECTION_FILE} (default: into the first path if it is a sweep folder, "
-                             "else the current folder)")
-    parser.add_argument("--primary", metavar="METRIC", default=None,
-                        help="rank by this metric instead of metrics.json's primary_metric "
-                             f"({', '.join(m.name for m in METRICS.values() if m.phase == 'offline')})")
-    parser.add_argument("--require", metavar="METRIC", nargs="+", action="extend", default=[],
-                        help="also require these targets to have been measured and met (targets not measured offline, "
-                             "e.g. latency_p95_ms, are otherwise reported but not gated); give it after the paths")
+    parser = stage.parser(
+        PROG,
+        DESCRIPTION,
+        EPILOG,
+        here={
+            stage.ExitCode.CHECK_FAILED: "no run passed the gates (selection.json is still written, with "
+            '"selected": null and each run\'s reasons)',
+            stage.ExitCode.BAD_INPUT: "no runs found, or an unknown metric",
+        },
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="SWEEP_DIR_OR_RUN_DIR",
+        help="a run folder (holds status.json) or a sweep folder whose subfolders (depth 2) are runs",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where to write {SELECTION_FILE} (default: into the first path if it is a sweep folder, "
+        "else the current folder)",
+    )
+    parser.add_argument(
+        "--primary",
+        metavar="METRIC",
+        default=None,
+        help="rank by this metric instead of metrics.json's primary_metric "
+        f"({', '.join(m.name for m in METRICS.values() if m.phase == 'offline')})",
+    )
+    parser.add_argument(
+        "--require",
+        metavar="METRIC",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="also require these targets to have been measured and met (targets not measured offline, "
+        "e.g. latency_p95_ms, are otherwise reported but not gated); give it after the paths",
+    )
     return parser
 
 

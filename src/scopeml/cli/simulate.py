@@ -14,8 +14,9 @@ PROG = "scopeml-simulate"
 
 def build_parser():
     names = ", ".join(sorted(p.stem for p in simulate.CONF.glob("*.yaml")))
-    parser = stage.parser(PROG, simulate.__doc__, here={
-        stage.ExitCode.BAD_INPUT: "a bad scenario, or no service at --url"})
+    parser = stage.parser(
+        PROG, simulate.__doc__, here={stage.ExitCode.BAD_INPUT: "a bad scenario, or no service at --url"}
+    )
     parser.add_argument("scenarios", nargs="+", help=f"names in conf/simulate ({names}) or YAML paths")
     parser.add_argument("--url", default="http://127.0.0.1:3000")
     parser.add_argument("--out", type=Path, default=Path("outputs/simulate"))

@@ -17,8 +17,17 @@ from scopeml.config.schema import (
 )
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "FsddData", "HParamsConfig",
-    "ScopingConfig", "SynthKeywordsData", "TrackerConfig", "TrainerConfig", "load", "to_plain",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "FsddData",
+    "HParamsConfig",
+    "ScopingConfig",
+    "SynthKeywordsData",
+    "TrackerConfig",
+    "TrainerConfig",
+    "load",
+    "to_plain",
 ]
 
 

@@ -92,7 +92,12 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         return None
     if tp is Any:
         return value
-    if isinstance(tp, type) and hasattr(tp, "role") and callable(getattr(tp, "check", None)) and not dataclasses.is_dataclass(tp):
+    if (
+        isinstance(tp, type)
+        and hasattr(tp, "role")
+        and callable(getattr(tp, "check", None))
+        and not dataclasses.is_dataclass(tp)
+    ):
         return tp.check(value, path, problems)  # a `_target_` component: checked against its constructor
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -187,7 +192,9 @@ def _convert_dataclass(tp: type, value: Any, path: str, problems: list[str]) -> 
         key_path = _join(path, name)
         if name in value:
             kwargs[name] = _convert(hints[name], value[name], key_path, problems)
-        elif f.default == MISSING_VALUE or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+        elif f.default == MISSING_VALUE or (
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ):
             problems.append(f"{key_path}: required value is missing (set it with {key_path}=...)")
     if len(problems) > before:
         return None

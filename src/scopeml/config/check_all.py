@@ -22,9 +22,10 @@ import importlib
 import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from scopeml.config.composer import Composed, Composer, describe_error, display, yaml_detail
 from scopeml.config.targets import STANDALONE, Target, discover, group_options

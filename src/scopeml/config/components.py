@@ -33,12 +33,16 @@ class Component:
         if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
             return value  # a placeholder for a value left to the command line (scopeml-config check)
         if not isinstance(value, dict) or not isinstance(value.get("_target_"), str):
-            problems.append(f"{path}: expected a mapping with `_target_: package.module.Name` ({cls.role}), got {_short(value)}")
+            problems.append(
+                f"{path}: expected a mapping with `_target_: package.module.Name` ({cls.role}), got {_short(value)}"
+            )
             return value
         target = value["_target_"]
         if cls.partial and value.get("_partial_") is not True:
-            problems.append(f"{path}._partial_: must be true: scopeml passes {', '.join(cls.runtime) or 'runtime objects'} "
-                            f"when it builds the {cls.role}")
+            problems.append(
+                f"{path}._partial_: must be true: scopeml passes {', '.join(cls.runtime) or 'runtime objects'} "
+                f"when it builds the {cls.role}"
+            )
         for key in ("_partial_", "_recursive_"):
             if key in value and not isinstance(value[key], bool):
                 problems.append(f"{path}.{key}: expected bool, got {_short(value[key])}")
@@ -48,7 +52,9 @@ class Component:
             args = []
         kwargs = {k: v for k, v in value.items() if k not in HYDRA_KEYS}
         for key in kwargs.keys() & cls.runtime.keys():
-            problems.append(f"{path}.{key}: set by scopeml at build time ({cls.runtime[key]}); remove it from the config")
+            problems.append(
+                f"{path}.{key}: set by scopeml at build time ({cls.runtime[key]}); remove it from the config"
+            )
         kwargs = {k: v for k, v in kwargs.items() if k not in cls.runtime}
         _check_signature(cls, target, args, kwargs, value.get("_partial_") is True, path, problems)
         return value
@@ -80,9 +86,17 @@ def _check_signature(cls, target: str, args: list, kwargs: dict, partial: bool, 
     filled_by_args = {p.name for p in positional[: len(args)]}
     if not partial:
         for p in sig.params:
-            if p.required and p.kind in ("positional", "keyword") and p.name not in kwargs and p.name not in filled_by_args \
-                    and p.name not in runtime and p.name not in cls.filled:
-                problems.append(f"{path}.{p.name}: required argument of {target} is missing (set it with {path}.{p.name}=...)")
+            if (
+                p.required
+                and p.kind in ("positional", "keyword")
+                and p.name not in kwargs
+                and p.name not in filled_by_args
+                and p.name not in runtime
+                and p.name not in cls.filled
+            ):
+                problems.append(
+                    f"{path}.{p.name}: required argument of {target} is missing (set it with {path}.{p.name}=...)"
+                )
     annotations = {p.name: p.annotation for p in sig.params if p.annotation}
     for key, val in kwargs.items():
         for where, expected, got in _type_mismatches(annotations.get(key), val, f"{path}.{key}"):
@@ -128,7 +142,9 @@ def _element(node: ast.expr) -> ast.expr | None:
         return _element(inner[0])
     if name in ("list", "List", "Sequence"):
         return inner[0]
-    if name in ("tuple", "Tuple") and (len(inner) == 2 and isinstance(inner[1], ast.Constant) and inner[1].value is Ellipsis):
+    if name in ("tuple", "Tuple") and (
+        len(inner) == 2 and isinstance(inner[1], ast.Constant) and inner[1].value is Ellipsis
+    ):
         return inner[0]
     return None
 
@@ -150,8 +166,15 @@ def _accepted(node: ast.expr) -> list[str] | None:
             kinds = [_accepted(i) for i in inner]
             return None if any(k is None for k in kinds) else [k for ks in kinds for k in ks]
         return ["list"] if name in ("list", "List", "tuple", "Tuple", "Sequence") else None
-    return {"int": ["int"], "float": ["float"], "str": ["str"], "bool": ["bool"], "list": ["list"], "tuple": ["list"],
-            "None": ["null"]}.get(name)
+    return {
+        "int": ["int"],
+        "float": ["float"],
+        "str": ["str"],
+        "bool": ["bool"],
+        "list": ["list"],
+        "tuple": ["list"],
+        "None": ["null"],
+    }.get(name)
 
 
 def _fits(kind: str, value: Any) -> bool:
@@ -201,7 +224,10 @@ class OptimizerComponent(Component):
 class SchedulerComponent(Component):
     role = "learning-rate scheduler"
     runtime = {"optimizer": "the optimizer scopeml built"}
-    filled = {"total_steps": "the run's optimizer steps", "T_max": "steps or epochs, as hparams.scheduler_interval says"}
+    filled = {
+        "total_steps": "the run's optimizer steps",
+        "T_max": "steps or epochs, as hparams.scheduler_interval says",
+    }
     partial = True
 
 

@@ -56,7 +56,7 @@ class Composer:
         self.conf = conf.resolve()
         self._ctx = None
 
-    def __enter__(self) -> "Composer":
+    def __enter__(self) -> Composer:
         from hydra import initialize_config_dir
 
         self._ctx = initialize_config_dir(config_dir=str(self.conf), version_base="1.3")

@@ -16,9 +16,9 @@ the work proportional to the edit instead:
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from scopeml.config.composer import Composed, Composer, load_standalone_plain
 from scopeml.config.inference import Base, Inferred, infer
@@ -178,16 +178,28 @@ class DiffEngine:
         a, b = self.get(0, t), self.get(1, t)
         holds = self.holder(a, b)
         if a.error or b.error:
-            return Outcome(t, failure_status(a.error, b.error), COMPOSED, error=failure_text(self, a.error, b.error),
-                           holds=holds, note=note)
+            return Outcome(
+                t,
+                failure_status(a.error, b.error),
+                COMPOSED,
+                error=failure_text(self, a.error, b.error),
+                holds=holds,
+                note=note,
+            )
         changes = key_changes(self.flat(a), self.flat(b))
         return Outcome(t, "changed" if changes else "same", COMPOSED, changes, holds=holds, note=note)
 
     def from_inferred(self, t: Target, inferred: Inferred) -> Outcome:
         base = self.bases[inferred.base_label]
         base_holds = self.holder(base.old, base.new)
-        return Outcome(t, "changed" if inferred.changes else "same", INFERRED, inferred.changes,
-                       holds=lambda key: inferred.contains(key, base_holds(key)), note=f"from {inferred.base_label}")
+        return Outcome(
+            t,
+            "changed" if inferred.changes else "same",
+            INFERRED,
+            inferred.changes,
+            holds=lambda key: inferred.contains(key, base_holds(key)),
+            note=f"from {inferred.base_label}",
+        )
 
     def not_reached(self, t: Target) -> Outcome:
         """Unchanged by construction; which keys it holds is inferred or read from its files, for the counts."""

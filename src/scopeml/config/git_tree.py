@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # Where the configs lived before they moved into the package: a revision without the current
 # folder is read from here, so a diff across the move still compares configs with configs.

@@ -78,16 +78,24 @@ class Inferred:
         inside = [r for r in self.regions if r.holds(key)]
         if not inside:
             return base_has
-        return any(r.kind == VALUE or (r.kind == GROUP and key in r.keys) or (r.kind == HYDRA and base_has)
-                   for r in inside)
+        return any(
+            r.kind == VALUE or (r.kind == GROUP and key in r.keys) or (r.kind == HYDRA and base_has) for r in inside
+        )
 
 
 class NotInferable(Exception):
     """Why a config has to be composed."""
 
 
-def infer(config_name: str, overrides: list[str], base: Base, base_label: str, facts: tuple[TreeFacts, TreeFacts],
-          edited: set[str], reach: set[str] | None) -> tuple[Inferred | None, str]:
+def infer(
+    config_name: str,
+    overrides: list[str],
+    base: Base,
+    base_label: str,
+    facts: tuple[TreeFacts, TreeFacts],
+    edited: set[str],
+    reach: set[str] | None,
+) -> tuple[Inferred | None, str]:
     """The target's changes from the base's, or (None, why not).
 
     edited: the files that differ between the trees; reach: the files the target or the base may read
@@ -115,8 +123,9 @@ def infer(config_name: str, overrides: list[str], base: Base, base_label: str, f
 
 
 # --------------------------------------------------------------------------- what the target adds to its base
-def plan(config_name: str, overrides: list[str], base: Base, facts: tuple[TreeFacts, TreeFacts],
-         edited: set[str]) -> list[tuple[str, str, str]]:
+def plan(
+    config_name: str, overrides: list[str], base: Base, facts: tuple[TreeFacts, TreeFacts], edited: set[str]
+) -> list[tuple[str, str, str]]:
     """(kind, group or key, option) for everything the target adds to the base."""
     extra = list(overrides)
     for item in base.overrides:
@@ -155,15 +164,16 @@ def wrapper_items(config_name: str, facts: tuple[TreeFacts, TreeFacts], edited: 
     return items + [(VALUE, key, "") for key in (flatten(file.body) if file.body else {})]
 
 
-def global_items(group: str, option: str, base: Base, facts: tuple[TreeFacts, TreeFacts],
-                 edited: set[str]) -> list[tuple[str, str, str]]:
+def global_items(
+    group: str, option: str, base: Base, facts: tuple[TreeFacts, TreeFacts], edited: set[str]
+) -> list[tuple[str, str, str]]:
     """An option placed at the root (an experiment): its defaults pick groups, its body sets keys."""
     file = _unedited(facts, f"{group}/{option}", edited)
     primary = facts[1].files.get("config")
     if primary is None:
         raise NotInferable("no config.yaml")
     groups = [_entry_group(e) for e in primary.defaults if not _is_override(e)]
-    later = groups[groups.index(group) + 1:] if group in groups else []
+    later = groups[groups.index(group) + 1 :] if group in groups else []
     for name in later:  # what comes after the option in the defaults list could set its keys again
         if name is None or base.old.choices.get(name) is not None or base.new.choices.get(name) is not None:
             raise NotInferable(f"{group}={option} is followed by {name or 'config itself'} in the defaults list")
@@ -180,7 +190,7 @@ def global_items(group: str, option: str, base: Base, facts: tuple[TreeFacts, Tr
 
 def _override_item(entry: Any, hydra_only: bool = False) -> tuple[str, str, str]:
     if isinstance(entry, dict) and len(entry) == 1:
-        (key, option), = entry.items()
+        ((key, option),) = entry.items()
         words = str(key).split()
         if len(words) == 2 and words[0] == "override" and isinstance(option, str) and "@" not in words[1]:
             group = words[1].lstrip("/")
@@ -236,16 +246,23 @@ def build_regions(items: list[tuple[str, str, str]], base: Base, facts: tuple[Tr
         if region is not None:
             regions.append(region)
     for r in regions:  # a value set on the command line needs its key (Hydra refuses new keys there)
-        if r.kind == VALUE and not r.path.startswith("hydra.") and not all(_is_leaf(raw, r.path) for raw in base.raw) \
-                and not any(g.kind == GROUP and r.path in g.keys for g in regions):
+        if (
+            r.kind == VALUE
+            and not r.path.startswith("hydra.")
+            and not all(_is_leaf(raw, r.path) for raw in base.raw)
+            and not any(g.kind == GROUP and r.path in g.keys for g in regions)
+        ):
             raise NotInferable(f"{r.path} is set, but the base does not hold it as a value")
     return regions
 
 
-def group_region(group: str, option: str, picks: dict[str, str], base: Base,
-                 facts: tuple[TreeFacts, TreeFacts]) -> Region | None:
-    if any(o.partition("=")[0].startswith(group + "/") or group.startswith(o.partition("=")[0] + "/")
-           for o in base.overrides):
+def group_region(
+    group: str, option: str, picks: dict[str, str], base: Base, facts: tuple[TreeFacts, TreeFacts]
+) -> Region | None:
+    if any(
+        o.partition("=")[0].startswith(group + "/") or group.startswith(o.partition("=")[0] + "/")
+        for o in base.overrides
+    ):
         raise NotInferable(f"the base overrides a group nested with {group}")
     before = (base.old.choices.get(group), base.new.choices.get(group))
     if before[0] != before[1]:
@@ -295,7 +312,7 @@ def confined_subtree(facts: TreeFacts, group: str, option: str, picks: dict[str,
                 if not visit(f"{own_group}/{name}", own_group, f"{package}.{sub}" if sub else package, depth + 1):
                     return False
             elif isinstance(entry, dict) and len(entry) == 1:
-                (child, choice), = entry.items()
+                ((child, choice),) = entry.items()
                 if not str(child).isidentifier() or not isinstance(choice, str) or "${" in choice:
                     return False
                 child_group, child_package = f"{own_group}/{child}", f"{package}.{child}"

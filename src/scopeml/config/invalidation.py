@@ -143,8 +143,9 @@ def recorded_runs(folder: Path, lines: list[KeyLine]) -> RunsImpact:
         if not isinstance(saved, dict):
             continue
         flat, pinned = flatten(saved), command_line_keys(config_file)
-        keys = sorted({line.change.key for line in keyed
-                       if not _pinned(line.change.key, pinned) and holds_old(flat, line)})
+        keys = sorted(
+            {line.change.key for line in keyed if not _pinned(line.change.key, pinned) and holds_old(flat, line)}
+        )
         if keys:
             impact.affected.append((str(run), keys))
     impact.affected.sort()
@@ -175,8 +176,11 @@ def holds_old(flat: dict[str, Any], line: KeyLine) -> bool:
 
 def command_line_keys(config_file: Path) -> set[str]:
     """Keys the run set on its command line (`hparams.lr=...`): an edit of their default does not reach it."""
-    overrides = read_yaml(config_file.parent / "overrides.yaml") if config_file.parent.name == ".hydra" \
+    overrides = (
+        read_yaml(config_file.parent / "overrides.yaml")
+        if config_file.parent.name == ".hydra"
         else read_yaml(config_file.parent / ".hydra" / "overrides.yaml")
+    )
     keys = set()
     for item in overrides if isinstance(overrides, list) else []:
         key, sep, _ = str(item).lstrip("+~").partition("=")

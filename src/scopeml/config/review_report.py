@@ -129,8 +129,11 @@ def as_markdown(review: Review) -> str:
     files = file_changes(review.outcomes)
     if files:
         out += ["| file | key | old | new |", "| --- | --- | --- | --- |"]
-        out += [f"| {code(o.target.label)} | {code(c.key)} | {value(c.old)} | {value(c.new)} |"
-                for o in files for c in o.changes]
+        out += [
+            f"| {code(o.target.label)} | {code(c.key)} | {value(c.old)} | {value(c.new)} |"
+            for o in files
+            for c in o.changes
+        ]
         out.append("")
     events = config_events(review.outcomes)
     if events:
@@ -138,8 +141,12 @@ def as_markdown(review: Review) -> str:
         out += [f"- {event_text(o, review)}".replace("|", "\\|") for o in events]
         out.append("")
     if review.stages:
-        out += ["**Lifecycle stages that would re-run**", "", "| lifecycle | first stage | re-runs | because |",
-                "| --- | --- | --- | --- |"]
+        out += [
+            "**Lifecycle stages that would re-run**",
+            "",
+            "| lifecycle | first stage | re-runs | because |",
+            "| --- | --- | --- | --- |",
+        ]
         for s in review.stages:
             first = code(s.first) if s.first else "—"
             reruns = (f"all {len(STAGES)}" if len(s.reruns) == len(STAGES) else ", ".join(s.reruns)) or stage_text(s)
@@ -148,10 +155,13 @@ def as_markdown(review: Review) -> str:
         out.append("")
     if review.runs is not None and review.runs.exists:
         runs = review.runs
-        out.append(f"**Recorded runs made with the old values:** {len(runs.affected)} of {runs.scanned} "
-                   f"in {code(display(runs.folder) + '/')}")
-        out += [f"- {code(display(path))} ({', '.join(code(k) for k in keys)})"
-                for path, keys in runs.affected[:RUNS_SHOWN]]
+        out.append(
+            f"**Recorded runs made with the old values:** {len(runs.affected)} of {runs.scanned} "
+            f"in {code(display(runs.folder) + '/')}"
+        )
+        out += [
+            f"- {code(display(path))} ({', '.join(code(k) for k in keys)})" for path, keys in runs.affected[:RUNS_SHOWN]
+        ]
         if len(runs.affected) > RUNS_SHOWN:
             out.append(f"- and {len(runs.affected) - RUNS_SHOWN} more")
         out.append("")

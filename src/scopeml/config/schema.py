@@ -83,7 +83,12 @@ class ScopingConfig:
                 problems.append((f"targets.{name}", "set exactly one of min or max"))
             elif (t.min is not None) != metric.higher_is_better:
                 want = "min" if metric.higher_is_better else "max"
-                problems.append((f"targets.{name}", f"{name} is {'higher' if metric.higher_is_better else 'lower'}-is-better: use {want}"))
+                problems.append(
+                    (
+                        f"targets.{name}",
+                        f"{name} is {'higher' if metric.higher_is_better else 'lower'}-is-better: use {want}",
+                    )
+                )
         return problems
 
 
@@ -329,7 +334,9 @@ class MixtureData(DataConfig):
     def check(self) -> Problems:
         problems: Problems = []
         if self.eval_component not in self.components:
-            problems.append(("eval_component", f"{self.eval_component!r} is not one of components {sorted(self.components)}"))
+            problems.append(
+                ("eval_component", f"{self.eval_component!r} is not one of components {sorted(self.components)}")
+            )
         for name, weight in self.weights.items():
             if name not in self.components:
                 problems.append((f"weights.{name}", "names no component"))
@@ -339,7 +346,9 @@ class MixtureData(DataConfig):
             if isinstance(comp, MixtureData):
                 problems.append((f"components.{name}", "a mixture cannot contain a mixture"))
             elif comp.preprocess != self.preprocess:
-                problems.append((f"components.{name}.preprocess", "must equal data.preprocess (interpolate it: ${data.preprocess})"))
+                problems.append(
+                    (f"components.{name}.preprocess", "must equal data.preprocess (interpolate it: ${data.preprocess})")
+                )
         return problems
 
 
@@ -467,11 +476,15 @@ class MonitorConfig:
     chunk_size: Optional[int] = 200  # rows per chunk; or set chunk_period instead
     chunk_period: Optional[str] = None  # pandas offset alias, e.g. "h" or "D"
     metrics: list[Literal["accuracy", "f1"]] = field(default_factory=lambda: ["accuracy", "f1"])  # f1 is macro-averaged
-    features: list[str] = field(default_factory=lambda: ["duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db"])
+    features: list[str] = field(
+        default_factory=lambda: ["duration_s", "rms_dbfs", "silence_ratio", "spectral_centroid_hz", "snr_db"]
+    )
     drift_method: Literal["jensen_shannon", "kolmogorov_smirnov", "wasserstein", "hellinger"] = "jensen_shannon"
     multivariate: bool = False  # NannyML's PCA reconstruction-error drift over all features
     min_drifted_chunks: int = 2  # a feature counts as drifted when this many chunks alert (one happens on clean data)
-    fail_on: list[Literal["performance", "drift", "realized"]] = field(default_factory=lambda: ["performance", "realized"])
+    fail_on: list[Literal["performance", "drift", "realized"]] = field(
+        default_factory=lambda: ["performance", "realized"]
+    )
     # Your own features, computed on every prepared clip by the service, the batch job and the packaged
     # reference: name -> a `_partial_` function fn(clip, sample_rate) -> float. List a name in `features` to watch it.
     custom_features: dict[str, FeatureComponent] = field(default_factory=dict)
@@ -487,7 +500,12 @@ class MonitorConfig:
         known = [*FEATURES, *self.custom_features]
         unknown = sorted(set(self.features) - set(known))
         if unknown:
-            problems.append(("features", f"unknown monitoring feature(s) {unknown}; known: {known} (add yours under custom_features)"))
+            problems.append(
+                (
+                    "features",
+                    f"unknown monitoring feature(s) {unknown}; known: {known} (add yours under custom_features)",
+                )
+            )
         clash = sorted(set(self.custom_features) & set(FEATURES))
         if clash:
             problems.append(("custom_features", f"{clash} would replace built-in features; choose other names"))
@@ -504,7 +522,9 @@ class ScenarioConfig:
     description: str = ""
     clips: int = 400
     source: Literal["synth", "fsdd"] = "synth"
-    voices: list[str] = field(default_factory=list)  # synth; empty: the model's validation-split voices (never trained on)
+    voices: list[str] = field(
+        default_factory=list
+    )  # synth; empty: the model's validation-split voices (never trained on)
     pitches: list[int] = field(default_factory=list)
     rates: list[int] = field(default_factory=list)
     lead_silence_ms: Optional[list[float]] = None
@@ -539,28 +559,46 @@ class Config:
     callbacks: dict[str, CallbackComponent] = field(default_factory=dict)  # extra Lightning callbacks by name
     seed: int = 0
     run_name: Optional[str] = None  # defaults to the run folder's name
-    resume: Union[bool, str] = False  # true: continue this run folder's last checkpoint; or a checkpoint / run folder path
+    resume: Union[bool, str] = (
+        False  # true: continue this run folder's last checkpoint; or a checkpoint / run folder path
+    )
 
     def check(self) -> Problems:
         problems: Problems = []
         classes = set(self.scoping.classes)
         if self.scoping.primary_metric not in self.scoping.targets:
-            problems.append(("scoping.primary_metric", f"{self.scoping.primary_metric!r} has no entry in scoping.targets"))
+            problems.append(
+                ("scoping.primary_metric", f"{self.scoping.primary_metric!r} has no entry in scoping.targets")
+            )
         if self.deploy.workers > self.scoping.budget.cpu_cores:
-            problems.append(("deploy.workers", f"{self.deploy.workers} workers exceed scoping.budget.cpu_cores "
-                                               f"({self.scoping.budget.cpu_cores}); they would only fight over the cores"))
+            problems.append(
+                (
+                    "deploy.workers",
+                    f"{self.deploy.workers} workers exceed scoping.budget.cpu_cores "
+                    f"({self.scoping.budget.cpu_cores}); they would only fight over the cores",
+                )
+            )
         for name, data in _data_parts(self.data):
             prefix = f"data.components.{name}" if name else "data"
             for raw, mapped in data.labels.map.items():
                 if mapped not in classes:
-                    problems.append((f"{prefix}.labels.map.{raw}", f"maps to {mapped!r}, which is not in scoping.classes"))
+                    problems.append(
+                        (f"{prefix}.labels.map.{raw}", f"maps to {mapped!r}, which is not in scoping.classes")
+                    )
             if data.labels.others == "unknown" and data.labels.unknown not in classes:
-                problems.append((f"{prefix}.labels.unknown", f"{data.labels.unknown!r} must be one of scoping.classes when others=unknown"))
+                problems.append(
+                    (
+                        f"{prefix}.labels.unknown",
+                        f"{data.labels.unknown!r} must be one of scoping.classes when others=unknown",
+                    )
+                )
             if isinstance(data, SynthKeywordsData):
                 for word in data.words:
                     label = data.labels.map.get(word.lower() if data.labels.lowercase else word, word)
                     if label not in classes and data.labels.others == "error":
-                        problems.append((f"{prefix}.words", f"word {word!r} gives label {label!r}, not in scoping.classes"))
+                        problems.append(
+                            (f"{prefix}.words", f"word {word!r} gives label {label!r}, not in scoping.classes")
+                        )
         return problems
 
 
@@ -610,7 +648,9 @@ def _defaults_of(tp: type) -> dict:
         else:
             continue
         if dataclasses.is_dataclass(value):
-            value = _defaults_of(type(value)) | {k: v for k, v in _plain(value).items() if k in _defaults_of(type(value))}
+            value = _defaults_of(type(value)) | {
+                k: v for k, v in _plain(value).items() if k in _defaults_of(type(value))
+            }
         if isinstance(value, str) and value == MISSING_VALUE:
             continue
         out[f.name] = value

@@ -151,7 +151,9 @@ def _find_definition(body: list[ast.stmt], name: str):
             if any(isinstance(t, ast.Name) and t.id == name for t in targets):
                 found = stmt
         elif isinstance(stmt, (ast.If, ast.Try)):
-            blocks = [stmt.body, stmt.orelse] + ([h.body for h in stmt.handlers] + [stmt.finalbody] if isinstance(stmt, ast.Try) else [])
+            blocks = [stmt.body, stmt.orelse] + (
+                [h.body for h in stmt.handlers] + [stmt.finalbody] if isinstance(stmt, ast.Try) else []
+            )
             for block in blocks:
                 inner = _find_definition(block, name)
                 if inner is not None:
@@ -160,7 +162,11 @@ def _find_definition(body: list[ast.stmt], name: str):
 
 
 def _star_sources(tree: ast.Module) -> list[str]:
-    return ["." * s.level + (s.module or "") for s in tree.body if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)]
+    return [
+        "." * s.level + (s.module or "")
+        for s in tree.body
+        if isinstance(s, ast.ImportFrom) and any(a.name == "*" for a in s.names)
+    ]
 
 
 def _has_module_getattr(tree: ast.Module) -> bool:
@@ -206,7 +212,9 @@ def _resolve_alias(tree: ast.Module, name: str) -> str | None:
     for stmt in tree.body:
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
-                if (alias.asname or alias.name) == name or (alias.asname is None and name.startswith(alias.name.split(".")[0])):
+                if (alias.asname or alias.name) == name or (
+                    alias.asname is None and name.startswith(alias.name.split(".")[0])
+                ):
                     return name if alias.asname is None else alias.name
         elif isinstance(stmt, ast.ImportFrom):
             for alias in stmt.names:
@@ -224,7 +232,11 @@ def _decorator_name(node: ast.expr) -> str:
 def _dataclass_signature(node: ast.ClassDef, target: str) -> Signature:
     params = []
     for stmt in node.body:
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and "ClassVar" not in ast.unparse(stmt.annotation):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and "ClassVar" not in ast.unparse(stmt.annotation)
+        ):
             params.append(Param(stmt.target.id, "positional", stmt.value is None, ast.unparse(stmt.annotation)))
     return Signature(target, params)
 

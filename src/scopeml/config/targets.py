@@ -51,13 +51,16 @@ def group_options(conf: Path) -> dict[str, list[str]]:
 def discover(conf: Path) -> list[Target]:
     """Every config `check` and `diff` look at, default config first."""
     targets = [Target("config", "primary")]
-    targets += [Target(p.stem, "primary", config_name=p.stem)
-                for p in sorted(conf.glob("*.yaml")) if p.stem != "config"]
+    targets += [
+        Target(p.stem, "primary", config_name=p.stem) for p in sorted(conf.glob("*.yaml")) if p.stem != "config"
+    ]
     for group, options in group_options(conf).items():
         targets += [Target(f"{group}={o}", "option", overrides=[f"{group}={o}"], group=group) for o in options]
     for folder in STANDALONE:
-        targets += [Target(f"{folder}/{p.stem}", "standalone", group=folder, path=p)
-                    for p in sorted((conf / folder).glob("*.yaml"))]
+        targets += [
+            Target(f"{folder}/{p.stem}", "standalone", group=folder, path=p)
+            for p in sorted((conf / folder).glob("*.yaml"))
+        ]
     if not (conf / "config.yaml").exists():  # no default config: only the other primaries and standalone files
         targets = [t for t in targets if t.kind == "standalone" or (t.kind == "primary" and t.label != "config")]
     return sorted(targets, key=lambda t: t.order)

@@ -160,7 +160,7 @@ def entry_files(facts: FileFacts, entry: Any) -> list[tuple[str, str | None]] | 
         return [(_join(facts.group, name), package or None)]
     if not isinstance(entry, dict) or len(entry) != 1:
         return None
-    (key, value), = entry.items()
+    ((key, value),) = entry.items()
     key = str(key)
     group, _, package = key.split()[-1].partition("@")
     if "${" in key or (isinstance(value, str) and "${" in value):

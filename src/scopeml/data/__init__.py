@@ -24,11 +24,19 @@ def recipe_module(recipe: str) -> ModuleType:
     """Recipes are modules with source_info(cfg), make_clips(cfg, progress) and content_hash(cfg, manifest, waves)."""
     from scopeml.data import fsdd, manifest, source, speech_commands, synth
 
-    modules = {"synth_keywords": synth, "fsdd": fsdd, "speech_commands": speech_commands, "manifest": manifest, "source": source}
+    modules = {
+        "synth_keywords": synth,
+        "fsdd": fsdd,
+        "speech_commands": speech_commands,
+        "manifest": manifest,
+        "source": source,
+    }
     return modules[recipe]
 
 
-def build_dataset(cfg: DataConfig, classes: list[str], progress: bool = True, tolerate_bad: bool = False) -> KeywordData:
+def build_dataset(
+    cfg: DataConfig, classes: list[str], progress: bool = True, tolerate_bad: bool = False
+) -> KeywordData:
     """Prepared, labeled and split clips for `cfg`, from cache when nothing that shapes them changed.
 
     Unusable files are all collected first; then `data.on_bad_file` decides (error: one
@@ -120,15 +128,23 @@ def _build_mixture(cfg: MixtureData, classes: list[str], progress: bool, tolerat
             # Only the evaluation recipe speaks for val/test: a mixture must be judged on real data.
             manifest["split"] = "train"
             weight = cfg.weights.get(name, 1.0)
-            take = np.sort(rng.choice(len(manifest), size=min(len(manifest), int(round(weight * len(manifest)))), replace=weight > 1.0))
+            take = np.sort(
+                rng.choice(
+                    len(manifest), size=min(len(manifest), int(round(weight * len(manifest)))), replace=weight > 1.0
+                )
+            )
             manifest, waves = manifest.iloc[take].reset_index(drop=True), part.waves[take]
         else:
             waves = part.waves
         parts.append((manifest, waves))
         prints[name] = part.fingerprint
     manifest = pd.concat([m for m, _ in parts], ignore_index=True)
-    data = KeywordData(manifest=manifest, waves=np.concatenate([w for _, w in parts]), classes=list(classes),
-                       sample_rate=cfg.preprocess.sample_rate)
+    data = KeywordData(
+        manifest=manifest,
+        waves=np.concatenate([w for _, w in parts]),
+        classes=list(classes),
+        sample_rate=cfg.preprocess.sample_rate,
+    )
     combined = hash_config([prints[n]["fingerprint"] for n in sorted(prints)] + [cfg.weights, cfg.eval_component])
     data.fingerprint = {
         "recipe": "mixture",

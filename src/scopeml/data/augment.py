@@ -72,7 +72,9 @@ class WaveAugment:
                 "snr_db": float(snr) if nz else None,
                 "speed": speed if a else 1.0,
             }
-            for a, ms, gd, nz, snr in zip(augmented.tolist(), shift_ms, gain_db.tolist(), noisy.tolist(), snr_db.tolist())
+            for a, ms, gd, nz, snr in zip(
+                augmented.tolist(), shift_ms, gain_db.tolist(), noisy.tolist(), snr_db.tolist()
+            )
         ]
         idx = augmented.nonzero().squeeze(1)
         if not len(idx):

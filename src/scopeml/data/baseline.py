@@ -13,7 +13,9 @@ def mfcc_stats(waves: np.ndarray, sample_rate: int, n_mfcc: int = 20, batch: int
     import torch
     import torchaudio
 
-    mfcc = torchaudio.transforms.MFCC(sample_rate=sample_rate, n_mfcc=n_mfcc, melkwargs={"n_fft": 480, "hop_length": 160, "n_mels": 40})
+    mfcc = torchaudio.transforms.MFCC(
+        sample_rate=sample_rate, n_mfcc=n_mfcc, melkwargs={"n_fft": 480, "hop_length": 160, "n_mels": 40}
+    )
     out = []
     with torch.no_grad():
         for start in range(0, len(waves), batch):

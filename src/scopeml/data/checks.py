@@ -15,7 +15,16 @@ import pandas as pd
 from scopeml.config.schema import ChecksConfig
 from scopeml.data.dataset import SPLITS, KeywordData
 
-STATS = ("duration_ms", "lead_ms", "trail_ms", "speech_ms", "rms_dbfs", "peak_dbfs", "loudness_lufs", "clipped_fraction")
+STATS = (
+    "duration_ms",
+    "lead_ms",
+    "trail_ms",
+    "speech_ms",
+    "rms_dbfs",
+    "peak_dbfs",
+    "loudness_lufs",
+    "clipped_fraction",
+)
 
 
 def run_checks(data: KeywordData, cfg: ChecksConfig) -> dict:
@@ -39,17 +48,24 @@ def run_checks(data: KeywordData, cfg: ChecksConfig) -> dict:
         "passed": not failed,
         "balance": {s: {c: int(((m["split"] == s) & (m["label"] == c)).sum()) for c in data.classes} for s in SPLITS},
         "speakers": {
-            str(spk): {"clips": int(len(g)), "splits": sorted(g["split"].unique().tolist())} for spk, g in m.groupby("speaker")
+            str(spk): {"clips": int(len(g)), "splits": sorted(g["split"].unique().tolist())}
+            for spk, g in m.groupby("speaker")
         },
         "distributions": {k: _describe(m[k]) for k in STATS if k in m},
         "formats": {
-            "sample_rates": {str(k): int(v) for k, v in m["orig_sample_rate"].value_counts().sort_index().items()} if "orig_sample_rate" in m else {},
-            "channels": {str(k): int(v) for k, v in m["orig_channels"].value_counts().sort_index().items()} if "orig_channels" in m else {},
+            "sample_rates": {str(k): int(v) for k, v in m["orig_sample_rate"].value_counts().sort_index().items()}
+            if "orig_sample_rate" in m
+            else {},
+            "channels": {str(k): int(v) for k, v in m["orig_channels"].value_counts().sort_index().items()}
+            if "orig_channels" in m
+            else {},
         },
     }
 
 
-def duplicate_pairs(data: KeywordData, threshold: float) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
+def duplicate_pairs(
+    data: KeywordData, threshold: float
+) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
     """Pairs (i, j, similarity) of exact duplicates (same preprocessed signal) and near duplicates.
 
     Pairs, not chained groups: a chain A~B~C says nothing about A and C, so conflicts
@@ -83,7 +99,9 @@ def fingerprints(waves: np.ndarray, sample_rate: int) -> np.ndarray:
     import torch
     import torchaudio
 
-    mel = torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=512, hop_length=sample_rate // 50, n_mels=40, power=1.0)
+    mel = torchaudio.transforms.MelSpectrogram(
+        sample_rate=sample_rate, n_fft=512, hop_length=sample_rate // 50, n_mels=40, power=1.0
+    )
     out = []
     with torch.no_grad():
         for start in range(0, len(waves), 512):
@@ -110,7 +128,15 @@ def _groups(pairs: list[tuple[int, int, float]]) -> list[list[int]]:
 
 
 def _rows(m: pd.DataFrame, group: list[int]) -> list[dict]:
-    return [{"source": m.at[i, "source"], "label": m.at[i, "label"], "speaker": str(m.at[i, "speaker"]), "split": m.at[i, "split"]} for i in group]
+    return [
+        {
+            "source": m.at[i, "source"],
+            "label": m.at[i, "label"],
+            "speaker": str(m.at[i, "speaker"]),
+            "split": m.at[i, "split"],
+        }
+        for i in group
+    ]
 
 
 def _result(name: str, bad: bool, summary: str, details, severity: str = "fail") -> dict:
@@ -118,7 +144,9 @@ def _result(name: str, bad: bool, summary: str, details, severity: str = "fail")
 
 
 def _unreadable(bad_files: list[dict]) -> dict:
-    return _result("unreadable", bool(bad_files), f"{len(bad_files)} empty, corrupt or unreadable file(s)", bad_files[:200])
+    return _result(
+        "unreadable", bool(bad_files), f"{len(bad_files)} empty, corrupt or unreadable file(s)", bad_files[:200]
+    )
 
 
 def _pair(m: pd.DataFrame, a: int, b: int, sim: float) -> dict:
@@ -133,20 +161,36 @@ def _leakage(m: pd.DataFrame, pairs: list[tuple[int, int, float]]) -> dict:
     crossing = [_pair(m, a, b, s) for a, b, s in pairs if split[a] != split[b]]
     details = {"speakers_in_several_splits": speakers, "audio_in_several_splits": crossing[:50]}
     bad = bool(speakers or crossing)
-    return _result("leakage", bad, f"{len(speakers)} speaker(s) in several splits; {len(crossing)} duplicate pair(s) across splits", details)
+    return _result(
+        "leakage",
+        bad,
+        f"{len(speakers)} speaker(s) in several splits; {len(crossing)} duplicate pair(s) across splits",
+        details,
+    )
 
 
 def _conflicting_labels(m: pd.DataFrame, pairs: list[tuple[int, int, float]]) -> dict:
     label = m["label"].to_numpy()
     conflicts = [_pair(m, a, b, s) for a, b, s in pairs if label[a] != label[b]]
-    return _result("conflicting_labels", bool(conflicts), f"{len(conflicts)} pair(s) of the same audio with different labels", conflicts[:50])
+    return _result(
+        "conflicting_labels",
+        bool(conflicts),
+        f"{len(conflicts)} pair(s) of the same audio with different labels",
+        conflicts[:50],
+    )
 
 
 def _duplicates(m: pd.DataFrame, exact, near) -> dict:
     exact_groups, near_groups = _groups(exact), _groups(near)
     details = {"exact": [_rows(m, g) for g in exact_groups[:50]], "near": [_pair(m, a, b, s) for a, b, s in near[:50]]}
     n = sum(len(g) - 1 for g in exact_groups)
-    return _result("duplicates", bool(exact or near), f"{len(exact_groups)} exact-duplicate group(s) ({n} redundant clips), {len(near)} near-duplicate pair(s)", details, "warn")
+    return _result(
+        "duplicates",
+        bool(exact or near),
+        f"{len(exact_groups)} exact-duplicate group(s) ({n} redundant clips), {len(near)} near-duplicate pair(s)",
+        details,
+        "warn",
+    )
 
 
 def _too_few(m: pd.DataFrame, classes: list[str], cfg: ChecksConfig) -> dict:
@@ -159,23 +203,38 @@ def _too_few(m: pd.DataFrame, classes: list[str], cfg: ChecksConfig) -> dict:
     counts = m.groupby("speaker").size()
     few_speakers = [{"speaker": str(s), "clips": int(n)} for s, n in counts.items() if n < cfg.min_clips_per_speaker]
     details = {"labels": short, "speakers": few_speakers}
-    return _result("too_few_examples", bool(short or few_speakers),
-                   f"{len(short)} (split, label) pair(s) below {cfg.min_clips_per_label} clips; {len(few_speakers)} speaker(s) below {cfg.min_clips_per_speaker}", details)
+    return _result(
+        "too_few_examples",
+        bool(short or few_speakers),
+        f"{len(short)} (split, label) pair(s) below {cfg.min_clips_per_label} clips; {len(few_speakers)} speaker(s) below {cfg.min_clips_per_speaker}",
+        details,
+    )
 
 
 def _clipping(m: pd.DataFrame, limit: float) -> dict:
     if "clipped_fraction" not in m:
         return _result("clipping", False, "not measured", [])
     bad = m[m["clipped_fraction"] > limit]
-    return _result("clipping", len(bad) > 0, f"{len(bad)} clip(s) with more than {limit:.1%} of samples at full scale",
-                   bad[["source", "clipped_fraction"]].head(50).to_dict("records"), "warn")
+    return _result(
+        "clipping",
+        len(bad) > 0,
+        f"{len(bad)} clip(s) with more than {limit:.1%} of samples at full scale",
+        bad[["source", "clipped_fraction"]].head(50).to_dict("records"),
+        "warn",
+    )
 
 
 def _silent(m: pd.DataFrame) -> dict:
     if "silent" not in m:
         return _result("silent", False, "not measured", [])
     bad = m[m["silent"].astype(bool)]
-    return _result("silent", len(bad) > 0, f"{len(bad)} clip(s) with no speech above the noise floor", bad[["source", "label"]].head(50).to_dict("records"), "warn")
+    return _result(
+        "silent",
+        len(bad) > 0,
+        f"{len(bad)} clip(s) with no speech above the noise floor",
+        bad[["source", "label"]].head(50).to_dict("records"),
+        "warn",
+    )
 
 
 def _describe(series: pd.Series) -> dict:
@@ -184,4 +243,12 @@ def _describe(series: pd.Series) -> dict:
     if not len(x):
         return {"count": 0}
     q = np.percentile(x, [5, 50, 95])
-    return {"count": int(len(x)), "mean": float(x.mean()), "min": float(x.min()), "p5": float(q[0]), "p50": float(q[1]), "p95": float(q[2]), "max": float(x.max())}
+    return {
+        "count": int(len(x)),
+        "mean": float(x.mean()),
+        "min": float(x.min()),
+        "p5": float(q[0]),
+        "p50": float(q[1]),
+        "p95": float(q[2]),
+        "max": float(x.max()),
+    }

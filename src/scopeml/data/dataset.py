@@ -37,7 +37,11 @@ class KeywordData:
 
         idx = self.indices(split)
         # The third tensor is the row in the manifest, so per-clip logs (augmentation, errors) can name the clip.
-        ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(self.waves[idx])), torch.from_numpy(self.targets[idx]), torch.from_numpy(idx))
+        ds = TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(self.waves[idx])),
+            torch.from_numpy(self.targets[idx]),
+            torch.from_numpy(idx),
+        )
         sampler = EpochShuffle(len(ds), seed) if shuffle else None
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=False)
 

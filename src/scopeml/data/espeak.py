@@ -74,15 +74,17 @@ def _prepare() -> None:
     try:
         import espeakng_loader
     except ImportError as exc:
-        raise EspeakError("espeakng_loader is not importable; `pip install espeakng-loader` provides "
-                          "libespeak-ng and its voice data") from exc
+        raise EspeakError(
+            "espeakng_loader is not importable; `pip install espeakng-loader` provides libespeak-ng and its voice data"
+        ) from exc
     src = espeakng_loader.get_library_path()
     try:
         _data_path = espeakng_loader.get_data_path()
         lib_bytes = Path(src).read_bytes()
     except (OSError, RuntimeError) as exc:
-        raise EspeakError(f"cannot read eSpeak NG library/data at {src}: {exc}; "
-                          "`pip install espeakng-loader` provides them") from exc
+        raise EspeakError(
+            f"cannot read eSpeak NG library/data at {src}: {exc}; `pip install espeakng-loader` provides them"
+        ) from exc
     _lib_path = src
     if sys.platform.startswith("linux") and hasattr(os, "memfd_create"):
         # A private in-memory copy has its own inode, so dlopen gives us our own instance even if
@@ -93,7 +95,7 @@ def _prepare() -> None:
         _memfd = os.memfd_create("libespeak-ng.so", 0)
         view = memoryview(lib_bytes)
         while view:  # os.write may write less than asked
-            view = view[os.write(_memfd, view):]
+            view = view[os.write(_memfd, view) :]
         _lib_path = f"/proc/self/fd/{_memfd}"
     lang_dir = Path(_data_path) / "lang"
     _lang_files = {f.name: f.relative_to(lang_dir).as_posix() for f in lang_dir.rglob("*") if f.is_file()}
@@ -108,14 +110,23 @@ def _engine() -> Iterator[tuple[ctypes.CDLL, int]]:
     try:
         lib = ctypes.CDLL(_lib_path)
     except OSError as exc:
-        raise EspeakError(f"cannot load eSpeak NG library from {_lib_path}: {exc}; "
-                          "`pip install espeakng-loader` provides it") from exc
+        raise EspeakError(
+            f"cannot load eSpeak NG library from {_lib_path}: {exc}; `pip install espeakng-loader` provides it"
+        ) from exc
     try:
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, _data_path.encode(), _INITIALIZE_DONT_EXIT)
         if rate <= 0:
             raise EspeakError(f"espeak_Initialize failed (returned {rate}) with data path {_data_path}")
@@ -161,8 +172,9 @@ def list_voices(language: str = "en") -> list[str]:
         return list(_voices[language])
 
 
-def synthesize(text: str, voice: str = "en", pitch: int = 50, rate: int = 175, *,
-               pitch_range: int | None = None) -> np.ndarray:
+def synthesize(
+    text: str, voice: str = "en", pitch: int = 50, rate: int = 175, *, pitch_range: int | None = None
+) -> np.ndarray:
     """Speak `text`; return mono float32 samples in [-1, 1] at sample_rate().
 
     pitch 0-100 (espeakPITCH), rate 80-450 words per minute (espeakRATE), pitch_range 0-100
@@ -172,8 +184,11 @@ def synthesize(text: str, voice: str = "en", pitch: int = 50, rate: int = 175, *
         raise EspeakError(f"cannot set eSpeak voice {voice!r}: not a string")
     if not isinstance(text, str) or not text.strip() or "\0" in text:
         raise ValueError(f"text must be a non-empty string without NUL characters, got {text!r}")
-    for name, value, lo, hi in (("pitch", pitch, 0, 100), ("rate", rate, _RATE_MIN, _RATE_MAX),
-                                ("pitch_range", 50 if pitch_range is None else pitch_range, 0, 100)):
+    for name, value, lo, hi in (
+        ("pitch", pitch, 0, 100),
+        ("rate", rate, _RATE_MIN, _RATE_MAX),
+        ("pitch_range", 50 if pitch_range is None else pitch_range, 0, 100),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     encoded = text.encode("utf-8")
@@ -195,8 +210,9 @@ def synthesize(text: str, voice: str = "en", pitch: int = 50, rate: int = 175, *
             lib.espeak_SetParameter(_RANGE, 50 if pitch_range is None else int(pitch_range), 0)
             _chunks.clear()
             try:
-                status = lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0,
-                                          _CHARS_AUTO | _ENDPAUSE, None, None)
+                status = lib.espeak_Synth(
+                    encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_AUTO | _ENDPAUSE, None, None
+                )
                 if status != 0:
                     raise EspeakError(f"espeak_Synth failed with status {status} for voice {voice!r}")
                 pcm = np.concatenate(_chunks) if _chunks else np.zeros(0, np.int16)

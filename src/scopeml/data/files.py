@@ -25,7 +25,9 @@ class Entry:
     extra: dict = field(default_factory=dict)
 
 
-def read_entries(entries: list[Entry], cfg: DataConfig, progress: bool, what: str) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
+def read_entries(
+    entries: list[Entry], cfg: DataConfig, progress: bool, what: str
+) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
     """Decode, measure and preprocess each file. Returns (manifest, waves, bad files)."""
     n_out = int(round(cfg.preprocess.clip_seconds * cfg.preprocess.sample_rate))
     rows, waves, bad = [], [], []

@@ -79,7 +79,9 @@ def download(url: str, root: Path) -> None:
         archive = Path(tmp) / "fsdd.tar.gz"
         urllib.request.urlretrieve(url, archive)  # noqa: S310 - pinned https URL from config
         with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if "/recordings/" in m.name and m.name.endswith(".wav") and m.isfile()]
+            members = [
+                m for m in tar.getmembers() if "/recordings/" in m.name and m.name.endswith(".wav") and m.isfile()
+            ]
             for m in members:
                 m.name = "recordings/" + Path(m.name).name  # flatten; also defeats ../ in member names
             tar.extractall(Path(tmp) / "out", members=members, filter="data")
@@ -87,5 +89,7 @@ def download(url: str, root: Path) -> None:
         pinned = [p for p in (out / "recordings").glob("*.wav") if p.name.split("_")[1] in PINNED_SPEAKERS]
         digest = hash_files(pinned, out)
         if digest != PINNED_SHA256:
-            raise DataError(f"data.url: downloaded FSDD does not match the pinned content digest ({digest} != {PINNED_SHA256})")
+            raise DataError(
+                f"data.url: downloaded FSDD does not match the pinned content digest ({digest} != {PINNED_SHA256})"
+            )
         out.rename(root)

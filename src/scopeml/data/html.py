@@ -22,20 +22,37 @@ table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid #ddd;padding
 
 def render(report: dict, manifest: pd.DataFrame, title: str) -> str:
     fp = report["fingerprint"]
-    parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p class=sub>recipe <b>{html.escape(str(fp['recipe']))}</b> · fingerprint <code>{fp['fingerprint']}</code> · "
-             f"{fp['clips']} clips · {len(report['speakers'])} speakers · {'<span class=pass>all blocking checks pass</span>' if report['passed'] else '<span class=fail>blocking checks fail: ' + ', '.join(report['blocking_failures']) + '</span>'}</p>",
-             "<h2 id=checks>Checks</h2>", _checks_table(report["checks"]),
-             "<h2 id=baseline>Baselines</h2>", _baseline_table(report["baseline"]),
-             "<h2 id=balance>Class balance</h2>", _img(_balance_plot(report["balance"])),
-             "<h2 id=speakers>Speakers</h2>", _img(_speaker_plot(manifest)),
-             "<h2 id=audio>Audio</h2><div class=grid>"]
-    for col, label in (("duration_ms", "duration (ms)"), ("lead_ms", "leading silence (ms)"), ("trail_ms", "trailing silence (ms)"),
-                       ("loudness_lufs", "loudness (LUFS)"), ("rms_dbfs", "RMS level (dBFS)"), ("clipped_fraction", "fraction of samples clipped")):
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class=sub>recipe <b>{html.escape(str(fp['recipe']))}</b> · fingerprint <code>{fp['fingerprint']}</code> · "
+        f"{fp['clips']} clips · {len(report['speakers'])} speakers · {'<span class=pass>all blocking checks pass</span>' if report['passed'] else '<span class=fail>blocking checks fail: ' + ', '.join(report['blocking_failures']) + '</span>'}</p>",
+        "<h2 id=checks>Checks</h2>",
+        _checks_table(report["checks"]),
+        "<h2 id=baseline>Baselines</h2>",
+        _baseline_table(report["baseline"]),
+        "<h2 id=balance>Class balance</h2>",
+        _img(_balance_plot(report["balance"])),
+        "<h2 id=speakers>Speakers</h2>",
+        _img(_speaker_plot(manifest)),
+        "<h2 id=audio>Audio</h2><div class=grid>",
+    ]
+    for col, label in (
+        ("duration_ms", "duration (ms)"),
+        ("lead_ms", "leading silence (ms)"),
+        ("trail_ms", "trailing silence (ms)"),
+        ("loudness_lufs", "loudness (LUFS)"),
+        ("rms_dbfs", "RMS level (dBFS)"),
+        ("clipped_fraction", "fraction of samples clipped"),
+    ):
         if col in manifest:
             parts.append(_img(_hist(manifest, col, label)))
     parts.append("</div>")
-    parts.append("<h2 id=formats>Formats</h2>" + _kv_table({"sample rates (Hz)": report["formats"].get("sample_rates"), "channels": report["formats"].get("channels")}))
+    parts.append(
+        "<h2 id=formats>Formats</h2>"
+        + _kv_table(
+            {"sample rates (Hz)": report["formats"].get("sample_rates"), "channels": report["formats"].get("channels")}
+        )
+    )
     return f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
 
 
@@ -43,21 +60,35 @@ def _checks_table(checks: list[dict]) -> str:
     rows = []
     for c in checks:
         details = html.escape(str(c["details"])[:3000])
-        rows.append(f"<tr><td>{c['name']}</td><td class={c['status']}>{c['status'].upper()}</td><td>{'yes' if c['blocking'] else 'no'}</td>"
-                    f"<td>{html.escape(c['summary'])}<details><summary>details</summary><pre style='white-space:pre-wrap'>{details}</pre></details></td></tr>")
+        rows.append(
+            f"<tr><td>{c['name']}</td><td class={c['status']}>{c['status'].upper()}</td><td>{'yes' if c['blocking'] else 'no'}</td>"
+            f"<td>{html.escape(c['summary'])}<details><summary>details</summary><pre style='white-space:pre-wrap'>{details}</pre></details></td></tr>"
+        )
     return "<table><tr><th>check</th><th>result</th><th>blocking</th><th>finding</th></tr>" + "".join(rows) + "</table>"
 
 
 def _baseline_table(b: dict) -> str:
     rows = "".join(
-        f"<tr><td>{name}{' (best)' if b.get('best') == name else ''}</td>" + "".join(f"<td>{b[name][s]['accuracy']:.3f}</td><td>{b[name][s]['macro_f1']:.3f}</td>" for s in ("val", "test")) + "</tr>"
+        f"<tr><td>{name}{' (best)' if b.get('best') == name else ''}</td>"
+        + "".join(
+            f"<td>{b[name][s]['accuracy']:.3f}</td><td>{b[name][s]['macro_f1']:.3f}</td>" for s in ("val", "test")
+        )
+        + "</tr>"
         for name in ("majority", "logreg_mfcc")
     )
-    return "<table><tr><th>baseline</th><th>val accuracy</th><th>val macro-F1</th><th>test accuracy</th><th>test macro-F1</th></tr>" + rows + "</table>"
+    return (
+        "<table><tr><th>baseline</th><th>val accuracy</th><th>val macro-F1</th><th>test accuracy</th><th>test macro-F1</th></tr>"
+        + rows
+        + "</table>"
+    )
 
 
 def _kv_table(d: dict) -> str:
-    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items()) + "</table>"
+    return (
+        "<table>"
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in d.items())
+        + "</table>"
+    )
 
 
 def _figure(width=6.0, height=3.2):

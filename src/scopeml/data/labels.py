@@ -9,7 +9,9 @@ from scopeml.config.schema import LabelsConfig
 from scopeml.data.dataset import DataError
 
 
-def normalize_labels(raw: pd.Series, sources: pd.Series, cfg: LabelsConfig, classes: list[str]) -> tuple[pd.Series, np.ndarray]:
+def normalize_labels(
+    raw: pd.Series, sources: pd.Series, cfg: LabelsConfig, classes: list[str]
+) -> tuple[pd.Series, np.ndarray]:
     """Return (labels, keep-mask). Case and spacing first, then aliases, fillers, then the `others` policy."""
     text = raw.astype(str).str.strip()
     aliases = dict(cfg.map)
@@ -28,7 +30,9 @@ def normalize_labels(raw: pd.Series, sources: pd.Series, cfg: LabelsConfig, clas
         elif cfg.others == "unknown":
             labels = labels.where(~outside, cfg.unknown)
         else:
-            examples = "; ".join(f"{src} has label {r!r}" for src, r in zip(sources[outside].head(5), raw[outside].head(5)))
+            examples = "; ".join(
+                f"{src} has label {r!r}" for src, r in zip(sources[outside].head(5), raw[outside].head(5))
+            )
             raise DataError(
                 f"{int(outside.sum())} clip(s) have labels outside scoping.classes {classes} "
                 f"(map them with data.labels.map, or set data.labels.others to drop or unknown): {examples}"

@@ -20,9 +20,15 @@ def read_manifest(cfg: ManifestData) -> tuple[pd.DataFrame, Path]:
     if not path.is_file():
         raise DataError(f"data.manifest: file '{path}' does not exist")
     try:
-        table = pd.read_json(path, lines=True, dtype=False) if path.suffix in {".jsonl", ".json"} else pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = (
+            pd.read_json(path, lines=True, dtype=False)
+            if path.suffix in {".jsonl", ".json"}
+            else pd.read_csv(path, dtype=str, keep_default_na=False)
+        )
     except ValueError as exc:
-        raise DataError(f"data.manifest: '{path}' is not valid {'JSONL' if path.suffix in {'.jsonl', '.json'} else 'CSV'} ({exc})") from None
+        raise DataError(
+            f"data.manifest: '{path}' is not valid {'JSONL' if path.suffix in {'.jsonl', '.json'} else 'CSV'} ({exc})"
+        ) from None
     missing = [c for c in ("path", "label") if c not in table.columns]
     if missing:
         raise DataError(f"data.manifest: '{path}' lacks column(s) {missing}; it has {list(table.columns)}")
@@ -67,7 +73,9 @@ def source_info(cfg: ManifestData) -> dict:
 
 def content_hash(cfg: ManifestData, manifest: pd.DataFrame, waves: np.ndarray) -> str:
     _, root = read_manifest(cfg)
-    return hash_files(manifest["source"], root) if len(manifest) else hash_file(Path(cfg.manifest).expanduser().resolve())
+    return (
+        hash_files(manifest["source"], root) if len(manifest) else hash_file(Path(cfg.manifest).expanduser().resolve())
+    )
 
 
 def make_clips(cfg: ManifestData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:

@@ -34,7 +34,9 @@ def _frame_db(x: np.ndarray, sr: int, frame_ms: float) -> tuple[np.ndarray, int]
         return 10 * np.log10(power), hop
 
 
-def speech_bounds(x: np.ndarray, sr: int, threshold_db: float = -35.0, frame_ms: float = 10.0) -> tuple[int, int] | None:
+def speech_bounds(
+    x: np.ndarray, sr: int, threshold_db: float = -35.0, frame_ms: float = 10.0
+) -> tuple[int, int] | None:
     """Sample indices [start, end) from the first to the last frame whose RMS is within threshold_db of
     the loudest frame's and above -60 dBFS; None if the clip is silent (no frame above the floor)."""
     if len(x) == 0:
@@ -61,7 +63,9 @@ def _loudness(x: np.ndarray, sr: int) -> float:
     return float(F.loudness(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], sr))
 
 
-def measure(x: np.ndarray, sr: int, threshold_db: float = -35.0, frame_ms: float = 10.0, clip_level: float = 0.999) -> dict:
+def measure(
+    x: np.ndarray, sr: int, threshold_db: float = -35.0, frame_ms: float = 10.0, clip_level: float = 0.999
+) -> dict:
     """Stats of a mono clip for data reports and monitoring; plain Python floats and bools.
 
     durations in ms (lead + speech + trail = duration; a silent clip is all lead), rms_dbfs and

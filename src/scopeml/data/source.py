@@ -46,8 +46,11 @@ def list_clips(cfg: SourceData) -> list[dict]:
     problems = [p for i, clip in enumerate(clips) if (p := _problem(clip, i))]
     if problems:
         more = f" ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise DataError(f"data.source: {cfg.source['_target_']} listed {len(problems)} unusable clip(s): "
-                        + "; ".join(problems[:5]) + more)
+        raise DataError(
+            f"data.source: {cfg.source['_target_']} listed {len(problems)} unusable clip(s): "
+            + "; ".join(problems[:5])
+            + more
+        )
     if not clips:
         raise DataError(f"data.source: {cfg.source['_target_']} listed no clips")
     return clips
@@ -65,9 +68,13 @@ def source_info(cfg: SourceData) -> dict:
         if "path" in clip:
             path = Path(clip["path"])
             stat = path.stat() if path.exists() else None
-            listing.append([str(path), stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1, str(clip["label"])])
+            listing.append(
+                [str(path), stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1, str(clip["label"])]
+            )
         else:
-            listing.append([i, hash_array(np.asarray(clip["samples"], dtype=np.float32)), clip["sample_rate"], str(clip["label"])])
+            listing.append(
+                [i, hash_array(np.asarray(clip["samples"], dtype=np.float32)), clip["sample_rate"], str(clip["label"])]
+            )
     return {"listing_sha256": hash_config(listing)}
 
 
@@ -75,7 +82,9 @@ def make_clips(cfg: SourceData, progress: bool = True) -> tuple[pd.DataFrame, np
     clips = list_clips(cfg)
     files = [(i, c) for i, c in enumerate(clips) if "path" in c]
     arrays = [(i, c) for i, c in enumerate(clips) if "path" not in c]
-    entries = [Entry(Path(c["path"]), str(c["label"]), str(c.get("speaker") or f"clip-{i}"), _extra(c)) for i, c in files]
+    entries = [
+        Entry(Path(c["path"]), str(c["label"]), str(c.get("speaker") or f"clip-{i}"), _extra(c)) for i, c in files
+    ]
     manifest, waves, bad = read_entries(entries, cfg, progress, "source clips")
     if arrays:
         rows, prepared = [], []
@@ -88,9 +97,18 @@ def make_clips(cfg: SourceData, progress: bool = True) -> tuple[pd.DataFrame, np
             except (AudioError, ValueError) as exc:
                 bad.append({"source": f"{cfg.source['_target_']}[{name}]", "problem": str(exc)})
                 continue
-            rows.append({"clip_id": name, "source": f"{cfg.source['_target_']}[{name}]", "raw_label": str(clip["label"]),
-                         "speaker": str(clip.get("speaker") or name), "orig_sample_rate": sr,
-                         "orig_channels": int(samples.shape[0]) if samples.ndim == 2 else 1, **stats, **_extra(clip)})
+            rows.append(
+                {
+                    "clip_id": name,
+                    "source": f"{cfg.source['_target_']}[{name}]",
+                    "raw_label": str(clip["label"]),
+                    "speaker": str(clip.get("speaker") or name),
+                    "orig_sample_rate": sr,
+                    "orig_channels": int(samples.shape[0]) if samples.ndim == 2 else 1,
+                    **stats,
+                    **_extra(clip),
+                }
+            )
         manifest = pd.concat([manifest, pd.DataFrame(rows)], ignore_index=True)
         waves = np.concatenate([waves, np.stack(prepared)]) if prepared else waves
     return manifest, waves, bad

@@ -23,7 +23,9 @@ def root_dir(cfg: SpeechCommandsData) -> Path:
     root = Path(cfg.root).expanduser().resolve()
     if not root.exists():
         if not cfg.download:
-            raise DataError(f"data.root: folder '{root}' does not exist (set data.download=true to fetch Speech Commands v2, 2.3 GB)")
+            raise DataError(
+                f"data.root: folder '{root}' does not exist (set data.download=true to fetch Speech Commands v2, 2.3 GB)"
+            )
         download(cfg.url, cfg.sha256, root)
     if not root.is_dir():
         raise DataError(f"data.root: '{root}' is not a folder")

@@ -56,7 +56,16 @@ def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFr
     waves, rows = [], []
     for i, (voice, word, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", progress)):
         # Seeded per clip: the same clip whatever else is generated.
-        raw, meta = render(word, voice, pitch, rate, [cfg.seed, i], list(cfg.lead_silence_ms), list(cfg.noise_snr_db), list(cfg.gain_db))
+        raw, meta = render(
+            word,
+            voice,
+            pitch,
+            rate,
+            [cfg.seed, i],
+            list(cfg.lead_silence_ms),
+            list(cfg.noise_snr_db),
+            list(cfg.gain_db),
+        )
         waves.append(preprocess.apply(raw, sr, cfg.preprocess))
         rows.append(
             {
@@ -76,7 +85,9 @@ def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFr
     return pd.DataFrame(rows), np.stack(waves), []
 
 
-def render(word: str, voice: str, pitch: int, rate: int, seed: list[int], lead_silence_ms, noise_snr_db, gain_db) -> tuple[np.ndarray, dict]:
+def render(
+    word: str, voice: str, pitch: int, rate: int, seed: list[int], lead_silence_ms, noise_snr_db, gain_db
+) -> tuple[np.ndarray, dict]:
     """One raw recording at eSpeak's rate: silence, the word, silence, pink noise at an SNR, a gain.
 
     The single definition of a synthesized clip: the recipe and scopeml-simulate both call it.
@@ -91,7 +102,12 @@ def render(word: str, voice: str, pitch: int, rate: int, seed: list[int], lead_s
     raw += _pink_noise(rng, len(raw)) * _rms(speech) / 10 ** (snr_db / 20)
     gain = rng.uniform(*gain_db)
     raw = np.clip(raw * 10 ** (gain / 20), -1.0, 1.0).astype(np.float32)
-    return raw, {"planted_lead_ms": 1000 * lead / sr, "planted_trail_ms": 1000 * trail / sr, "gain_db": gain, "snr_db": snr_db}
+    return raw, {
+        "planted_lead_ms": 1000 * lead / sr,
+        "planted_trail_ms": 1000 * trail / sr,
+        "gain_db": gain,
+        "snr_db": snr_db,
+    }
 
 
 def _trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:

@@ -43,7 +43,9 @@ class LifecycleConfig:
         return problems
 
 
-def load_lifecycle(name_or_path: str, overrides: dict | None = None, config_dir: str | Path | None = None) -> LifecycleConfig:
+def load_lifecycle(
+    name_or_path: str, overrides: dict | None = None, config_dir: str | Path | None = None
+) -> LifecycleConfig:
     from omegaconf import OmegaConf
 
     from scopeml.config import ConfigError
@@ -53,9 +55,12 @@ def load_lifecycle(name_or_path: str, overrides: dict | None = None, config_dir:
     if name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path)
     else:
-        path = next((f / f"{name_or_path}.yaml" for f in folders if (f / f"{name_or_path}.yaml").exists()), folders[-1] / f"{name_or_path}.yaml")
+        path = next(
+            (f / f"{name_or_path}.yaml" for f in folders if (f / f"{name_or_path}.yaml").exists()),
+            folders[-1] / f"{name_or_path}.yaml",
+        )
     if not path.exists():
-        known = sorted({p.stem for f in folders for p in f.glob('*.yaml')})
+        known = sorted({p.stem for f in folders for p in f.glob("*.yaml")})
         raise ConfigError([f"lifecycle {name_or_path!r}: no {path} (known: {known})"])
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     data.update(overrides or {})

@@ -50,15 +50,23 @@ def gather(lc) -> dict:
     run_dir = Path(selection.selected.run_dir) if selection.selected else None
     return {
         "data": _read(lc.dir("data") / "report.json"),
-        "sweep": pd.read_csv(lc.dir("sweep") / "sweep_summary.csv") if (lc.dir("sweep") / "sweep_summary.csv").exists() else None,
+        "sweep": pd.read_csv(lc.dir("sweep") / "sweep_summary.csv")
+        if (lc.dir("sweep") / "sweep_summary.csv").exists()
+        else None,
         "selection": selection,
         "run_dir": run_dir,
         "metrics": _read_run_file(read_metrics, run_dir, RunMetrics()),
         "scorecard": _read(lc.dir("loadtest") / "scorecard.json"),
-        "simulation": (json.loads((lc.dir("simulate") / "simulation.json").read_text()) if (lc.dir("simulate") / "simulation.json").exists() else []),
+        "simulation": (
+            json.loads((lc.dir("simulate") / "simulation.json").read_text())
+            if (lc.dir("simulate") / "simulation.json").exists()
+            else []
+        ),
         "monitor": _read(lc.dir("monitor") / "summary.json"),
         "log": Path(lc.env["SCOPEML_PREDICTION_LOG"]),
-        "labels": {p.name.removesuffix("_labels.csv"): pd.read_csv(p) for p in sorted(lc.dir("simulate").glob("*_labels.csv"))},
+        "labels": {
+            p.name.removesuffix("_labels.csv"): pd.read_csv(p) for p in sorted(lc.dir("simulate").glob("*_labels.csv"))
+        },
         "stages": {s: _read(lc.dir(s) / "stage.json") for s in lc.STAGES[:-1]},
     }
 
@@ -101,9 +109,15 @@ def target_rows(facts: dict, production: pd.DataFrame) -> list[dict]:
         rows.append({"metric": name, "bound": f"{t.op} {t.target:g}", "phase": phase, "value": value, "passed": passed})
     if realized is not None:
         acc = next((t for t in facts["metrics"].targets if t.metric == "accuracy"), None)
-        rows.append({"metric": "accuracy (realized in production)", "bound": f">= {acc.target:g}" if acc else "-",
-                     "phase": "monitoring (labels delivered)", "value": realized,
-                     "passed": (realized >= acc.target) if acc else None})
+        rows.append(
+            {
+                "metric": "accuracy (realized in production)",
+                "bound": f">= {acc.target:g}" if acc else "-",
+                "phase": "monitoring (labels delivered)",
+                "value": realized,
+                "passed": (realized >= acc.target) if acc else None,
+            }
+        )
     return rows
 
 
@@ -116,9 +130,15 @@ def estimate_gap_rows(scenarios: pd.DataFrame) -> list[dict]:
         return []
     gaps = scenarios.dropna(subset=["estimate - realized"])
     worst = gaps.loc[gaps["estimate - realized"].abs().idxmax()]
-    return [{"metric": "|CBPE estimate - realized accuracy|", "bound": f"<= {ESTIMATE_GAP_GOAL:g}",
-             "phase": f"monitoring (worst scenario: {worst['scenario']})", "value": abs(float(worst["estimate - realized"])),
-             "passed": bool(abs(worst["estimate - realized"]) <= ESTIMATE_GAP_GOAL)}]
+    return [
+        {
+            "metric": "|CBPE estimate - realized accuracy|",
+            "bound": f"<= {ESTIMATE_GAP_GOAL:g}",
+            "phase": f"monitoring (worst scenario: {worst['scenario']})",
+            "value": abs(float(worst["estimate - realized"])),
+            "passed": bool(abs(worst["estimate - realized"]) <= ESTIMATE_GAP_GOAL),
+        }
+    ]
 
 
 def _min_estimated_accuracy(monitor: dict) -> float | None:
@@ -152,11 +172,19 @@ def _scenario_table(production: pd.DataFrame, chunks: list[dict]) -> pd.DataFram
         labelled = g[g["truth"].notna()]
         realized = float((labelled["pred"] == labelled["truth"]).mean()) if len(labelled) else None
         est = float(np.mean(estimated[g.index])) if estimated is not None else None
-        rows.append({"scenario": name, "predictions": len(g), "labelled": len(labelled),
-                     "realized accuracy": realized, "estimated accuracy (CBPE)": est,
-                     "estimate - realized": None if est is None or realized is None else est - realized,
-                     "mean confidence": float(g["confidence"].mean()),
-                     "spectral centroid (Hz)": float(g["spectral_centroid_hz"].median()), "SNR (dB)": float(g["snr_db"].median())})
+        rows.append(
+            {
+                "scenario": name,
+                "predictions": len(g),
+                "labelled": len(labelled),
+                "realized accuracy": realized,
+                "estimated accuracy (CBPE)": est,
+                "estimate - realized": None if est is None or realized is None else est - realized,
+                "mean confidence": float(g["confidence"].mean()),
+                "spectral centroid (Hz)": float(g["spectral_centroid_hz"].median()),
+                "SNR (dB)": float(g["snr_db"].median()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -168,7 +196,7 @@ def _estimated_per_row(chunks: list[dict], n_rows: int) -> np.ndarray | None:
     for c in chunks:
         value = (c.get("estimated") or {}).get("accuracy", {}).get("value")
         if isinstance(value, (int, float)):
-            out[int(c["start_index"]): int(c["end_index"]) + 1] = value
+            out[int(c["start_index"]) : int(c["end_index"]) + 1] = value
     return None if np.isnan(out).any() else out
 
 
@@ -180,7 +208,11 @@ def _fmt(v) -> str:
 
 
 def _result(passed) -> str:
-    return {True: "<span class=pass>PASS</span>", False: "<span class=fail>FAIL</span>", None: "<span class=na>not measured</span>"}[passed]
+    return {
+        True: "<span class=pass>PASS</span>",
+        False: "<span class=fail>FAIL</span>",
+        None: "<span class=na>not measured</span>",
+    }[passed]
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -208,8 +240,11 @@ def _production_plot(production: pd.DataFrame) -> str:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), dpi=100)
     window = max(len(production) // 30, 10)
     correct = (production["pred"] == production["truth"]).where(production["truth"].notna())
-    for ax, series, title in ((axes[0], correct, "realized accuracy (rolling)"), (axes[1], production["spectral_centroid_hz"], "spectral centroid, Hz"),
-                              (axes[2], production["snr_db"], "estimated SNR, dB")):
+    for ax, series, title in (
+        (axes[0], correct, "realized accuracy (rolling)"),
+        (axes[1], production["spectral_centroid_hz"], "spectral centroid, Hz"),
+        (axes[2], production["snr_db"], "estimated SNR, dB"),
+    ):
         for name, g in production.groupby("scenario", sort=False):
             ax.plot(g.index, series.loc[g.index].rolling(window, min_periods=1).mean(), label=name)
         ax.set_title(title, fontsize=10)
@@ -228,7 +263,9 @@ def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production:
     flagged = (facts["metrics"].error_analysis or {}).get("flagged_slices", [])
     data = facts["data"]
     monitor = facts["monitor"]
-    stages = "".join(f"<tr><td>{html.escape(s)}</td><td>{_fmt(r.get('seconds'))}</td></tr>" for s, r in facts["stages"].items() if r)
+    stages = "".join(
+        f"<tr><td>{html.escape(s)}</td><td>{_fmt(r.get('seconds'))}</td></tr>" for s, r in facts["stages"].items() if r
+    )
     parts = [
         "<h1>scopeml lifecycle report</h1>",
         f"<p class=sub>selected model: <code>{_fmt(facts['metrics'].model.get('arch'))}</code> "
@@ -236,27 +273,46 @@ def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production:
         f"primary metric {_fmt(sel and sel.primary_metric)} = {_fmt(sel and sel.value)}</p>",
         "<h2 id=targets>Scoping targets against every phase</h2>",
         "<table><tr><th>target</th><th>bound</th><th>measured in</th><th>achieved</th><th>result</th></tr>"
-        + "".join(f"<tr><td>{html.escape(t['metric'])}</td><td>{html.escape(t['bound'])}</td><td>{html.escape(t['phase'])}</td>"
-                  f"<td>{_fmt(t['value'])}</td><td>{_result(t['passed'])}</td></tr>" for t in targets) + "</table>",
+        + "".join(
+            f"<tr><td>{html.escape(t['metric'])}</td><td>{html.escape(t['bound'])}</td><td>{html.escape(t['phase'])}</td>"
+            f"<td>{_fmt(t['value'])}</td><td>{_result(t['passed'])}</td></tr>"
+            for t in targets
+        )
+        + "</table>",
         "<h2 id=data>Data</h2>",
-        "<table><tr><th>check</th><th>result</th><th>finding</th></tr>" + "".join(
+        "<table><tr><th>check</th><th>result</th><th>finding</th></tr>"
+        + "".join(
             f"<tr><td>{html.escape(c['name'])}</td><td class={c['status']}>{c['status'].upper()}</td><td>{html.escape(c['summary'])}</td></tr>"
-            for c in data.get("checks", [])) + "</table>",
+            for c in data.get("checks", [])
+        )
+        + "</table>",
         f"<p>baselines (test accuracy): majority {_fmt(data.get('baseline', {}).get('majority', {}).get('test', {}).get('accuracy'))}, "
         f"logistic regression on MFCC statistics {_fmt(data.get('baseline', {}).get('logreg_mfcc', {}).get('test', {}).get('accuracy'))}</p>",
-        "<h2 id=sweep>Sweep and selection</h2>", _table(facts["sweep"]),
+        "<h2 id=sweep>Sweep and selection</h2>",
+        _table(facts["sweep"]),
         f"<p>selected: <code>{_fmt(sel and sel.run_dir)}</code></p>",
-        "<ul>" + "".join(f"<li>{html.escape(Path(r.run_dir).name)}: {html.escape('; '.join(r.reasons))}</li>"
-                         for r in rejects) + "</ul>",
+        "<ul>"
+        + "".join(f"<li>{html.escape(Path(r.run_dir).name)}: {html.escape('; '.join(r.reasons))}</li>" for r in rejects)
+        + "</ul>",
         "<h2 id=errors>Error analysis (test split)</h2>",
         _img_file(facts["run_dir"] / "errors" / "confusion_matrix.png" if facts["run_dir"] else None),
-        "<p>flagged slices: " + html.escape(", ".join(f"{s.get('slice')}={s.get('value')}" for s in flagged) or "none") + "</p>",
+        "<p>flagged slices: "
+        + html.escape(", ".join(f"{s.get('slice')}={s.get('value')}" for s in flagged) or "none")
+        + "</p>",
         "<h2 id=serving>Serving</h2>",
-        _table(pd.DataFrame(facts["scorecard"].get("levels", []))[["concurrency", "requests", "error_rate", "qps", "p50_ms", "p95_ms", "p99_ms"]]
-               if facts["scorecard"].get("levels") else None),
+        _table(
+            pd.DataFrame(facts["scorecard"].get("levels", []))[
+                ["concurrency", "requests", "error_rate", "qps", "p50_ms", "p95_ms", "p99_ms"]
+            ]
+            if facts["scorecard"].get("levels")
+            else None
+        ),
         "<h2 id=production>Production: simulated traffic, drift and monitoring</h2>",
-        _table(scenarios), _production_plot(production),
-        "<p>drifted features: " + html.escape(", ".join(map(str, monitor.get("drifted_features", []))) or "none") + "</p>",
+        _table(scenarios),
+        _production_plot(production),
+        "<p>drifted features: "
+        + html.escape(", ".join(map(str, monitor.get("drifted_features", []))) or "none")
+        + "</p>",
         "<ul>" + "".join(f"<li>{html.escape(str(r))}</li>" for r in monitor.get("recommendations", [])) + "</ul>",
         "<h2 id=stages>Stages</h2><table><tr><th>stage</th><th>seconds</th></tr>" + stages + "</table>",
     ]
@@ -264,11 +320,26 @@ def _html(facts: dict, targets: list[dict], scenarios: pd.DataFrame, production:
 
 
 def _markdown(facts: dict, targets: list[dict], scenarios: pd.DataFrame) -> str:
-    lines = ["# scopeml lifecycle report", "", "## Scoping targets", "", "| target | bound | measured in | achieved | result |", "|---|---|---|---|---|"]
+    lines = [
+        "# scopeml lifecycle report",
+        "",
+        "## Scoping targets",
+        "",
+        "| target | bound | measured in | achieved | result |",
+        "|---|---|---|---|---|",
+    ]
     for t in targets:
-        lines.append(f"| {t['metric']} | {t['bound']} | {t['phase']} | {_fmt(t['value'])} | {({True: 'PASS', False: 'FAIL', None: '-'})[t['passed']]} |")
+        lines.append(
+            f"| {t['metric']} | {t['bound']} | {t['phase']} | {_fmt(t['value'])} | {({True: 'PASS', False: 'FAIL', None: '-'})[t['passed']]} |"
+        )
     if len(scenarios):
-        lines += ["", "## Production scenarios", "", "| " + " | ".join(scenarios.columns) + " |", "|" + "---|" * len(scenarios.columns)]
+        lines += [
+            "",
+            "## Production scenarios",
+            "",
+            "| " + " | ".join(scenarios.columns) + " |",
+            "|" + "---|" * len(scenarios.columns),
+        ]
         lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in scenarios.itertuples(index=False)]
     recs = facts["monitor"].get("recommendations", [])
     if recs:

@@ -18,9 +18,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable
 
 from scopeml.lifecycle.config import LifecycleConfig, load_lifecycle
 from scopeml.stage import ExitCode
@@ -35,15 +35,21 @@ class StageError(RuntimeError):
 class Lifecycle:
     STAGES = ("data", "sweep", "select", "package", "serve", "loadtest", "simulate", "label", "monitor", "report")
 
-    def __init__(self, cfg: LifecycleConfig, force: set[str] = frozenset(), console=None, config_dir: str | Path | None = None):
+    def __init__(
+        self, cfg: LifecycleConfig, force: set[str] = frozenset(), console=None, config_dir: str | Path | None = None
+    ):
         self.cfg, self.force = cfg, force
         # A user's own config folder (models, data, experiments): every Hydra stage composes with it.
         self.config_dir = str(Path(config_dir).expanduser().resolve()) if config_dir else None
         self.hydra_args = ["--config-dir", self.config_dir] if self.config_dir else []
         self.out = Path(cfg.out).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "BENTOML_HOME": str(self.out / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-                    "SCOPEML_PREDICTION_LOG": str(self.dir("serve") / "predictions.sqlite")}
+        self.env = {
+            **os.environ,
+            "BENTOML_HOME": str(self.out / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "SCOPEML_PREDICTION_LOG": str(self.dir("serve") / "predictions.sqlite"),
+        }
         self.server = None
         self.console = console
         self.forced_from = min((self.STAGES.index(s) for s in force), default=len(self.STAGES))
@@ -75,7 +81,11 @@ class Lifecycle:
                 # stage.json changes whenever its stage runs again: new traffic needs its labels delivered
                 # again (they live in the log), and new labels or a new model need a new monitoring run
                 "label": [self.dir("simulate") / "stage.json", self.cfg.simulate.labelled],
-                "monitor": [package, self.dir("label") / "stage.json", self.composed(*self.cfg.train, *self.cfg.monitor)],
+                "monitor": [
+                    package,
+                    self.dir("label") / "stage.json",
+                    self.composed(*self.cfg.train, *self.cfg.monitor),
+                ],
             }
             if not all(self.up_to_date(name, inputs) for name, inputs in served.items()):
                 self.start_service()  # the serving stages share one running service
@@ -94,8 +104,17 @@ class Lifecycle:
         return {"report": str(d / "report.html")}
 
     def sweep(self, d: Path) -> dict:
-        self.cli("sweep", d, "scopeml.cli.train", "-m", *self.hydra_args, f"hydra.sweep.dir={d}", *self.cfg.train, *self.cfg.sweep,
-                 ok=(0,))
+        self.cli(
+            "sweep",
+            d,
+            "scopeml.cli.train",
+            "-m",
+            *self.hydra_args,
+            f"hydra.sweep.dir={d}",
+            *self.cfg.train,
+            *self.cfg.sweep,
+            ok=(0,),
+        )
         return {"summary": str(d / "sweep_summary.md")}
 
     def select(self, d: Path) -> dict:
@@ -103,8 +122,14 @@ class Lifecycle:
         return {"selection": str(d / "selection.json")}
 
     def package(self, d: Path) -> dict:
-        out = self.cli("package", d, "scopeml.cli.package", str(self.dir("select") / "selection.json"),
-                       *(["--config-dir", self.config_dir] if self.config_dir else []), ok=(0,))
+        out = self.cli(
+            "package",
+            d,
+            "scopeml.cli.package",
+            str(self.dir("select") / "selection.json"),
+            *(["--config-dir", self.config_dir] if self.config_dir else []),
+            ok=(0,),
+        )
         tag = out.strip().splitlines()[-1]
         (d / "package.json").write_text(json.dumps({"tag": tag}))
         return {"tag": tag}
@@ -112,22 +137,52 @@ class Lifecycle:
     def loadtest(self, d: Path) -> dict:
         lt = self.cfg.loadtest
         # exit 1 (CHECK_FAILED) is a missed latency or throughput target: reported, not a failed stage
-        code = self.cli("loadtest", d, "scopeml.cli.loadtest", "--url", self.server.url, "--out", str(d),
-                        "--duration", str(lt.duration), "--concurrency", *map(str, lt.concurrency),
-                        ok=(ExitCode.OK, ExitCode.CHECK_FAILED), want_code=True)
+        code = self.cli(
+            "loadtest",
+            d,
+            "scopeml.cli.loadtest",
+            "--url",
+            self.server.url,
+            "--out",
+            str(d),
+            "--duration",
+            str(lt.duration),
+            "--concurrency",
+            *map(str, lt.concurrency),
+            ok=(ExitCode.OK, ExitCode.CHECK_FAILED),
+            want_code=True,
+        )
         return {"scorecard": str(d / "scorecard.json"), "targets_met": code == ExitCode.OK}
 
     def simulate(self, d: Path) -> dict:
         sim = self.cfg.simulate
-        self.cli("simulate", d, "scopeml.cli.simulate", *sim.scenarios, "--url", self.server.url, "--out", str(d),
-                 "--clips", str(sim.clips), ok=(0,))
+        self.cli(
+            "simulate",
+            d,
+            "scopeml.cli.simulate",
+            *sim.scenarios,
+            "--url",
+            self.server.url,
+            "--out",
+            str(d),
+            "--clips",
+            str(sim.clips),
+            ok=(0,),
+        )
         return {"simulation": str(d / "simulation.json")}
 
     def label(self, d: Path) -> dict:
         delivered = {}
         for scenario in self.cfg.simulate.labelled:
-            self.cli("label", d, "scopeml.cli.label", str(self.dir("simulate") / f"{scenario}_labels.csv"),
-                     "--log", self.env["SCOPEML_PREDICTION_LOG"], ok=(0,))
+            self.cli(
+                "label",
+                d,
+                "scopeml.cli.label",
+                str(self.dir("simulate") / f"{scenario}_labels.csv"),
+                "--log",
+                self.env["SCOPEML_PREDICTION_LOG"],
+                ok=(0,),
+            )
             delivered[scenario] = True
         (d / "labels.json").write_text(json.dumps(delivered))
         return {"labelled": sorted(delivered)}
@@ -135,9 +190,18 @@ class Lifecycle:
     def monitor(self, d: Path) -> dict:
         tag = json.loads((self.dir("package") / "package.json").read_text())["tag"]
         # exit 1 (CHECK_FAILED) is the monitor doing its job (an alert on drifted traffic), not a failed stage
-        code = self.cli("monitor", d, "scopeml.cli.monitor", f"hydra.run.dir={d}", f"monitor.log={self.env['SCOPEML_PREDICTION_LOG']}",
-                        f"monitor.model={tag}", *self.cfg.train, *self.cfg.monitor, ok=(ExitCode.OK, ExitCode.CHECK_FAILED),
-                        want_code=True)
+        code = self.cli(
+            "monitor",
+            d,
+            "scopeml.cli.monitor",
+            f"hydra.run.dir={d}",
+            f"monitor.log={self.env['SCOPEML_PREDICTION_LOG']}",
+            f"monitor.model={tag}",
+            *self.cfg.train,
+            *self.cfg.monitor,
+            ok=(ExitCode.OK, ExitCode.CHECK_FAILED),
+            want_code=True,
+        )
         return {"summary": str(d / "summary.json"), "alerts": code == ExitCode.CHECK_FAILED}
 
     def report(self, d: Path) -> dict:
@@ -158,7 +222,12 @@ class Lifecycle:
         started = time.perf_counter()
         (d / "stage.json").unlink(missing_ok=True)  # a half-run stage never looks done
         result = fn(d)
-        record = {"stage": name, "inputs": _fingerprint(inputs), "seconds": time.perf_counter() - started, "result": result}
+        record = {
+            "stage": name,
+            "inputs": _fingerprint(inputs),
+            "seconds": time.perf_counter() - started,
+            "result": result,
+        }
         (d / "stage.json").write_text(json.dumps(record, indent=2, default=str))
         self.say(f"{number} {name}: done in {record['seconds']:.1f} s")
 
@@ -174,7 +243,9 @@ class Lifecycle:
     def cli(self, stage: str, d: Path, module: str, *args: str, ok=(0,), want_code: bool = False):
         log = d / f"{stage}.log"
         with open(log, "w") as f:
-            proc = subprocess.run([sys.executable, "-m", module, *args], env=self.env, stdout=subprocess.PIPE, stderr=f, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", module, *args], env=self.env, stdout=subprocess.PIPE, stderr=f, text=True
+            )
             f.write(proc.stdout)
         if proc.returncode not in ok:
             tail = log.read_text().strip().splitlines()[-8:]
@@ -213,7 +284,9 @@ def _fingerprint(inputs: list) -> str:
     return h.hexdigest()
 
 
-def run_lifecycle(config: str, out: str | None = None, config_dir: str | None = None, force: Iterable[str] = ()) -> bool:
+def run_lifecycle(
+    config: str, out: str | None = None, config_dir: str | None = None, force: Iterable[str] = ()
+) -> bool:
     """scopeml-lifecycle's work. Returns False when a stage failed (named, with its log; the earlier stages'
     artifacts stay usable); raises ConfigError for a bad lifecycle config."""
     from rich.console import Console

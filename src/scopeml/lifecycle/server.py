@@ -27,9 +27,18 @@ class LocalServer:
     wait=False; then call wait_ready). command: argv in which "{port}" is replaced by the chosen port;
     default `python -m bentoml serve TARGET`. name: what errors call the server."""
 
-    def __init__(self, env: dict, log: Path, target: str = BENTO_TARGET, timeout: float = 180.0, *,
-                 command: list[str] | None = None, cwd: Path | None = None, name: str | None = None,
-                 wait: bool = True):
+    def __init__(
+        self,
+        env: dict,
+        log: Path,
+        target: str = BENTO_TARGET,
+        timeout: float = 180.0,
+        *,
+        command: list[str] | None = None,
+        cwd: Path | None = None,
+        name: str | None = None,
+        wait: bool = True,
+    ):
         if command is None:
             command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", "{port}"]
         self.name = name or ("bentoml serve" if command[1:4] == ["-m", "bentoml", "serve"] else Path(command[0]).name)
@@ -38,8 +47,14 @@ class LocalServer:
         self.timeout = timeout
         self.server_log = Path(log)
         self.log = open(log, "w")
-        self.proc = subprocess.Popen([c.replace("{port}", str(self.port)) for c in command], cwd=cwd, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [c.replace("{port}", str(self.port)) for c in command],
+            cwd=cwd,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         if wait:
             self.wait_ready()
 

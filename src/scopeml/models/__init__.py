@@ -33,12 +33,20 @@ def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate:
         try:
             logits = net.eval()(features)
         except Exception as exc:
-            raise ConfigError([f"model: {network['_target_']} fails on the front end's output of shape "
-                               f"{tuple(features.shape)}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]) from exc
+            raise ConfigError(
+                [
+                    f"model: {network['_target_']} fails on the front end's output of shape "
+                    f"{tuple(features.shape)}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                ]
+            ) from exc
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, n_classes):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ConfigError([f"model: {network['_target_']} returns {shape} for a batch of 2 clips; expected (2, {n_classes}): "
-                           f"one logit per scoping class"])
+        raise ConfigError(
+            [
+                f"model: {network['_target_']} returns {shape} for a batch of 2 clips; expected (2, {n_classes}): "
+                f"one logit per scoping class"
+            ]
+        )
     return classifier.train()
 
 

@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 class SubSpectralNorm(nn.Module):
     """BatchNorm with separate statistics per (channel, frequency sub-band)."""
 
@@ -69,8 +68,17 @@ def _norm(channels: int, freq: int, sub_bands: int) -> nn.Module:
 
 
 class BcResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, freq_in: int, freq_stride: int, dilation: int,
-                 sub_bands: int, dropout: float, transition: bool):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        freq_in: int,
+        freq_stride: int,
+        dilation: int,
+        sub_bands: int,
+        dropout: float,
+        transition: bool,
+    ):
         super().__init__()
         self.transition = transition
         pre: list[nn.Module] = []
@@ -104,8 +112,16 @@ class BcResBlock(nn.Module):
 class BcResNet(nn.Module):
     """conf/model/bcresnet.yaml. scopeml passes `input_shape` (1, n_mels, frames): the frequency sizes fix the norms."""
 
-    def __init__(self, n_classes: int, input_shape: tuple[int, int, int], *, width: int, stages: list[int], sub_bands: int,
-                 dropout: float):
+    def __init__(
+        self,
+        n_classes: int,
+        input_shape: tuple[int, int, int],
+        *,
+        width: int,
+        stages: list[int],
+        sub_bands: int,
+        dropout: float,
+    ):
         super().__init__()
         if width < 1 or sub_bands < 1:
             raise ValueError(f"width and sub_bands must be >= 1, got {width} and {sub_bands}")

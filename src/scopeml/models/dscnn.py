@@ -21,8 +21,15 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel, stride=1, groups: int = 1) -> l
     kernel = tuple(kernel) if isinstance(kernel, (list, tuple)) else (kernel, kernel)
     padding = tuple(k // 2 for k in kernel)
     return [
-        nn.Conv2d(c_in, c_out, kernel, stride=tuple(stride) if isinstance(stride, list) else stride,
-                  padding=padding, groups=groups, bias=False),
+        nn.Conv2d(
+            c_in,
+            c_out,
+            kernel,
+            stride=tuple(stride) if isinstance(stride, list) else stride,
+            padding=padding,
+            groups=groups,
+            bias=False,
+        ),
         nn.BatchNorm2d(c_out),
         nn.ReLU(),
     ]
@@ -31,8 +38,16 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel, stride=1, groups: int = 1) -> l
 class DsCnn(nn.Sequential):
     """conf/model/dscnn.yaml: `channels` filters, `blocks` depthwise-separable blocks."""
 
-    def __init__(self, n_classes: int, *, channels: int, blocks: int, first_kernel: list[int], first_stride: list[int],
-                 dropout: float):
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        channels: int,
+        blocks: int,
+        first_kernel: list[int],
+        first_stride: list[int],
+        dropout: float,
+    ):
         if channels < 1 or blocks < 1:
             raise ValueError(f"channels and blocks must be >= 1, got {channels} and {blocks}")
         for name, pair in (("first_kernel", first_kernel), ("first_stride", first_stride)):

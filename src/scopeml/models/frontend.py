@@ -12,8 +12,17 @@ class LogMel(nn.Module):
     Built from conf/frontend/logmel.yaml; scopeml passes `sample_rate` (data.preprocess.sample_rate).
     """
 
-    def __init__(self, sample_rate: int, *, n_mels: int, n_fft: int, win_length: int, hop_length: int, f_min: float,
-                 f_max: float | None):
+    def __init__(
+        self,
+        sample_rate: int,
+        *,
+        n_mels: int,
+        n_fft: int,
+        win_length: int,
+        hop_length: int,
+        f_min: float,
+        f_max: float | None,
+    ):
         super().__init__()
         import torchaudio
 
@@ -22,8 +31,14 @@ class LogMel(nn.Module):
         if n_mels < 8:
             raise ValueError(f"n_mels must be at least 8, got {n_mels}")
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, f_min=f_min,
-            f_max=f_max, n_mels=n_mels, power=2.0,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            f_min=f_min,
+            f_max=f_max,
+            n_mels=n_mels,
+            power=2.0,
         )
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ A number that could not be computed (realized accuracy of a chunk without labels
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -58,9 +57,16 @@ def summarize(results, config) -> dict:
     }
     return {
         "model": {"tag": results.model.tag, "classes": results.model.classes},
-        "log": {"path": str(results.data.log_path), "rows": results.data.log_rows, "model_rows": len(frame),
-                "model_tags": results.data.tags, "labeled": int(frame["label"].notna().sum()), "dropped": results.data.dropped,
-                "first_time": _iso(frame["time_utc"].min()), "last_time": _iso(frame["time_utc"].max())},
+        "log": {
+            "path": str(results.data.log_path),
+            "rows": results.data.log_rows,
+            "model_rows": len(frame),
+            "model_tags": results.data.tags,
+            "labeled": int(frame["label"].notna().sum()),
+            "dropped": results.data.dropped,
+            "first_time": _iso(frame["time_utc"].min()),
+            "last_time": _iso(frame["time_utc"].max()),
+        },
         "reference": {"rows": len(results.model.reference), "chunks": len(tables["reference"])},
         "chunking": results.chunking,
         "metrics": metrics,
@@ -97,7 +103,9 @@ def _tables(results) -> dict:
         "estimated": results.estimated.filter(period="analysis").to_df(),
         "reference": results.estimated.filter(period="reference").to_df(),
         "univariate": drift["univariate"].filter(period="analysis").to_df(),
-        "multivariate": drift["multivariate"].filter(period="analysis").to_df() if drift["multivariate"] is not None else None,
+        "multivariate": drift["multivariate"].filter(period="analysis").to_df()
+        if drift["multivariate"] is not None
+        else None,
         "realized": results.realized.filter(period="analysis").to_df() if results.realized is not None else None,
     }
 
@@ -106,7 +114,9 @@ def chunk_rows(tables: dict, metrics: list[str], bounds: dict, drift: dict) -> l
     """One row per chunk: estimate with band and NannyML's alert, realized (null without labels), drift alerts, our alerts."""
     est, uni, mv, real = tables["estimated"], tables["univariate"], tables["multivariate"], tables["realized"]
     keys = est[("chunk", "key")].tolist()
-    if uni[("chunk", "chunk", "key")].tolist() != keys or (real is not None and real[("chunk", "key")].tolist() != keys):
+    if uni[("chunk", "chunk", "key")].tolist() != keys or (
+        real is not None and real[("chunk", "key")].tolist() != keys
+    ):
         raise RuntimeError("NannyML chunked the estimate, drift and realized performance differently")
     columns = [*drift["features"], "pred"]
     method = {c: drift["method"] for c in drift["features"]} | {"pred": "jensen_shannon"}
@@ -114,54 +124,105 @@ def chunk_rows(tables: dict, metrics: list[str], bounds: dict, drift: dict) -> l
     for i, key in enumerate(keys):
         start, end = int(est[("chunk", "start_index")].iloc[i]), int(est[("chunk", "end_index")].iloc[i])
         n = end - start + 1
-        estimated = {m: {"value": _num(est[(m, "value")].iloc[i]),
-                         "lower": _num(est[(m, "lower_confidence_boundary")].iloc[i]),
-                         "upper": _num(est[(m, "upper_confidence_boundary")].iloc[i]),
-                         "sampling_error": _num(est[(m, "sampling_error")].iloc[i]),
-                         "nannyml_lower_threshold": _num(est[(m, "lower_threshold")].iloc[i]),
-                         "nannyml_upper_threshold": _num(est[(m, "upper_threshold")].iloc[i]),
-                         "nannyml_alert": bool(est[(m, "alert")].iloc[i])} for m in metrics}
+        estimated = {
+            m: {
+                "value": _num(est[(m, "value")].iloc[i]),
+                "lower": _num(est[(m, "lower_confidence_boundary")].iloc[i]),
+                "upper": _num(est[(m, "upper_confidence_boundary")].iloc[i]),
+                "sampling_error": _num(est[(m, "sampling_error")].iloc[i]),
+                "nannyml_lower_threshold": _num(est[(m, "lower_threshold")].iloc[i]),
+                "nannyml_upper_threshold": _num(est[(m, "upper_threshold")].iloc[i]),
+                "nannyml_alert": bool(est[(m, "alert")].iloc[i]),
+            }
+            for m in metrics
+        }
         realized = {m: _num(real[(m, "value")].iloc[i]) if real is not None else None for m in metrics}
-        realized_error = {m: _num(real[(m, "sampling_error")].iloc[i]) if real is not None and realized[m] is not None else None for m in metrics}
-        labeled = int(round((1 - float(real[("chunk", "targets_missing_rate")].iloc[i])) * n)) if real is not None else 0
-        difference = {m: _num(abs(estimated[m]["value"] - realized[m])) if None not in (estimated[m]["value"], realized[m]) else None
-                      for m in metrics}
+        realized_error = {
+            m: _num(real[(m, "sampling_error")].iloc[i]) if real is not None and realized[m] is not None else None
+            for m in metrics
+        }
+        labeled = (
+            int(round((1 - float(real[("chunk", "targets_missing_rate")].iloc[i])) * n)) if real is not None else 0
+        )
+        difference = {
+            m: _num(abs(estimated[m]["value"] - realized[m]))
+            if None not in (estimated[m]["value"], realized[m])
+            else None
+            for m in metrics
+        }
         drifting = [c for c in columns if bool(uni[(c, method[c], "alert")].iloc[i])]
         acc, acc_real = estimated["accuracy"]["value"], realized["accuracy"]
-        rows.append({
-            "index": i, "key": key, "start_index": start, "end_index": end, "rows": n, "labeled": labeled,
-            "start_time": _iso(est[("chunk", "start_date")].iloc[i]), "end_time": _iso(est[("chunk", "end_date")].iloc[i]),
-            "estimated": estimated, "realized": realized, "realized_sampling_error": realized_error, "difference": difference,
-            "multivariate": ({"reconstruction_error": _num(mv[("reconstruction_error", "value")].iloc[i]),
-                              "alert": bool(mv[("reconstruction_error", "alert")].iloc[i])} if mv is not None else None),
-            "alerts": {
-                "performance": bounds["estimated_accuracy"] is not None and acc is not None and acc < bounds["estimated_accuracy"],
-                "realized": bounds["realized_accuracy"] is not None and acc_real is not None and acc_real < bounds["realized_accuracy"],
-                "drift": drifting,
-            },
-        })
+        rows.append(
+            {
+                "index": i,
+                "key": key,
+                "start_index": start,
+                "end_index": end,
+                "rows": n,
+                "labeled": labeled,
+                "start_time": _iso(est[("chunk", "start_date")].iloc[i]),
+                "end_time": _iso(est[("chunk", "end_date")].iloc[i]),
+                "estimated": estimated,
+                "realized": realized,
+                "realized_sampling_error": realized_error,
+                "difference": difference,
+                "multivariate": (
+                    {
+                        "reconstruction_error": _num(mv[("reconstruction_error", "value")].iloc[i]),
+                        "alert": bool(mv[("reconstruction_error", "alert")].iloc[i]),
+                    }
+                    if mv is not None
+                    else None
+                ),
+                "alerts": {
+                    "performance": bounds["estimated_accuracy"] is not None
+                    and acc is not None
+                    and acc < bounds["estimated_accuracy"],
+                    "realized": bounds["realized_accuracy"] is not None
+                    and acc_real is not None
+                    and acc_real < bounds["realized_accuracy"],
+                    "drift": drifting,
+                },
+            }
+        )
     return rows
 
 
 def drift_columns(tables: dict, chunks: list[dict], drift: dict, min_drifted_chunks: int) -> dict:
     uni, mv = tables["univariate"], tables["multivariate"]
-    out: dict = {"method": drift["method"], "categorical_method": "jensen_shannon", "min_drifted_chunks": min_drifted_chunks, "columns": {}}
+    out: dict = {
+        "method": drift["method"],
+        "categorical_method": "jensen_shannon",
+        "min_drifted_chunks": min_drifted_chunks,
+        "columns": {},
+    }
     for col in [*drift["features"], "pred"]:
         method = "jensen_shannon" if col == "pred" else drift["method"]
         alerting = [c["key"] for c in chunks if col in c["alerts"]["drift"]]
         values = uni[(col, method, "value")].astype(float)
         out["columns"][col] = {
-            "kind": "categorical" if col == "pred" else "continuous", "method": method,
-            "upper_threshold": _num(uni[(col, method, "upper_threshold")].dropna().iloc[0]) if uni[(col, method, "upper_threshold")].notna().any() else None,
-            "max_value": _num(values.max()), "mean_value": _num(values.mean()),
-            "alerting_chunks": len(alerting), "chunks": len(chunks), "alerting_fraction": _num(len(alerting) / max(len(chunks), 1)),
+            "kind": "categorical" if col == "pred" else "continuous",
+            "method": method,
+            "upper_threshold": _num(uni[(col, method, "upper_threshold")].dropna().iloc[0])
+            if uni[(col, method, "upper_threshold")].notna().any()
+            else None,
+            "max_value": _num(values.max()),
+            "mean_value": _num(values.mean()),
+            "alerting_chunks": len(alerting),
+            "chunks": len(chunks),
+            "alerting_fraction": _num(len(alerting) / max(len(chunks), 1)),
             "drifted": len(alerting) >= max(1, min_drifted_chunks),
             "alerting_chunk_keys": alerting,
         }
     if mv is not None:
         alerting = [c["key"] for c in chunks if c["multivariate"]["alert"]]
-        out["multivariate"] = {"method": "data_reconstruction (PCA)", "upper_threshold": _num(mv[("reconstruction_error", "upper_threshold")].iloc[0]),
-                               "alerting_chunks": len(alerting), "drifted": len(alerting) >= max(1, min_drifted_chunks), "alerting_chunk_keys": alerting}
+        out["multivariate"] = {
+            "method": "data_reconstruction (PCA)",
+            "upper_threshold": _num(mv[("reconstruction_error", "upper_threshold")].iloc[0]),
+            "alerting_chunks": len(alerting),
+            "drifted": len(alerting) >= max(1, min_drifted_chunks),
+            "alerting_chunk_keys": alerting,
+        }
     else:
         out["multivariate"] = None
     return out
@@ -180,19 +241,34 @@ def describe_slices(results, chunks: list[dict], features: list[str]) -> list[di
         up = above >= below
         direction, edge, frac = ("up", p95, above) if up else ("down", p5, below)
         hint = HINTS.get((f, direction), "")
-        text = (f"{f} {'above' if up else 'below'} the reference {'p95' if up else 'p5'} ({_fmt(edge, f)}) in {frac:.0%} of production clips "
-                f"({TAIL:.0%} expected) in the {len(drifting)} chunk(s) where it drifted; median {_fmt(prod.median(), f)} "
-                f"vs {_fmt(p50, f)} in the reference, p90 {_fmt(prod.quantile(0.9), f)} vs {_fmt(p90, f)}")
-        out.append({
-            "feature": f, "direction": direction, "hint": hint, "text": text,
-            "rule": f"{f} {'>' if up else '<'} {_fmt(edge, f)}",
-            "reference": {"p5": _num(p5), "median": _num(p50), "p90": _num(p90), "p95": _num(p95), "std": _num(ref.std())},
-            "production": {"median": _num(prod.median()), "p90": _num(prod.quantile(0.9)), "rows": len(prod)},
-            "fraction_above_reference_p95": _num(above), "fraction_below_reference_p5": _num(below), "expected_fraction": TAIL,
-            "fraction_above_reference_p95_whole_log": _num((frame[f] > p95).mean()),
-            "fraction_below_reference_p5_whole_log": _num((frame[f] < p5).mean()),
-            "chunks": [c["key"] for c in drifting],
-        })
+        text = (
+            f"{f} {'above' if up else 'below'} the reference {'p95' if up else 'p5'} ({_fmt(edge, f)}) in {frac:.0%} of production clips "
+            f"({TAIL:.0%} expected) in the {len(drifting)} chunk(s) where it drifted; median {_fmt(prod.median(), f)} "
+            f"vs {_fmt(p50, f)} in the reference, p90 {_fmt(prod.quantile(0.9), f)} vs {_fmt(p90, f)}"
+        )
+        out.append(
+            {
+                "feature": f,
+                "direction": direction,
+                "hint": hint,
+                "text": text,
+                "rule": f"{f} {'>' if up else '<'} {_fmt(edge, f)}",
+                "reference": {
+                    "p5": _num(p5),
+                    "median": _num(p50),
+                    "p90": _num(p90),
+                    "p95": _num(p95),
+                    "std": _num(ref.std()),
+                },
+                "production": {"median": _num(prod.median()), "p90": _num(prod.quantile(0.9)), "rows": len(prod)},
+                "fraction_above_reference_p95": _num(above),
+                "fraction_below_reference_p5": _num(below),
+                "expected_fraction": TAIL,
+                "fraction_above_reference_p95_whole_log": _num((frame[f] > p95).mean()),
+                "fraction_below_reference_p5_whole_log": _num((frame[f] < p5).mean()),
+                "chunks": [c["key"] for c in drifting],
+            }
+        )
     return out
 
 
@@ -207,16 +283,34 @@ def explain_alert_chunks(results, chunks: list[dict]) -> list[dict]:
         for f in c["alerts"]["drift"]:
             if f == "pred":
                 continue
-            here = frame[f].iloc[c["start_index"]: c["end_index"] + 1].astype(float)
+            here = frame[f].iloc[c["start_index"] : c["end_index"] + 1].astype(float)
             sd = float(ref[f].std()) or 1.0
             shift = (float(here.median()) - float(ref[f].median())) / sd
-            moved.append({"feature": f, "median_shift_sd": _num(shift), "median": _num(here.median()), "reference_median": _num(ref[f].median())})
+            moved.append(
+                {
+                    "feature": f,
+                    "median_shift_sd": _num(shift),
+                    "median": _num(here.median()),
+                    "reference_median": _num(ref[f].median()),
+                }
+            )
         moved.sort(key=lambda m: -abs(m["median_shift_sd"] or 0))
-        text = ", ".join(f"{m['feature']} {m['median_shift_sd']:+.1f} SD (median {_fmt(m['median'], m['feature'])} vs "
-                         f"{_fmt(m['reference_median'], m['feature'])})" for m in moved[:3])
-        out.append({"chunk": c["key"], "estimated_accuracy": c["estimated"]["accuracy"]["value"], "realized_accuracy": c["realized"]["accuracy"],
-                    "prediction_drift": "pred" in c["alerts"]["drift"], "features": moved[:3],
-                    "text": text or "no monitored feature drifted in this chunk: the cause lies outside the monitored features"})
+        text = ", ".join(
+            f"{m['feature']} {m['median_shift_sd']:+.1f} SD (median {_fmt(m['median'], m['feature'])} vs "
+            f"{_fmt(m['reference_median'], m['feature'])})"
+            for m in moved[:3]
+        )
+        out.append(
+            {
+                "chunk": c["key"],
+                "estimated_accuracy": c["estimated"]["accuracy"]["value"],
+                "realized_accuracy": c["realized"]["accuracy"],
+                "prediction_drift": "pred" in c["alerts"]["drift"],
+                "features": moved[:3],
+                "text": text
+                or "no monitored feature drifted in this chunk: the cause lies outside the monitored features",
+            }
+        )
     return out
 
 
@@ -225,23 +319,45 @@ def alert_list(chunks: list[dict], drift: dict, bounds: dict) -> list[dict]:
     for c in chunks:
         e = c["estimated"]["accuracy"]
         if c["alerts"]["performance"]:
-            alerts.append({"kind": "performance", "chunk": c["key"],
-                           "message": f"chunk {c['key']}: estimated accuracy {e['value']:.3f} [{band(e)}] below the bound "
-                                      f"{bounds['estimated_accuracy']:.3f} ({bounds['estimated_accuracy_source']})"})
+            alerts.append(
+                {
+                    "kind": "performance",
+                    "chunk": c["key"],
+                    "message": f"chunk {c['key']}: estimated accuracy {e['value']:.3f} [{band(e)}] below the bound "
+                    f"{bounds['estimated_accuracy']:.3f} ({bounds['estimated_accuracy_source']})",
+                }
+            )
         if c["alerts"]["realized"]:
-            alerts.append({"kind": "realized", "chunk": c["key"],
-                           "message": f"chunk {c['key']}: realized accuracy {c['realized']['accuracy']:.3f} "
-                                      f"(sampling error {fmt3(c['realized_sampling_error']['accuracy'])}) on {c['labeled']} labelled clip(s) "
-                                      f"below the target {bounds['realized_accuracy']:.3f} ({bounds['realized_accuracy_source']})"})
+            alerts.append(
+                {
+                    "kind": "realized",
+                    "chunk": c["key"],
+                    "message": f"chunk {c['key']}: realized accuracy {c['realized']['accuracy']:.3f} "
+                    f"(sampling error {fmt3(c['realized_sampling_error']['accuracy'])}) on {c['labeled']} labelled clip(s) "
+                    f"below the target {bounds['realized_accuracy']:.3f} ({bounds['realized_accuracy_source']})",
+                }
+            )
     for col, d in drift["columns"].items():
         if d["drifted"]:
-            alerts.append({"kind": "drift", "chunk": None, "feature": col,
-                           "message": f"{col} drifted in {d['alerting_chunks']} of {d['chunks']} chunk(s) ({d['method']} above NannyML's "
-                                      f"threshold {fmt3(d['upper_threshold'])}; max {fmt3(d['max_value'])})"})
+            alerts.append(
+                {
+                    "kind": "drift",
+                    "chunk": None,
+                    "feature": col,
+                    "message": f"{col} drifted in {d['alerting_chunks']} of {d['chunks']} chunk(s) ({d['method']} above NannyML's "
+                    f"threshold {fmt3(d['upper_threshold'])}; max {fmt3(d['max_value'])})",
+                }
+            )
     if drift["multivariate"] and drift["multivariate"]["drifted"]:
         mv = drift["multivariate"]
-        alerts.append({"kind": "drift", "chunk": None, "feature": "multivariate",
-                       "message": f"multivariate (PCA reconstruction error) drift in {mv['alerting_chunks']} chunk(s)"})
+        alerts.append(
+            {
+                "kind": "drift",
+                "chunk": None,
+                "feature": "multivariate",
+                "message": f"multivariate (PCA reconstruction error) drift in {mv['alerting_chunks']} chunk(s)",
+            }
+        )
     return alerts
 
 
@@ -250,18 +366,32 @@ def recommend(results, chunks, drift, slices, explained, alerts, experiment) -> 
     kinds = {a["kind"] for a in alerts}
     recs = [f"collect and label clips like: {s['rule']}" + (f" ({s['hint']})" if s["hint"] else "") for s in slices]
     if drift["columns"]["pred"]["drifted"]:
-        recs.append(f"the predicted class mix changed ({_class_shift(results, drift['columns']['pred']['alerting_chunk_keys'], chunks)}): "
-                    "check whether users say words outside the scoped classes")
+        recs.append(
+            f"the predicted class mix changed ({_class_shift(results, drift['columns']['pred']['alerting_chunk_keys'], chunks)}): "
+            "check whether users say words outside the scoped classes"
+        )
     if kinds & {"performance", "realized"}:
-        what = "augmentation heavy and the clips collected above" if slices else "augmentation heavy and newly labelled production clips"
-        recs.append(f"retrain with {what}: copy next_experiment.yaml into conf/experiment/ and run scopeml-train experiment=<its name>")
+        what = (
+            "augmentation heavy and the clips collected above"
+            if slices
+            else "augmentation heavy and newly labelled production clips"
+        )
+        recs.append(
+            f"retrain with {what}: copy next_experiment.yaml into conf/experiment/ and run scopeml-train experiment=<its name>"
+        )
     unlabeled = [c["key"] for c in chunks if c["alerts"]["performance"] and c["labeled"] == 0]
     if unlabeled:
-        recs.append(f"label a sample of the alerting chunks without labels ({_some(unlabeled)}) with scopeml-label to confirm the estimate")
+        recs.append(
+            f"label a sample of the alerting chunks without labels ({_some(unlabeled)}) with scopeml-label to confirm the estimate"
+        )
     if any(not e["features"] for e in explained):
-        recs.append("some alerting chunks show no feature drift: review and label their clips (new words, speakers or devices)")
+        recs.append(
+            "some alerting chunks show no feature drift: review and label their clips (new words, speakers or devices)"
+        )
     if "drift" in kinds and not kinds & {"performance", "realized"}:
-        recs.append("drift without a performance alert: keep watching, and collect the clips above before they hurt accuracy")
+        recs.append(
+            "drift without a performance alert: keep watching, and collect the clips above before they hurt accuracy"
+        )
     if experiment is None:
         recs.append("no action needed: estimated performance within bounds and no feature drifted")
     return recs
@@ -303,7 +433,9 @@ def next_experiment(results, config, slices) -> dict:
             extra = list(range(pitches[0] - step, target, -step)) + ([target] if target < pitches[0] else [])
         if extra:
             overrides["pitches"] = sorted(set(pitches + extra))
-            why.append(f"{'higher' if s['direction'] == 'up' else 'lower'} voices: eSpeak pitches {sorted(set(extra))} added")
+            why.append(
+                f"{'higher' if s['direction'] == 'up' else 'lower'} voices: eSpeak pitches {sorted(set(extra))} added"
+            )
     if "rms_dbfs" in by and by["rms_dbfs"]["direction"] == "down" and synth and data.get("gain_db"):
         drop = by["rms_dbfs"]["reference"]["median"] - by["rms_dbfs"]["production"]["median"]
         lo, hi = data["gain_db"]
@@ -317,11 +449,13 @@ def next_experiment(results, config, slices) -> dict:
 def experiment_yaml(experiment: dict, summary: dict) -> str:
     import yaml
 
-    lines = ["# @package _global_",
-             f"# Suggested by scopeml-monitor for model {summary['model']['tag']} from {summary['log']['path']}:",
-             *(f"#   - {w}" for w in experiment["why"]),
-             "# Copy it into conf/experiment/ (e.g. conf/experiment/after_drift.yaml) and run:",
-             "#   scopeml-train experiment=after_drift"]
+    lines = [
+        "# @package _global_",
+        f"# Suggested by scopeml-monitor for model {summary['model']['tag']} from {summary['log']['path']}:",
+        *(f"#   - {w}" for w in experiment["why"]),
+        "# Copy it into conf/experiment/ (e.g. conf/experiment/after_drift.yaml) and run:",
+        "#   scopeml-train experiment=after_drift",
+    ]
     body = dict(experiment["overrides"])
     lines += ["defaults:", *(f"  - {k}: {v}" for d in body.pop("defaults") for k, v in d.items())]
     return "\n".join(lines) + "\n" + (yaml.safe_dump(body, sort_keys=False, default_flow_style=None) if body else "")
@@ -330,20 +464,32 @@ def experiment_yaml(experiment: dict, summary: dict) -> str:
 # --------------------------------------------------------------------------- small helpers
 def _notes(results, tables, drift: dict) -> list[str]:
     notes = []
-    weak = [f"{c} ({d['alerting_chunks']} of {d['chunks']})" for c, d in drift["columns"].items() if d["drifted"] and d["alerting_fraction"] < 0.1]
+    weak = [
+        f"{c} ({d['alerting_chunks']} of {d['chunks']})"
+        for c, d in drift["columns"].items()
+        if d["drifted"] and d["alerting_fraction"] < 0.1
+    ]
     if weak:
-        notes.append(f"drifted in under 10% of chunks: {', '.join(weak)}; data like the reference still alerts in a few percent of chunks "
-                     "with NannyML's default thresholds, so on long logs raise monitor.min_drifted_chunks")
+        notes.append(
+            f"drifted in under 10% of chunks: {', '.join(weak)}; data like the reference still alerts in a few percent of chunks "
+            "with NannyML's default thresholds, so on long logs raise monitor.min_drifted_chunks"
+        )
     n_ref = len(tables["reference"])
     if n_ref < 6:
-        notes.append(f"the reference splits into only {n_ref} chunk(s): NannyML's alert thresholds come from the spread across "
-                     "reference chunks and are unreliable with fewer than 6 (use a smaller chunk size)")
+        notes.append(
+            f"the reference splits into only {n_ref} chunk(s): NannyML's alert thresholds come from the spread across "
+            "reference chunks and are unreliable with fewer than 6 (use a smaller chunk size)"
+        )
     if "reference_rows_per_chunk" in results.chunking:
-        notes.append(f"the reference has no real times: it is spread over {results.chunking['chunk_period']!r} periods of "
-                     f"{results.chunking['reference_rows_per_chunk']} rows each")
+        notes.append(
+            f"the reference has no real times: it is spread over {results.chunking['chunk_period']!r} periods of "
+            f"{results.chunking['reference_rows_per_chunk']} rows each"
+        )
     notes += [f"{n} {why}" for why, n in results.data.dropped.items()]
     if results.realized is None:
-        notes.append("no labels for this model's predictions yet: realized performance is null (deliver labels with scopeml-label)")
+        notes.append(
+            "no labels for this model's predictions yet: realized performance is null (deliver labels with scopeml-label)"
+        )
     return notes
 
 
@@ -351,13 +497,22 @@ def _class_shift(results, keys: list[str], chunks: list[dict]) -> str:
     rows = np.concatenate([np.arange(c["start_index"], c["end_index"] + 1) for c in chunks if c["key"] in keys])
     prod = results.data.frame["pred"].iloc[rows].value_counts(normalize=True)
     ref = results.model.reference["pred"].value_counts(normalize=True)
-    diff = prod.reindex(ref.index.union(prod.index), fill_value=0) - ref.reindex(ref.index.union(prod.index), fill_value=0)
+    diff = prod.reindex(ref.index.union(prod.index), fill_value=0) - ref.reindex(
+        ref.index.union(prod.index), fill_value=0
+    )
     top = diff.abs().sort_values(ascending=False).index[:3]
     return ", ".join(f"{k} {ref.get(k, 0):.0%} -> {prod.get(k, 0):.0%}" for k in top)
 
 
 def _weighted(chunks: list[dict], which: str) -> float | None:
-    pairs = [((c["estimated"]["accuracy"]["value"], c["rows"]) if which == "estimated" else (c["realized"]["accuracy"], c["labeled"])) for c in chunks]
+    pairs = [
+        (
+            (c["estimated"]["accuracy"]["value"], c["rows"])
+            if which == "estimated"
+            else (c["realized"]["accuracy"], c["labeled"])
+        )
+        for c in chunks
+    ]
     pairs = [(v, w) for v, w in pairs if v is not None and w]
     return sum(v * w for v, w in pairs) / sum(w for _, w in pairs) if pairs else None
 

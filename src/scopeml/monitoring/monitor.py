@@ -106,13 +106,17 @@ def load_model(tag: str) -> Model:
     try:
         stored = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
-        raise MonitorError(f"monitor.model={tag}: no such model in the BentoML store at {home} (scopeml-package puts it there)") from None
+        raise MonitorError(
+            f"monitor.model={tag}: no such model in the BentoML store at {home} (scopeml-package puts it there)"
+        ) from None
     except bentoml.exceptions.BentoMLException as exc:
         raise MonitorError(f"monitor.model={tag}: {exc}") from None
     path = Path(stored.path)
     for name in ("serving.json", REFERENCE_FILE):
         if not (path / name).is_file():
-            raise MonitorError(f"monitor.model={stored.tag}: {path / name} is missing (package the model again with scopeml-package)")
+            raise MonitorError(
+                f"monitor.model={stored.tag}: {path / name} is missing (package the model again with scopeml-package)"
+            )
     serving = json.loads((path / "serving.json").read_text())
     classes = [str(c) for c in serving.get("classes", [])]
     if len(classes) < 2:
@@ -120,11 +124,15 @@ def load_model(tag: str) -> Model:
     reference = pd.read_parquet(path / REFERENCE_FILE)
     missing = [c for c in ("label", "pred", *(f"prob_{k}" for k in classes)) if c not in reference.columns]
     if missing or reference.empty:
-        raise MonitorError(f"{path / REFERENCE_FILE}: " + (f"lacks column(s) {', '.join(missing)}" if missing else "has no rows"))
+        raise MonitorError(
+            f"{path / REFERENCE_FILE}: " + (f"lacks column(s) {', '.join(missing)}" if missing else "has no rows")
+        )
     reference = reference.copy()
     for col in ("label", "pred"):
         reference[col] = reference[col].astype(str)
-    reference[TIME] = pd.to_datetime(reference[TIME], utc=True) if TIME in reference else pd.Timestamp("2000-01-01", tz="UTC")
+    reference[TIME] = (
+        pd.to_datetime(reference[TIME], utc=True) if TIME in reference else pd.Timestamp("2000-01-01", tz="UTC")
+    )
     training = None
     if (path / "config.yaml").is_file():
         import yaml
@@ -138,12 +146,14 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
     import pandas as pd
 
     from scopeml.monitoring.labels import read_labels
-    from scopeml.serving.log import read_log
     from scopeml.serving.loadtest import LOADTEST_PREFIX
+    from scopeml.serving.log import read_log
 
     where = f"monitor.log={log_path}"
     if not log_path.is_file():
-        raise MonitorError(f"{where}: no prediction log there (the service and scopeml-batch write it; see deploy.prediction_log)")
+        raise MonitorError(
+            f"{where}: no prediction log there (the service and scopeml-batch write it; see deploy.prediction_log)"
+        )
     try:
         log = read_log(log_path)
         labels = read_labels(log_path)
@@ -155,8 +165,10 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
     rows = log[log["model_tag"] == model.tag]
     if rows.empty:
         have = ", ".join(f"{t} ({n} rows)" for t, n in tags.items())
-        raise MonitorError(f"{where}: no predictions from model {model.tag}, which the reference data is for; "
-                           f"the log has model tag(s) {have}. Set monitor.model to one of those.")
+        raise MonitorError(
+            f"{where}: no predictions from model {model.tag}, which the reference data is for; "
+            f"the log has model tag(s) {have}. Set monitor.model to one of those."
+        )
     check_columns(rows, model, features, where)
     frame = rows.rename(columns={"label": "pred"}).drop(columns=["id"]).reset_index(drop=True)
     frame["pred"] = frame["pred"].astype(str)
@@ -172,13 +184,17 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
     incomplete = frame[probs + ["pred", TIME]].isna().any(axis=1)
     # Load tests send the model's own test clips; they measure the service, not the world.
     synthetic = frame["request_id"].astype(str).str.startswith(LOADTEST_PREFIX)
-    dropped = {"rows without probabilities, prediction or time": int(incomplete.sum()),
-               "labels outside the model's classes (ignored)": int(foreign.sum()),
-               "load-test traffic (not production)": int((synthetic & ~incomplete).sum())}
+    dropped = {
+        "rows without probabilities, prediction or time": int(incomplete.sum()),
+        "labels outside the model's classes (ignored)": int(foreign.sum()),
+        "load-test traffic (not production)": int((synthetic & ~incomplete).sum()),
+    }
     dropped = {k: v for k, v in dropped.items() if v}
     frame = frame[~incomplete & ~synthetic].sort_values(TIME, kind="stable").reset_index(drop=True)
     if frame.empty and synthetic.any():
-        raise MonitorError(f"{where}: model {model.tag} has only load-test traffic in the log; nothing from production to monitor yet")
+        raise MonitorError(
+            f"{where}: model {model.tag} has only load-test traffic in the log; nothing from production to monitor yet"
+        )
     if frame.empty:
         raise MonitorError(f"{where}: every row of model {model.tag} lacks probabilities, prediction or time")
     return Analysis(frame, log_path, len(log), tags, dropped)
@@ -188,18 +204,24 @@ def check_columns(rows, model: Model, features: list[str], where: str) -> None:
     for name, table in (("the log", rows), (f"the reference of {model.tag}", model.reference)):
         missing = [f for f in features if f not in table.columns or table[f].isna().all()]
         if missing:
-            raise MonitorError(f"{where}: {name} lacks feature column(s) {', '.join(missing)} (monitor.features); "
-                               f"it has {', '.join(c for c in table.columns if not c.startswith('prob_'))}")
-    logged = sorted(c[len("prob_"):] for c in rows.columns if c.startswith("prob_") and rows[c].notna().any())
+            raise MonitorError(
+                f"{where}: {name} lacks feature column(s) {', '.join(missing)} (monitor.features); "
+                f"it has {', '.join(c for c in table.columns if not c.startswith('prob_'))}"
+            )
+    logged = sorted(c[len("prob_") :] for c in rows.columns if c.startswith("prob_") and rows[c].notna().any())
     absent = [c for c in model.classes if c not in logged]
     extra = [c for c in logged if c not in model.classes]
     if absent or extra:
-        raise MonitorError(f"{where}: the log's classes {logged} differ from the model's {model.classes}"
-                           + (f"; missing probability column(s) {', '.join('prob_' + c for c in absent)}" if absent else "")
-                           + (f"; extra class(es) {extra}" if extra else ""))
+        raise MonitorError(
+            f"{where}: the log's classes {logged} differ from the model's {model.classes}"
+            + (f"; missing probability column(s) {', '.join('prob_' + c for c in absent)}" if absent else "")
+            + (f"; extra class(es) {extra}" if extra else "")
+        )
     unknown = sorted(set(rows["label"].dropna().astype(str)) - set(model.classes))
     if unknown:
-        raise MonitorError(f"{where}: predicted label(s) {unknown} (column label) are not among the model's classes {model.classes}")
+        raise MonitorError(
+            f"{where}: predicted label(s) {unknown} (column label) are not among the model's classes {model.classes}"
+        )
 
 
 def chunking_of(cfg, data: Analysis, model: Model) -> dict:
@@ -216,7 +238,9 @@ def chunking_of(cfg, data: Analysis, model: Model) -> dict:
             warnings.simplefilter("ignore")
             per_period = times.dt.to_period(cfg.chunk_period).value_counts()
     except (ValueError, TypeError, AttributeError) as exc:
-        raise MonitorError(f"monitor.chunk_period={cfg.chunk_period!r}: not a pandas period alias such as 'h' or 'D' ({exc})") from None
+        raise MonitorError(
+            f"monitor.chunk_period={cfg.chunk_period!r}: not a pandas period alias such as 'h' or 'D' ({exc})"
+        ) from None
     n_ref = len(model.reference)
     rows_per = max(1, min(int(per_period.median()), n_ref // 6))
     starts = pd.date_range("2000-01-01", periods=n_ref // rows_per + 1, freq=cfg.chunk_period, tz="UTC")
@@ -246,7 +270,9 @@ def nannyml_quiet(what: str):
     from nannyml.exceptions import NannyMLException
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas 3 deprecations inside NannyML; "too few labels" per chunk (we report null)
+        warnings.simplefilter(
+            "ignore"
+        )  # pandas 3 deprecations inside NannyML; "too few labels" per chunk (we report null)
         try:
             yield
         except NannyMLException as exc:
@@ -265,8 +291,14 @@ def estimate_performance(model: Model, data: Analysis, chunking: dict, metrics: 
     with nannyml_quiet("estimate performance (CBPE)"):
         import nannyml as nml
 
-        estimator = nml.CBPE(problem_type="classification_multiclass", y_pred_proba={c: f"prob_{c}" for c in model.classes},
-                             y_pred="pred", y_true="label", metrics=_metrics(metrics), **_chunk_args(chunking))
+        estimator = nml.CBPE(
+            problem_type="classification_multiclass",
+            y_pred_proba={c: f"prob_{c}" for c in model.classes},
+            y_pred="pred",
+            y_true="label",
+            metrics=_metrics(metrics),
+            **_chunk_args(chunking),
+        )
         estimator.fit(model.reference)
         return estimator.estimate(data.frame.drop(columns=["label"]))  # no labels: the estimate must not see them
 
@@ -276,14 +308,25 @@ def detect_drift(model: Model, data: Analysis, chunking: dict, cfg) -> dict:
     with nannyml_quiet("calculate drift"):
         import nannyml as nml
 
-        calc = nml.UnivariateDriftCalculator(column_names=columns, treat_as_numerical=list(cfg.features), treat_as_categorical=["pred"],
-                                             continuous_methods=[cfg.drift_method], categorical_methods=["jensen_shannon"], **_chunk_args(chunking))
+        calc = nml.UnivariateDriftCalculator(
+            column_names=columns,
+            treat_as_numerical=list(cfg.features),
+            treat_as_categorical=["pred"],
+            continuous_methods=[cfg.drift_method],
+            categorical_methods=["jensen_shannon"],
+            **_chunk_args(chunking),
+        )
         univariate = calc.fit(model.reference).calculate(data.frame)
         multivariate = None
         if cfg.multivariate:
             mv = nml.DataReconstructionDriftCalculator(column_names=list(cfg.features), **_chunk_args(chunking))
             multivariate = mv.fit(model.reference).calculate(data.frame)
-    return {"univariate": univariate, "multivariate": multivariate, "features": list(cfg.features), "method": cfg.drift_method}
+    return {
+        "univariate": univariate,
+        "multivariate": multivariate,
+        "features": list(cfg.features),
+        "method": cfg.drift_method,
+    }
 
 
 def realized_performance(model: Model, data: Analysis, chunking: dict, metrics: list[str]):
@@ -292,8 +335,14 @@ def realized_performance(model: Model, data: Analysis, chunking: dict, metrics: 
     with nannyml_quiet("calculate realized performance"):
         import nannyml as nml
 
-        calc = nml.PerformanceCalculator(problem_type="classification_multiclass", y_pred_proba={c: f"prob_{c}" for c in model.classes},
-                                         y_pred="pred", y_true="label", metrics=_metrics(metrics), **_chunk_args(chunking))
+        calc = nml.PerformanceCalculator(
+            problem_type="classification_multiclass",
+            y_pred_proba={c: f"prob_{c}" for c in model.classes},
+            y_pred="pred",
+            y_true="label",
+            metrics=_metrics(metrics),
+            **_chunk_args(chunking),
+        )
         return calc.fit(model.reference).calculate(data.frame)  # chunks without labels come out NaN (reported as null)
 
 
@@ -305,18 +354,35 @@ def _log_to_wandb(config, run_dir: Path, summary: dict) -> None:
     import wandb
 
     t = config.tracker
-    run = wandb.init(project=t.project, entity=t.entity, mode=t.mode, dir=str(run_dir), name=f"monitor-{run_dir.name}",
-                     job_type="monitoring", group=t.group, tags=list(t.tags), notes=t.notes,
-                     config={"model": summary["model"]["tag"], "log": summary["log"]["path"], "chunking": summary["chunking"],
-                             "bounds": summary["bounds"], "fail_on": list(config.monitor.fail_on)})
+    run = wandb.init(
+        project=t.project,
+        entity=t.entity,
+        mode=t.mode,
+        dir=str(run_dir),
+        name=f"monitor-{run_dir.name}",
+        job_type="monitoring",
+        group=t.group,
+        tags=list(t.tags),
+        notes=t.notes,
+        config={
+            "model": summary["model"]["tag"],
+            "log": summary["log"]["path"],
+            "chunking": summary["chunking"],
+            "bounds": summary["bounds"],
+            "fail_on": list(config.monitor.fail_on),
+        },
+    )
     for chunk in summary["chunks"]:
         row = {"chunk": chunk["index"], "estimated_accuracy": chunk["estimated"]["accuracy"]["value"]}
         if chunk["realized"].get("accuracy") is not None:
             row["realized_accuracy"] = chunk["realized"]["accuracy"]
         run.log(row)
     run.summary.update({f"monitor/{k}": v for k, v in summary["headline"].items()})
-    art = wandb.Artifact(f"monitor-report-{summary['model']['tag'].replace(':', '-')}", type="monitoring-report",
-                         metadata={"model": summary["model"]["tag"], **summary["counts"]})
+    art = wandb.Artifact(
+        f"monitor-report-{summary['model']['tag'].replace(':', '-')}",
+        type="monitoring-report",
+        metadata={"model": summary["model"]["tag"], **summary["counts"]},
+    )
     for name in ("report.html", "summary.json"):
         art.add_file(str(run_dir / name))
     run.log_artifact(art)

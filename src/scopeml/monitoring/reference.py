@@ -22,8 +22,9 @@ def build_reference(run_dir: Path) -> pd.DataFrame:
     from scopeml.features import build_custom, monitoring_features
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    preds = pd.concat([pd.read_parquet(run_dir / f"predictions_{split}.parquet") for split in ("val", "test")],
-                      ignore_index=True)  # never the training split
+    preds = pd.concat(
+        [pd.read_parquet(run_dir / f"predictions_{split}.parquet") for split in ("val", "test")], ignore_index=True
+    )  # never the training split
     data = build_dataset(config.data, config.scoping.classes, progress=False)
     index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
     custom = build_custom(config.monitor.custom_features)

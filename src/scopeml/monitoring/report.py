@@ -35,7 +35,11 @@ def side_by_side(summary: dict):
     for c in summary["chunks"]:
         row = {"chunk": c["key"], "rows": c["rows"], "labeled": c["labeled"]}
         for m in summary["metrics"]:
-            row |= {f"estimated_{m}": c["estimated"][m]["value"], f"realized_{m}": c["realized"][m], f"abs_difference_{m}": c["difference"][m]}
+            row |= {
+                f"estimated_{m}": c["estimated"][m]["value"],
+                f"realized_{m}": c["realized"][m],
+                f"abs_difference_{m}": c["difference"][m],
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -49,40 +53,87 @@ def render_html(results, summary: dict) -> str:
         figs = _figures(results, summary)
     div = {k: [f.to_html(full_html=False, include_plotlyjs=False) for f in v] for k, v in figs.items()}
     h = html.escape
-    status = (f"<p class='bad'>Alerts that fail this check: {h(', '.join(summary['failed_on']))}</p>" if summary["failed_on"]
-              else "<p class='ok'>No alert of a kind in monitor.fail_on.</p>")
+    status = (
+        f"<p class='bad'>Alerts that fail this check: {h(', '.join(summary['failed_on']))}</p>"
+        if summary["failed_on"]
+        else "<p class='ok'>No alert of a kind in monitor.fail_on.</p>"
+    )
     b, log = summary["bounds"], summary["log"]
-    chunk_table = _html_table(["chunk", "rows", "estimated accuracy [band]", "estimated f1", "NannyML alert", "below bound"], [
-        [c["key"], c["rows"], f"{fmt3(c['estimated']['accuracy']['value'])} [{band(c['estimated']['accuracy'])}]",
-         fmt3(c["estimated"].get("f1", {}).get("value")), "yes" if any(e["nannyml_alert"] for e in c["estimated"].values()) else "",
-         "ALERT" if c["alerts"]["performance"] else ""] for c in summary["chunks"]])
-    real_table = _html_table(["chunk", "labelled", "estimated accuracy", "realized accuracy", "|difference|"], [
-        [c["key"], c["labeled"], fmt3(c["estimated"]["accuracy"]["value"]), fmt3(c["realized"]["accuracy"]), fmt3(c["difference"]["accuracy"])]
-        for c in summary["chunks"] if c["labeled"]]) if summary["counts"]["chunks_with_labels"] else "<p>No labels yet: deliver them with <code>scopeml-label</code>.</p>"
-    drift_table = _html_table(["column", "kind", "method", "alerting chunks", "threshold", "max", "drifted"], [
-        [col, d["kind"], d["method"], f"{d['alerting_chunks']} / {d['chunks']}", fmt3(d["upper_threshold"]), fmt3(d["max_value"]),
-         "DRIFTED" if d["drifted"] else ""] for col, d in summary["drift"]["columns"].items()])
+    chunk_table = _html_table(
+        ["chunk", "rows", "estimated accuracy [band]", "estimated f1", "NannyML alert", "below bound"],
+        [
+            [
+                c["key"],
+                c["rows"],
+                f"{fmt3(c['estimated']['accuracy']['value'])} [{band(c['estimated']['accuracy'])}]",
+                fmt3(c["estimated"].get("f1", {}).get("value")),
+                "yes" if any(e["nannyml_alert"] for e in c["estimated"].values()) else "",
+                "ALERT" if c["alerts"]["performance"] else "",
+            ]
+            for c in summary["chunks"]
+        ],
+    )
+    real_table = (
+        _html_table(
+            ["chunk", "labelled", "estimated accuracy", "realized accuracy", "|difference|"],
+            [
+                [
+                    c["key"],
+                    c["labeled"],
+                    fmt3(c["estimated"]["accuracy"]["value"]),
+                    fmt3(c["realized"]["accuracy"]),
+                    fmt3(c["difference"]["accuracy"]),
+                ]
+                for c in summary["chunks"]
+                if c["labeled"]
+            ],
+        )
+        if summary["counts"]["chunks_with_labels"]
+        else "<p>No labels yet: deliver them with <code>scopeml-label</code>.</p>"
+    )
+    drift_table = _html_table(
+        ["column", "kind", "method", "alerting chunks", "threshold", "max", "drifted"],
+        [
+            [
+                col,
+                d["kind"],
+                d["method"],
+                f"{d['alerting_chunks']} / {d['chunks']}",
+                fmt3(d["upper_threshold"]),
+                fmt3(d["max_value"]),
+                "DRIFTED" if d["drifted"] else "",
+            ]
+            for col, d in summary["drift"]["columns"].items()
+        ],
+    )
     slices = "".join(f"<li>{h(s['text'])}</li>" for s in summary["slices"]) or "<li>No drifted continuous feature.</li>"
     explained = "".join(f"<li>{h(e['chunk'])}: {h(e['text'])}</li>" for e in summary["alert_chunks"])
-    alerts = "".join(f"<li class='{h(a['kind'])}'><b>{h(a['kind'])}</b>: {h(a['message'])}</li>" for a in summary["alerts"]) or "<li>None.</li>"
+    alerts = (
+        "".join(f"<li class='{h(a['kind'])}'><b>{h(a['kind'])}</b>: {h(a['message'])}</li>" for a in summary["alerts"])
+        or "<li>None.</li>"
+    )
     recs = "".join(f"<li>{h(r)}</li>" for r in summary["recommendations"])
-    exp = (f"<h3>next_experiment.yaml</h3><pre>{h(experiment_yaml(summary['next_experiment'], summary))}</pre>" if summary["next_experiment"] else "")
+    exp = (
+        f"<h3>next_experiment.yaml</h3><pre>{h(experiment_yaml(summary['next_experiment'], summary))}</pre>"
+        if summary["next_experiment"]
+        else ""
+    )
     notes = "".join(f"<li>{h(n)}</li>" for n in summary["notes"])
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Monitoring: {h(summary['model']['tag'])}</title>
+<html><head><meta charset="utf-8"><title>Monitoring: {h(summary["model"]["tag"])}</title>
 <script type="text/javascript">{get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} .bad{{color:#b00;font-weight:bold}} .ok{{color:#070;font-weight:bold}}
 li.performance,li.realized{{color:#b00}} .scroll{{max-height:400px;overflow:auto}}</style></head><body>
-<h1>Monitoring report: {h(summary['model']['tag'])}</h1>
-<p>Log {h(log['path'])}: {log['model_rows']} prediction(s) of this model ({log['labeled']} labelled) from {h(str(log['first_time']))} to {h(str(log['last_time']))};
-reference: {summary['reference']['rows']} held-out predictions. Chunking: {h(str({k: v for k, v in summary['chunking'].items() if k != 'timestamp_column_name'}))}.
-Bound on estimated accuracy: {fmt3(b['estimated_accuracy'])} ({h(str(b['estimated_accuracy_source']))}); realized accuracy target: {fmt3(b['realized_accuracy'])}.</p>
+<h1>Monitoring report: {h(summary["model"]["tag"])}</h1>
+<p>Log {h(log["path"])}: {log["model_rows"]} prediction(s) of this model ({log["labeled"]} labelled) from {h(str(log["first_time"]))} to {h(str(log["last_time"]))};
+reference: {summary["reference"]["rows"]} held-out predictions. Chunking: {h(str({k: v for k, v in summary["chunking"].items() if k != "timestamp_column_name"}))}.
+Bound on estimated accuracy: {fmt3(b["estimated_accuracy"])} ({h(str(b["estimated_accuracy_source"]))}); realized accuracy target: {fmt3(b["realized_accuracy"])}.</p>
 {status}<ul>{notes}</ul>
-<section id="estimated-performance"><h2>Estimated performance (CBPE, no labels)</h2>{''.join(div['estimated'])}<div class="scroll">{chunk_table}</div></section>
-<section id="realized-vs-estimated"><h2>Realized vs estimated</h2>{''.join(div['comparison'])}<div class="scroll">{real_table}</div></section>
-<section id="drift"><h2>Drift</h2>{''.join(div['drift'])}{drift_table}<h3>Slices that moved</h3><ul>{slices}</ul>
-{f'<h3>What moved in the alerting chunks</h3><ul>{explained}</ul>' if explained else ''}</section>
+<section id="estimated-performance"><h2>Estimated performance (CBPE, no labels)</h2>{"".join(div["estimated"])}<div class="scroll">{chunk_table}</div></section>
+<section id="realized-vs-estimated"><h2>Realized vs estimated</h2>{"".join(div["comparison"])}<div class="scroll">{real_table}</div></section>
+<section id="drift"><h2>Drift</h2>{"".join(div["drift"])}{drift_table}<h3>Slices that moved</h3><ul>{slices}</ul>
+{f"<h3>What moved in the alerting chunks</h3><ul>{explained}</ul>" if explained else ""}</section>
 <section id="alerts"><h2>Alerts</h2><ul>{alerts}</ul></section>
 <section id="next-steps"><h2>Next steps</h2><ol>{recs}</ol>{exp}</section>
 </body></html>
@@ -92,7 +143,10 @@ Bound on estimated accuracy: {fmt3(b['estimated_accuracy'])} ({h(str(b['estimate
 def _figures(results, summary: dict) -> dict:
     figs: dict = {"estimated": [results.estimated.plot()], "comparison": [], "drift": []}
     if results.realized is not None:
-        figs["comparison"] = [results.estimated.filter(metrics=[m]).compare(results.realized.filter(metrics=[m])).plot() for m in summary["metrics"]]
+        figs["comparison"] = [
+            results.estimated.filter(metrics=[m]).compare(results.realized.filter(metrics=[m])).plot()
+            for m in summary["metrics"]
+        ]
     figs["drift"].append(results.drift["univariate"].plot(kind="drift"))
     if results.drift["multivariate"] is not None:
         figs["drift"].append(results.drift["multivariate"].plot())
@@ -113,17 +167,31 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     from rich.table import Table
 
     chunks = summary["chunks"]
-    shown = chunks if len(chunks) <= 24 else [c for i, c in enumerate(chunks) if i < 3 or i >= len(chunks) - 3 or _alerting(c)][:24]
-    title = f"{summary['model']['tag']}: {summary['log']['model_rows']} predictions, {summary['log']['labeled']} labelled"
-    table = Table(title=title + (f" ({len(shown)} of {len(chunks)} chunks: first, last and alerting)" if len(shown) < len(chunks) else ""))
+    shown = (
+        chunks
+        if len(chunks) <= 24
+        else [c for i, c in enumerate(chunks) if i < 3 or i >= len(chunks) - 3 or _alerting(c)][:24]
+    )
+    title = (
+        f"{summary['model']['tag']}: {summary['log']['model_rows']} predictions, {summary['log']['labeled']} labelled"
+    )
+    table = Table(
+        title=title
+        + (f" ({len(shown)} of {len(chunks)} chunks: first, last and alerting)" if len(shown) < len(chunks) else "")
+    )
     for col in ("chunk", "rows", "estimated acc [band]", "realized acc", "drift alerts"):
         table.add_column(col, no_wrap=col != "drift alerts")
     for c in shown:
         e = c["estimated"]["accuracy"]
         est = f"{fmt3(e['value'])} [{_fmt2(e['lower'])}-{_fmt2(e['upper'])}]"
         real = f"{fmt3(c['realized']['accuracy'])} (n={c['labeled']})" if c["realized"]["accuracy"] is not None else "-"
-        table.add_row(c["key"], str(c["rows"]), f"[red]{est}[/]" if c["alerts"]["performance"] else est,
-                      f"[red]{real}[/]" if c["alerts"]["realized"] else real, ", ".join(c["alerts"]["drift"]))
+        table.add_row(
+            c["key"],
+            str(c["rows"]),
+            f"[red]{est}[/]" if c["alerts"]["performance"] else est,
+            f"[red]{real}[/]" if c["alerts"]["realized"] else real,
+            ", ".join(c["alerts"]["drift"]),
+        )
     console = Console(stderr=True)
     console.print(table)
     if summary["drifted_features"]:

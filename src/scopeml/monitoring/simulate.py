@@ -55,7 +55,11 @@ def model_data(run_dir: Path):
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
     val_speakers = set(json.loads((run_dir / "data_fingerprint.json").read_text())["splits"]["val"]["speakers"])
-    voices = [v for v in espeak.list_voices("en") if voice_family(v) in val_speakers and v not in set(config.data.exclude_voices)]
+    voices = [
+        v
+        for v in espeak.list_voices("en")
+        if voice_family(v) in val_speakers and v not in set(config.data.exclude_voices)
+    ]
     return config, voices
 
 
@@ -84,17 +88,28 @@ def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> li
 
         # A synthesized scenario borrows the voices, pitches, rates and levels of the model's own synthesized
         # training data; a model trained on other data has none to borrow.
-        raise ConfigError([f"simulate/{scenario.name}: a synthesized scenario needs a model trained on data.recipe="
-                           f"synth_keywords (this one used {data.recipe!r}); send your own production traffic instead"])
+        raise ConfigError(
+            [
+                f"simulate/{scenario.name}: a synthesized scenario needs a model trained on data.recipe="
+                f"synth_keywords (this one used {data.recipe!r}); send your own production traffic instead"
+            ]
+        )
     voices = list(scenario.voices) or test_voices
     pitches = list(scenario.pitches) or list(data.pitches)
     rates = list(scenario.rates) or list(data.rates)
     out = []
     for k in range(scenario.clips):
         word, voice = classes[rng.integers(len(classes))], voices[rng.integers(len(voices))]
-        raw, _ = render(word, voice, int(rng.choice(pitches)), int(rng.choice(rates)), [scenario.seed, k],
-                        scenario.lead_silence_ms or data.lead_silence_ms, scenario.noise_snr_db or data.noise_snr_db,
-                        scenario.gain_db or data.gain_db)
+        raw, _ = render(
+            word,
+            voice,
+            int(rng.choice(pitches)),
+            int(rng.choice(rates)),
+            [scenario.seed, k],
+            scenario.lead_silence_ms or data.lead_silence_ms,
+            scenario.noise_snr_db or data.noise_snr_db,
+            scenario.gain_db or data.gain_db,
+        )
         out.append((raw, espeak.sample_rate(), word))
     return out
 
@@ -120,7 +135,9 @@ def send(url: str, clips, concurrency: int = 4) -> list[dict]:
         return list(pool.map(one, clips))
 
 
-def run_scenario(scenario: ScenarioConfig, url: str | None, out: Path, batch_dir: Path | None, classes: list[str], run_dir: Path) -> dict:
+def run_scenario(
+    scenario: ScenarioConfig, url: str | None, out: Path, batch_dir: Path | None, classes: list[str], run_dir: Path
+) -> dict:
     import pandas as pd
 
     clips = clips_for(scenario, classes, run_dir)
@@ -142,13 +159,18 @@ def run_scenario(scenario: ScenarioConfig, url: str | None, out: Path, batch_dir
     out.mkdir(parents=True, exist_ok=True)
     labels.to_csv(out / f"{scenario.name}_labels.csv", index=False)
     answered = [(p, t) for p, t in zip(predicted, truth) if p is not None]
-    return {"scenario": scenario.name, "clips": len(clips), "answered": len(answered),
-            "accuracy": float(np.mean([p == t for p, t in answered])) if answered else None,
-            "labels_file": str(out / f"{scenario.name}_labels.csv")}
+    return {
+        "scenario": scenario.name,
+        "clips": len(clips),
+        "answered": len(answered),
+        "accuracy": float(np.mean([p == t for p, t in answered])) if answered else None,
+        "labels_file": str(out / f"{scenario.name}_labels.csv"),
+    }
 
 
-def simulate(scenarios: list[str], url: str, out: Path, batch_dir: Path | None = None,
-             clips: int | None = None) -> list[dict]:
+def simulate(
+    scenarios: list[str], url: str, out: Path, batch_dir: Path | None = None, clips: int | None = None
+) -> list[dict]:
     """scopeml-simulate's work: load every scenario first (a bad one fails before any traffic), ask the service
     which model it serves, then send (or, with batch_dir, write) each scenario's clips. Writes simulation.json."""
     import httpx
@@ -167,6 +189,8 @@ def simulate(scenarios: list[str], url: str, out: Path, batch_dir: Path | None =
         r = results[-1]
         r["description"] = scenario.description  # what the scenario simulates, for the report
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        print(f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   labels: {r['labels_file']}")
+        print(
+            f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   labels: {r['labels_file']}"
+        )
     (out / "simulation.json").write_text(json.dumps(results, indent=2))
     return results

@@ -9,8 +9,8 @@ run was rejected. explain.py prints it for people. Nothing here imports torch: i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 class SelectError(Exception):

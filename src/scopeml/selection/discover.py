@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from scopeml.run_files import SELECTION_FILE, STATUS_FILE
 from scopeml.selection import SelectError

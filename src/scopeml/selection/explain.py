@@ -62,14 +62,19 @@ def print_report(selection: Selection, out: Path) -> None:
         print(f"warning: {w}")
     notes = [g for g in selection.gates if not g.gated]
     if notes:
-        print("not gated (" + ", ".join(f"{g.metric} {g.op} {fmt(g.target)}" for g in notes)
-              + "): not measured offline; later phases check them")
+        print(
+            "not gated ("
+            + ", ".join(f"{g.metric} {g.op} {fmt(g.target)}" for g in notes)
+            + "): not measured offline; later phases check them"
+        )
     sel = selection.selected
     if sel:
         size = sel.model.get("model_size_mb")
-        print(f"selected: {sel.run_name}  {primary}={fmt(sel.value)}"
-              + (f"  size={fmt(size)} MB" if size is not None else "")
-              + f"\n  checkpoint: {sel.checkpoint}")
+        print(
+            f"selected: {sel.run_name}  {primary}={fmt(sel.value)}"
+            + (f"  size={fmt(size)} MB" if size is not None else "")
+            + f"\n  checkpoint: {sel.checkpoint}"
+        )
     print(f"wrote {out}")
 
 
@@ -87,11 +92,27 @@ def _rows(selection: Selection) -> list[tuple[str, str, str, str, str, str]]:
     for r in selection.ranking:
         later = r.not_measured_offline
         note = "passed" + (f"; not measured offline: {', '.join(later)}" if later else "")
-        rows.append((str(r.rank), r.run_name, fmt(r.value), fmt(r.model_size_mb),
-                     fmt(r.latency_p95_ms) if r.latency_p95_ms is not None else "-", note))
+        rows.append(
+            (
+                str(r.rank),
+                r.run_name,
+                fmt(r.value),
+                fmt(r.model_size_mb),
+                fmt(r.latency_p95_ms) if r.latency_p95_ms is not None else "-",
+                note,
+            )
+        )
     for r in selection.rejected:
-        rows.append(("rejected", r.run_name, fmt(r.value) if r.value is not None else "-",
-                     fmt(r.model_size_mb) if r.model_size_mb is not None else "-", "-", "; ".join(r.reasons)))
+        rows.append(
+            (
+                "rejected",
+                r.run_name,
+                fmt(r.value) if r.value is not None else "-",
+                fmt(r.model_size_mb) if r.model_size_mb is not None else "-",
+                "-",
+                "; ".join(r.reasons),
+            )
+        )
     return rows
 
 

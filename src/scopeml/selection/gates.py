@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from scopeml.metrics import METRICS, TargetResult
 from scopeml.run_files import METRICS_FILE, STATUS_FILE, Gate, RunFileError, RunMetrics, read_metrics, read_status
@@ -129,11 +130,21 @@ def gate_table(runs: list[Candidate], require: list[str]) -> list[Gate]:
             measured = t.passed is not None
             required = " (required: --require)" if t.metric in require else ""
             note = None if measured else f"not measured offline{required}"
-            gates[t.metric] = Gate(t.metric, t.op, t.target, METRICS[t.metric].phase if t.metric in METRICS else None,
-                                   gated=measured or t.metric in require, note=note)
+            gates[t.metric] = Gate(
+                t.metric,
+                t.op,
+                t.target,
+                METRICS[t.metric].phase if t.metric in METRICS else None,
+                gated=measured or t.metric in require,
+                note=note,
+            )
     for metric in require:
-        gates.setdefault(metric, Gate(metric, None, None, METRICS[metric].phase, gated=True,
-                                      note="required, but no run has a target for it"))
+        gates.setdefault(
+            metric,
+            Gate(
+                metric, None, None, METRICS[metric].phase, gated=True, note="required, but no run has a target for it"
+            ),
+        )
     return list(gates.values())
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from scopeml.metrics import METRICS
 from scopeml.run_files import RankedRun, RejectedRun, SelectedRun, Selection, now
@@ -35,14 +35,20 @@ def select_runs(paths: list[Path], primary: str | None = None, require: Iterable
     if primary is not None:
         check_metric(primary, "primary_metric")
         # Re-read runs whose own primary differs from the chosen one, so every value is the same metric.
-        runs = [read_run(r.run_dir, primary, require) if r.metrics is not None and r.metrics.primary_metric != primary
-                else r for r in runs]
+        runs = [
+            read_run(r.run_dir, primary, require)
+            if r.metrics is not None and r.metrics.primary_metric != primary
+            else r
+            for r in runs
+        ]
     higher = METRICS[primary].higher_is_better if primary else True
 
     fingerprints = {r.metrics.data_fingerprint for r in finished if r.metrics.data_fingerprint}
     if len(fingerprints) > 1:
-        warnings.append(f"runs were trained on {len(fingerprints)} different data versions (data_fingerprint); "
-                        "their test scores are not directly comparable")
+        warnings.append(
+            f"runs were trained on {len(fingerprints)} different data versions (data_fingerprint); "
+            "their test scores are not directly comparable"
+        )
 
     survivors = sorted((r for r in runs if not r.reasons), key=lambda r: _sort_key(r, higher))
     return Selection(
@@ -50,10 +56,17 @@ def select_runs(paths: list[Path], primary: str | None = None, require: Iterable
         primary_metric=primary,
         higher_is_better=higher,
         split=SPLIT,
-        ranking=[RankedRun(i + 1, str(r.run_dir), r.run_name, r.value, r.model_size_mb, r.latency_p95_ms,
-                           r.not_measured_offline) for i, r in enumerate(survivors)],
-        rejected=[RejectedRun(str(r.run_dir), r.run_name, r.status, r.value, r.model_size_mb, r.reasons)
-                  for r in runs if r.reasons],
+        ranking=[
+            RankedRun(
+                i + 1, str(r.run_dir), r.run_name, r.value, r.model_size_mb, r.latency_p95_ms, r.not_measured_offline
+            )
+            for i, r in enumerate(survivors)
+        ],
+        rejected=[
+            RejectedRun(str(r.run_dir), r.run_name, r.status, r.value, r.model_size_mb, r.reasons)
+            for r in runs
+            if r.reasons
+        ],
         gates=gate_table(runs, require),
         required=require,
         inputs=[str(Path(p).resolve()) for p in paths],
@@ -77,8 +90,10 @@ def _choose_primary(runs: list[Candidate], primary: str | None, warnings: list[s
         raise SelectError("no finished run names a primary_metric in metrics.json; pass --primary METRIC")
     ranked = sorted(named.items(), key=lambda kv: (-kv[1], kv[0]))
     if len(ranked) > 1:
-        warnings.append(f"runs disagree on primary_metric ({', '.join(k for k, _ in ranked)}); "
-                        f"ranking by {ranked[0][0]}; pass --primary to choose")
+        warnings.append(
+            f"runs disagree on primary_metric ({', '.join(k for k, _ in ranked)}); "
+            f"ranking by {ranked[0][0]}; pass --primary to choose"
+        )
     return ranked[0][0]
 
 
@@ -92,9 +107,20 @@ def _sort_key(run: Candidate, higher_is_better: bool) -> tuple:
 def _selected(run: Candidate, primary: str) -> SelectedRun:
     d, m = run.run_dir, run.metrics
     return SelectedRun(
-        run_dir=str(d), run_name=run.run_name, primary_metric=primary, value=run.value,
-        checkpoint=str(d / "checkpoints" / "best.ckpt"), metrics=str(d / "metrics.json"), config=str(d / "config.yaml"),
-        predictions_test=str(d / "predictions_test.parquet"), predictions_val=str(d / "predictions_val.parquet"),
-        model=m.model, test=m.test, targets=m.targets, not_measured_offline=run.not_measured_offline,
-        data_fingerprint=m.data_fingerprint, calibration=m.calibration, latency_ms=m.latency_ms,
+        run_dir=str(d),
+        run_name=run.run_name,
+        primary_metric=primary,
+        value=run.value,
+        checkpoint=str(d / "checkpoints" / "best.ckpt"),
+        metrics=str(d / "metrics.json"),
+        config=str(d / "config.yaml"),
+        predictions_test=str(d / "predictions_test.parquet"),
+        predictions_val=str(d / "predictions_val.parquet"),
+        model=m.model,
+        test=m.test,
+        targets=m.targets,
+        not_measured_offline=run.not_measured_offline,
+        data_fingerprint=m.data_fingerprint,
+        calibration=m.calibration,
+        latency_ms=m.latency_ms,
     )

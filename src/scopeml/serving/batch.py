@@ -31,7 +31,9 @@ def list_inputs(source: Path, root: Path | None) -> tuple[Path, list[Path]]:
     elif source.is_file():
         import pandas as pd
 
-        table = pd.read_json(source, lines=True) if source.suffix in {".jsonl", ".json"} else pd.read_csv(source, dtype=str)
+        table = (
+            pd.read_json(source, lines=True) if source.suffix in {".jsonl", ".json"} else pd.read_csv(source, dtype=str)
+        )
         if "path" not in table.columns:
             raise BatchError(f"{source}: manifest has no `path` column")
         root = (root or source.parent).resolve()
@@ -68,13 +70,25 @@ def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
     if waves:
         for i, p in zip(good, bundle.predict(np.stack(waves))):
             d = bundle.describe(p)
-            rows[i].update(label=d["label"], confidence=d["confidence"], model_tag=d["model"],
-                           **{f"prob_{c}": v for c, v in d["probabilities"].items()})
+            rows[i].update(
+                label=d["label"],
+                confidence=d["confidence"],
+                model_tag=d["model"],
+                **{f"prob_{c}": v for c, v in d["probabilities"].items()},
+            )
     return rows
 
 
-def run(source: Path, out: Path, bundle, root: Path | None = None, batch_size: int = 64, log_path: Path | None = None,
-        fmt: str = "parquet", progress: bool = True) -> Path:
+def run(
+    source: Path,
+    out: Path,
+    bundle,
+    root: Path | None = None,
+    batch_size: int = 64,
+    log_path: Path | None = None,
+    fmt: str = "parquet",
+    progress: bool = True,
+) -> Path:
     import pandas as pd
 
     from scopeml.serving.log import PredictionLog
@@ -93,9 +107,19 @@ def run(source: Path, out: Path, bundle, root: Path | None = None, batch_size: i
         if log:  # log first, deduplicated: a chunk redone after a kill is never logged twice
             now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
             logged = log.existing([r["request_id"] for r in rows])
-            log.append([{**r, "time_utc": now, "endpoint": "batch", "source": r["path"],
-                         "probabilities": {c[5:]: r[c] for c in r if c.startswith("prob_")}}
-                        for r in rows if r["error"] is None and r["request_id"] not in logged])
+            log.append(
+                [
+                    {
+                        **r,
+                        "time_utc": now,
+                        "endpoint": "batch",
+                        "source": r["path"],
+                        "probabilities": {c[5:]: r[c] for c in r if c.startswith("prob_")},
+                    }
+                    for r in rows
+                    if r["error"] is None and r["request_id"] not in logged
+                ]
+            )
         index = len(list(parts.glob("part-*.parquet")))
         tmp = parts / f".part-{index:05d}.tmp"
         pd.DataFrame(rows).to_parquet(tmp, index=False)
@@ -115,8 +139,16 @@ def _track(items, description: str, enabled: bool):
     return track(items, description=description)
 
 
-def score_files(source: Path, out: Path, model: str, bundle_dir: Path | None = None, root: Path | None = None,
-                batch_size: int = 64, log_path: Path | None = None, fmt: str = "parquet") -> Path:
+def score_files(
+    source: Path,
+    out: Path,
+    model: str,
+    bundle_dir: Path | None = None,
+    root: Path | None = None,
+    batch_size: int = 64,
+    log_path: Path | None = None,
+    fmt: str = "parquet",
+) -> Path:
     """scopeml-batch's work: check the inputs, load the model, score what is not done yet, write the predictions."""
     list_inputs(source, root)  # bad input fails before the model is loaded
     return run(source, out, load_bundle(model, bundle_dir), root, batch_size, log_path, fmt)

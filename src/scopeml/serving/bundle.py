@@ -25,16 +25,16 @@ REFERENCE_FILES = ("predictions_val.parquet", "predictions_test.parquet")
 
 @dataclass
 class ServingBundle:
-    model: "object"  # torch.nn.Module in eval mode, on CPU
+    model: object  # torch.nn.Module in eval mode, on CPU
     classes: list[str]
-    preprocess: "object"  # PreprocessConfig
+    preprocess: object  # PreprocessConfig
     temperature: float
     tag: str
     info: dict
     custom_features: dict = None  # name -> fn(clip, sample_rate): monitor.custom_features of the training run
 
     @classmethod
-    def load(cls, folder: str | Path, tag: str = "local") -> "ServingBundle":
+    def load(cls, folder: str | Path, tag: str = "local") -> ServingBundle:
         import sys
 
         import torch
@@ -48,8 +48,9 @@ class ServingBundle:
         if (folder / CODE_DIR).is_dir() and str(folder / CODE_DIR) not in sys.path:
             sys.path.append(str(folder / CODE_DIR))  # after the installed packages: an installed copy wins
         preprocess = _validate.parse(PreprocessConfig, info["preprocess"], "preprocess")
-        model = build_classifier(info["frontend"], info["model"], len(info["classes"]), preprocess.sample_rate,
-                                 preprocess.clip_seconds)
+        model = build_classifier(
+            info["frontend"], info["model"], len(info["classes"]), preprocess.sample_rate, preprocess.clip_seconds
+        )
         model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
         model.eval()
         from scopeml.features import build_custom
@@ -102,7 +103,7 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
     metrics = read_metrics(run_dir)
     checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    state = {k[len("net."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+    state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     out.mkdir(parents=True, exist_ok=True)
     torch.save(state, out / WEIGHTS_FILE)
     for name in REFERENCE_FILES:
@@ -117,14 +118,27 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         "frontend": dict(config.frontend),
         "temperature": metrics.temperature,
         "deploy": deploy,
-        "scoping": {"name": config.scoping.name, "description": config.scoping.description, "primary_metric": config.scoping.primary_metric,
-                    "targets": {k: asdict(v) for k, v in config.scoping.targets.items()}},
-        "metrics": {"test": metrics.test, "val": metrics.val, "model": metrics.model, "calibration": metrics.calibration},
+        "scoping": {
+            "name": config.scoping.name,
+            "description": config.scoping.description,
+            "primary_metric": config.scoping.primary_metric,
+            "targets": {k: asdict(v) for k, v in config.scoping.targets.items()},
+        },
+        "metrics": {
+            "test": metrics.test,
+            "val": metrics.val,
+            "model": metrics.model,
+            "calibration": metrics.calibration,
+        },
         "data_fingerprint": metrics.data_fingerprint,
         "run_dir": str(run_dir),
     }
     info["custom_features"] = dict(config.monitor.custom_features)
-    targets = [config.frontend["_target_"], config.model["_target_"], *(f["_target_"] for f in config.monitor.custom_features.values())]
+    targets = [
+        config.frontend["_target_"],
+        config.model["_target_"],
+        *(f["_target_"] for f in config.monitor.custom_features.values()),
+    ]
     info["code"] = carry_code(out / CODE_DIR, targets)
     (out / SERVING_FILE).write_text(json.dumps(info, indent=2))
     shutil.copy(run_dir / "config.yaml", out / "config.yaml")

@@ -23,7 +23,9 @@ def decode_audio(data: bytes, what: str = "audio") -> tuple[np.ndarray, int]:
     if not data:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{what}: the file is empty")
     if not (data[:4] == b"RIFF" and data[8:12] == b"WAVE") and data[:4] != b"fLaC":
-        raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{what}: not WAV or FLAC audio (send a .wav or .flac file)")
+        raise RequestError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"{what}: not WAV or FLAC audio (send a .wav or .flac file)"
+        )
     try:
         samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile's errors for truncated or corrupt headers
@@ -35,7 +37,9 @@ def from_array(samples, sample_rate: int, what: str = "samples") -> tuple[np.nda
     try:
         array = np.asarray(samples, dtype=np.float32)
     except (TypeError, ValueError):
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what}: must be a list of numbers (or one list per channel)") from None
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"{what}: must be a list of numbers (or one list per channel)"
+        ) from None
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
@@ -60,9 +64,14 @@ def check(samples: np.ndarray, sr: int, what: str) -> tuple[np.ndarray, int]:
 def check_length(samples: np.ndarray, sr: int, limit_s: float, what: str) -> None:
     seconds = samples.shape[-1] / sr
     if seconds > limit_s:
-        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{what}: {seconds:.1f} s is longer than the {limit_s:g} s limit")
+        raise RequestError(
+            HTTPStatus.UNPROCESSABLE_ENTITY, f"{what}: {seconds:.1f} s is longer than the {limit_s:g} s limit"
+        )
 
 
 def check_not_silent(mono: np.ndarray, what: str, floor_dbfs: float = -60.0) -> None:
     if float(np.max(np.abs(mono))) <= 10 ** (floor_dbfs / 20):
-        raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{what}: silent (no sample above {floor_dbfs:g} dBFS); nothing to classify")
+        raise RequestError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            f"{what}: silent (no sample above {floor_dbfs:g} dBFS); nothing to classify",
+        )

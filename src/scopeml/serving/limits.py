@@ -25,10 +25,16 @@ class RequestLimits:
             if not declared.isdigit():
                 return await _reply(send, 400, "content-length header is not a number")
             if int(declared) > self.max_body:
-                return await _reply(send, 413, f"request body of {int(declared)} bytes is over the {self.max_body} byte limit")
+                return await _reply(
+                    send, 413, f"request body of {int(declared)} bytes is over the {self.max_body} byte limit"
+                )
         if self.in_flight >= self.max_concurrency:
-            return await _reply(send, 429, f"server busy: {self.in_flight} requests in flight (limit {self.max_concurrency}); retry shortly",
-                                [(b"retry-after", b"1")])
+            return await _reply(
+                send,
+                429,
+                f"server busy: {self.in_flight} requests in flight (limit {self.max_concurrency}); retry shortly",
+                [(b"retry-after", b"1")],
+            )
         self.in_flight += 1
         try:
             multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/")
@@ -88,6 +94,10 @@ def _replay(body: bytes):
 
 async def _reply(send, status: int, message: str, extra_headers: list | None = None) -> None:
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra_headers or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -56,8 +56,11 @@ async def _level(url: str, clips: list[bytes], concurrency: int, duration: float
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                r = await client.post(f"{url}/classify", files={"audio": ("clip.wav", clips[i % len(clips)], "audio/wav")},
-                                      headers={"x-request-id": f"{LOADTEST_PREFIX}{k}-{i}-{time.monotonic_ns()}"})
+                r = await client.post(
+                    f"{url}/classify",
+                    files={"audio": ("clip.wav", clips[i % len(clips)], "audio/wav")},
+                    headers={"x-request-id": f"{LOADTEST_PREFIX}{k}-{i}-{time.monotonic_ns()}"},
+                )
                 status = r.status_code
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
@@ -74,11 +77,21 @@ async def _level(url: str, clips: list[bytes], concurrency: int, duration: float
         elapsed = time.perf_counter() - started
     total = sum(statuses.values())
     ok = statuses.get(200, 0)
-    pct = (lambda xs, q: float(np.percentile(xs, q)) if xs else None)
-    return {"concurrency": concurrency, "seconds": elapsed, "requests": total, "ok": ok,
-            "errors": {str(k): v for k, v in statuses.items() if k != 200}, "error_rate": (total - ok) / total if total else 1.0,
-            "qps": ok / elapsed, "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95), "p99_ms": pct(latencies, 99),
-            "server_p50_ms": pct(server_ms, 50), "server_p95_ms": pct(server_ms, 95)}
+    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else None
+    return {
+        "concurrency": concurrency,
+        "seconds": elapsed,
+        "requests": total,
+        "ok": ok,
+        "errors": {str(k): v for k, v in statuses.items() if k != 200},
+        "error_rate": (total - ok) / total if total else 1.0,
+        "qps": ok / elapsed,
+        "p50_ms": pct(latencies, 50),
+        "p95_ms": pct(latencies, 95),
+        "p99_ms": pct(latencies, 99),
+        "server_p50_ms": pct(server_ms, 50),
+        "server_p95_ms": pct(server_ms, 95),
+    }
 
 
 def run(url: str, clips: list[bytes], levels: list[int], duration: float, warmup: float = 2.0) -> list[dict]:
@@ -95,22 +108,35 @@ def scorecard(results: list[dict], info: dict) -> dict:
     measured = {"latency_p95_ms": single["p95_ms"], "throughput_qps": max((r["qps"] for r in clean), default=0.0)}
     targets = {k: Target(**v) for k, v in info["scoping"]["targets"].items() if k in measured}
     checks = [t.as_dict() for t in evaluate_targets(targets, measured)]
-    return {"model": info.get("tag"), "levels": results, "measured": measured, "targets": checks,
-            "targets_met": all(t["passed"] for t in checks if t["passed"] is not None)}
+    return {
+        "model": info.get("tag"),
+        "levels": results,
+        "measured": measured,
+        "targets": checks,
+        "targets_met": all(t["passed"] for t in checks if t["passed"] is not None),
+    }
 
 
 def write(out: Path, card: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scorecard.json").write_text(json.dumps(card, indent=2))
-    f = (lambda v: "-" if v is None else f"{v:.1f}")
-    lines = [f"# Deployment scorecard: {card['model']}", "", "| concurrency | requests | errors | error rate | req/s | p50 ms | p95 ms | p99 ms | server p95 ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    f = lambda v: "-" if v is None else f"{v:.1f}"
+    lines = [
+        f"# Deployment scorecard: {card['model']}",
+        "",
+        "| concurrency | requests | errors | error rate | req/s | p50 ms | p95 ms | p99 ms | server p95 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in card["levels"]:
-        lines.append(f"| {r['concurrency']} | {r['requests']} | {sum(r['errors'].values())} {r['errors'] or ''} | {r['error_rate']:.1%} | {r['qps']:.1f} | "
-                     f"{f(r['p50_ms'])} | {f(r['p95_ms'])} | {f(r['p99_ms'])} | {f(r['server_p95_ms'])} |")
+        lines.append(
+            f"| {r['concurrency']} | {r['requests']} | {sum(r['errors'].values())} {r['errors'] or ''} | {r['error_rate']:.1%} | {r['qps']:.1f} | "
+            f"{f(r['p50_ms'])} | {f(r['p95_ms'])} | {f(r['p99_ms'])} | {f(r['server_p95_ms'])} |"
+        )
     lines += ["", "| target | bound | measured | result |", "|---|---|---|---|"]
     for t in card["targets"]:
-        lines.append(f"| {t['metric']} | {t['op']} {t['target']:g} | {f(t['value'])} | {'PASS' if t['passed'] else 'FAIL'} |")
+        lines.append(
+            f"| {t['metric']} | {t['op']} {t['target']:g} | {f(t['value'])} | {'PASS' if t['passed'] else 'FAIL'} |"
+        )
     (out / "scorecard.md").write_text("\n".join(lines) + "\n")
 
 
@@ -123,8 +149,13 @@ def log_to_wandb(run_dir: Path, card: dict, project: str = "scopeml") -> str | N
 
     run_id = runs[-1].name.rsplit("-", 1)[-1]
     run = wandb.init(project=project, id=run_id, resume="allow", mode="offline", dir=str(run_dir), job_type="loadtest")
-    table = wandb.Table(columns=["concurrency", "requests", "error_rate", "qps", "p50_ms", "p95_ms", "p99_ms"],
-                        data=[[r["concurrency"], r["requests"], r["error_rate"], r["qps"], r["p50_ms"], r["p95_ms"], r["p99_ms"]] for r in card["levels"]])
+    table = wandb.Table(
+        columns=["concurrency", "requests", "error_rate", "qps", "p50_ms", "p95_ms", "p99_ms"],
+        data=[
+            [r["concurrency"], r["requests"], r["error_rate"], r["qps"], r["p50_ms"], r["p95_ms"], r["p99_ms"]]
+            for r in card["levels"]
+        ],
+    )
     run.log({"deployment/loadtest": table})
     run.summary.update({f"deployment/{k}": v for k, v in card["measured"].items()})
     run.summary["deployment/targets_met"] = card["targets_met"]
@@ -132,8 +163,14 @@ def log_to_wandb(run_dir: Path, card: dict, project: str = "scopeml") -> str | N
     return run_id
 
 
-def loadtest(url: str, concurrency: list[int], duration: float, clips_dir: Path | None = None, out: Path | None = None,
-             use_wandb: bool = True) -> bool:
+def loadtest(
+    url: str,
+    concurrency: list[int],
+    duration: float,
+    clips_dir: Path | None = None,
+    out: Path | None = None,
+    use_wandb: bool = True,
+) -> bool:
     """scopeml-loadtest's work: drive the service at `url`, write and print the scorecard. Returns whether
     every target was met; raises LoadtestError when no service answers."""
     import httpx

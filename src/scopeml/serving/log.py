@@ -15,8 +15,18 @@ from pathlib import Path
 
 from scopeml.features import FEATURES
 
-COLUMNS = ("time_utc", "request_id", "model_tag", "endpoint", "source", "label", "confidence", "probabilities", *FEATURES,
-           "extra_features")
+COLUMNS = (
+    "time_utc",
+    "request_id",
+    "model_tag",
+    "endpoint",
+    "source",
+    "label",
+    "confidence",
+    "probabilities",
+    *FEATURES,
+    "extra_features",
+)
 # Columns added after a log's first release, with their type: an older log gains them when it is opened.
 ADDED_COLUMNS = {"extra_features": "TEXT"}  # JSON: a user's monitoring features (monitor.custom_features)
 
@@ -39,11 +49,18 @@ class PredictionLog:
         self._db.execute("CREATE INDEX IF NOT EXISTS by_request ON predictions (request_id)")
 
     def append(self, records: list[dict]) -> None:
-        rows = [tuple(json.dumps(r[c]) if c == "probabilities" else self._extra(r) if c == "extra_features" else r.get(c)
-                      for c in COLUMNS) for r in records]
+        rows = [
+            tuple(
+                json.dumps(r[c]) if c == "probabilities" else self._extra(r) if c == "extra_features" else r.get(c)
+                for c in COLUMNS
+            )
+            for r in records
+        ]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+            self._db.executemany(
+                f"INSERT INTO predictions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", rows
+            )
             self._db.execute("COMMIT")
 
     def _extra(self, record: dict) -> str | None:
@@ -55,7 +72,10 @@ class PredictionLog:
         if not request_ids:
             return set()
         with self._lock:
-            rows = self._db.execute(f"SELECT request_id FROM predictions WHERE request_id IN ({', '.join('?' * len(request_ids))})", request_ids)
+            rows = self._db.execute(
+                f"SELECT request_id FROM predictions WHERE request_id IN ({', '.join('?' * len(request_ids))})",
+                request_ids,
+            )
             return {r[0] for r in rows}
 
     def close(self) -> None:
@@ -75,6 +95,3 @@ def read_log(path: str | Path):
         extras = pd.DataFrame([json.loads(e) if isinstance(e, str) and e else {} for e in extra], index=table.index)
         table = pd.concat([table, probs, extras.astype(float)], axis=1)
     return table
-
-
-

@@ -37,7 +37,11 @@ def run_dir_of(source: Path) -> Path:
         run_dir = Path(selection.selected.run_dir)
     else:
         raise PackageError(f"{source}: no such selection.json or run folder")
-    missing = [n for n in ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "predictions_val.parquet") if not (run_dir / n).exists()]
+    missing = [
+        n
+        for n in ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "predictions_val.parquet")
+        if not (run_dir / n).exists()
+    ]
     if missing:
         raise PackageError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
     return run_dir
@@ -65,7 +69,9 @@ def package(source: Path, overrides: list[str] = (), config_dir: str | None = No
     deploy = deploy_config(list(overrides), config_dir)
     with tempfile.TemporaryDirectory() as tmp:
         info = write_bundle(run_dir, Path(tmp), asdict(deploy))
-        provenance = json.loads((run_dir / "provenance.json").read_text()) if (run_dir / "provenance.json").exists() else {}
+        provenance = (
+            json.loads((run_dir / "provenance.json").read_text()) if (run_dir / "provenance.json").exists() else {}
+        )
         git = provenance.get("git") or git_state()
         # BentoML metadata takes only plain scalars in its nested values (no null): nested
         # structures go in as JSON strings, and the fields people filter on stay flat.
@@ -84,7 +90,9 @@ def package(source: Path, overrides: list[str] = (), config_dir: str | None = No
         with bentoml.models.create(deploy.model_name, labels=labels, metadata=metadata) as model:
             shutil.copytree(tmp, model.path, dirs_exist_ok=True)  # weights, serving.json, reference, carried code/
         tag = str(model.tag)
-    (run_dir / "package.json").write_text(json.dumps({"tag": tag, "bentoml_home": os.environ.get("BENTOML_HOME", "~/bentoml")}, indent=2))
+    (run_dir / "package.json").write_text(
+        json.dumps({"tag": tag, "bentoml_home": os.environ.get("BENTOML_HOME", "~/bentoml")}, indent=2)
+    )
     return tag
 
 

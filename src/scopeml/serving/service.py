@@ -32,8 +32,10 @@ def _settings() -> dict:
     try:
         stored = bentoml.models.get(MODEL_TAG)
     except bentoml.exceptions.NotFound:
-        raise RuntimeError(f"no model {MODEL_TAG} in the BentoML store ({os.environ.get('BENTOML_HOME', '~/bentoml')}); "
-                           "run scopeml-package <selection.json> first") from None
+        raise RuntimeError(
+            f"no model {MODEL_TAG} in the BentoML store ({os.environ.get('BENTOML_HOME', '~/bentoml')}); "
+            "run scopeml-package <selection.json> first"
+        ) from None
     return json.loads((Path(stored.path) / "serving.json").read_text())["deploy"]
 
 
@@ -125,8 +127,10 @@ class KeywordSpotting:
 
         _torch_threads()
         self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
-        self.log = PredictionLog(os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
-                                 custom_features=list(self.bundle.custom_features or {}))
+        self.log = PredictionLog(
+            os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
+            custom_features=list(self.bundle.custom_features or {}),
+        )
 
     # ------------------------------------------------------------------ endpoints
     @bentoml.api(route="/classify")
@@ -135,11 +139,15 @@ class KeywordSpotting:
         return await self._classify_one(lambda: _decode_file(audio, "audio"), ctx, "classify", source="audio")
 
     @bentoml.api(route="/classify_array")
-    async def classify_array(self, samples: list[float] | list[list[float]], sample_rate: int, ctx: bentoml.Context) -> Classified:
+    async def classify_array(
+        self, samples: list[float] | list[list[float]], sample_rate: int, ctx: bentoml.Context
+    ) -> Classified:
         """One clip as JSON samples (mono list, or one list per channel) and its sample rate."""
         from scopeml.serving.decode import from_array
 
-        return await self._classify_one(lambda: _guard(from_array, samples, sample_rate), ctx, "classify_array", source="array")
+        return await self._classify_one(
+            lambda: _guard(from_array, samples, sample_rate), ctx, "classify_array", source="array"
+        )
 
     @bentoml.api(route="/classify_many")
     async def classify_many(self, clips: list[Clip], ctx: bentoml.Context) -> ManyClassified:
@@ -148,11 +156,17 @@ class KeywordSpotting:
 
         started = time.perf_counter()
         if not clips or len(clips) > DEPLOY["max_clips_per_request"]:
-            raise ClientError(HTTPStatus.UNPROCESSABLE_ENTITY, f"clips: send 1 to {DEPLOY['max_clips_per_request']} clips, got {len(clips)}")
+            raise ClientError(
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                f"clips: send 1 to {DEPLOY['max_clips_per_request']} clips, got {len(clips)}",
+            )
         decoded = [_guard(from_array, c.samples, c.sample_rate, f"clips[{i}]") for i, c in enumerate(clips)]
         results = await self._predict_and_log(decoded, ctx, "classify_many", [f"clips[{i}]" for i in range(len(clips))])
-        return ManyClassified(results=[Prediction(**r) for r in results], model=self.bundle.tag,
-                              latency_ms=1000 * (time.perf_counter() - started))
+        return ManyClassified(
+            results=[Prediction(**r) for r in results],
+            model=self.bundle.tag,
+            latency_ms=1000 * (time.perf_counter() - started),
+        )
 
     @bentoml.api(route="/segments")
     async def segments(self, audio: Path, ctx: bentoml.Context) -> Segments:
@@ -164,20 +178,36 @@ class KeywordSpotting:
         samples, sr = _decode_file(audio, "audio", DEPLOY["max_long_audio_seconds"], allow_silence=True)
         mono = to_mono(samples)
         spans = find_segments(mono, sr)
-        results = await self._predict_and_log([(mono[None, a:b], sr) for a, b in spans], ctx, "segments",
-                                              [f"audio@{a / sr:.2f}s" for a, _ in spans]) if spans else []
-        return Segments(segments=[Segment(**r, start_s=a / sr, end_s=b / sr) for r, (a, b) in zip(results, spans)],
-                        duration_s=len(mono) / sr, model=self.bundle.tag, latency_ms=1000 * (time.perf_counter() - started))
+        results = (
+            await self._predict_and_log(
+                [(mono[None, a:b], sr) for a, b in spans], ctx, "segments", [f"audio@{a / sr:.2f}s" for a, _ in spans]
+            )
+            if spans
+            else []
+        )
+        return Segments(
+            segments=[Segment(**r, start_s=a / sr, end_s=b / sr) for r, (a, b) in zip(results, spans)],
+            duration_s=len(mono) / sr,
+            model=self.bundle.tag,
+            latency_ms=1000 * (time.perf_counter() - started),
+        )
 
     @bentoml.api(route="/info")
     def info(self) -> dict:
         """The served model: tag, classes, preprocessing, scoping targets and offline metrics."""
         i = self.bundle.info
-        return {"model": self.bundle.tag, "classes": self.bundle.classes, "preprocess": i["preprocess"],
-                "temperature": self.bundle.temperature, "scoping": i["scoping"], "metrics": i["metrics"],
-                "batching": BATCHING, "workers": DEPLOY["workers"],
-                "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
-                "run_dir": i.get("run_dir")}
+        return {
+            "model": self.bundle.tag,
+            "classes": self.bundle.classes,
+            "preprocess": i["preprocess"],
+            "temperature": self.bundle.temperature,
+            "scoping": i["scoping"],
+            "metrics": i["metrics"],
+            "batching": BATCHING,
+            "workers": DEPLOY["workers"],
+            "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
+            "run_dir": i.get("run_dir"),
+        }
 
     # ------------------------------------------------------------------ internals
     async def _classify_one(self, decode, ctx: bentoml.Context, endpoint: str, source: str) -> Classified:
@@ -207,10 +237,14 @@ class KeywordSpotting:
             except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):
                 if attempt == 2:
                     ctx.response.headers["retry-after"] = "1"
-                    raise ClientError(HTTPStatus.SERVICE_UNAVAILABLE, "the batched model is overloaded; retry shortly") from None
+                    raise ClientError(
+                        HTTPStatus.SERVICE_UNAVAILABLE, "the batched model is overloaded; retry shortly"
+                    ) from None
         raise AssertionError("unreachable")
 
-    async def _predict_and_log(self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]) -> list[dict]:
+    async def _predict_and_log(
+        self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]
+    ) -> list[dict]:
         request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
         waves = np.stack([self.bundle.prepare(s, sr) for s, sr in clips])
         probs = await self._batched_predict(waves, ctx) if BATCHING["enabled"] else self.bundle.predict(waves)
@@ -220,9 +254,19 @@ class KeywordSpotting:
             rid = request_id if len(clips) == 1 else f"{request_id}-{k}"
             result = {"request_id": rid, **self.bundle.describe(p)}
             results.append(result)
-            records.append({"time_utc": now, "request_id": rid, "model_tag": self.bundle.tag, "endpoint": endpoint, "source": source,
-                            "label": result["label"], "confidence": result["confidence"], "probabilities": result["probabilities"],
-                            **self.bundle.features(wave, samples.shape[-1] / sr)})
+            records.append(
+                {
+                    "time_utc": now,
+                    "request_id": rid,
+                    "model_tag": self.bundle.tag,
+                    "endpoint": endpoint,
+                    "source": source,
+                    "label": result["label"],
+                    "confidence": result["confidence"],
+                    "probabilities": result["probabilities"],
+                    **self.bundle.features(wave, samples.shape[-1] / sr),
+                }
+            )
         self.log.append(records)  # committed before the response: an acknowledged prediction is never lost
         ctx.response.headers["x-request-id"] = request_id
         return results
@@ -246,5 +290,6 @@ def _guard(fn, *args):
         raise ClientError(exc.status, str(exc)) from None
 
 
-KeywordSpotting.add_asgi_middleware(RequestLimits, max_body_bytes=int(DEPLOY["max_body_mb"] * 1024 * 1024),
-                                    max_concurrency=DEPLOY["max_concurrency"])
+KeywordSpotting.add_asgi_middleware(
+    RequestLimits, max_body_bytes=int(DEPLOY["max_body_mb"] * 1024 * 1024), max_concurrency=DEPLOY["max_concurrency"]
+)

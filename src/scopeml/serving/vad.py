@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def find_segments(x: np.ndarray, sr: int, floor_dbfs: float = -45.0, relative_db: float = -30.0, frame_ms: float = 20.0,
-                  min_speech_ms: float = 120.0, min_gap_ms: float = 250.0, pad_ms: float = 80.0) -> list[tuple[int, int]]:
+def find_segments(
+    x: np.ndarray,
+    sr: int,
+    floor_dbfs: float = -45.0,
+    relative_db: float = -30.0,
+    frame_ms: float = 20.0,
+    min_speech_ms: float = 120.0,
+    min_gap_ms: float = 250.0,
+    pad_ms: float = 80.0,
+) -> list[tuple[int, int]]:
     """Sample ranges [start, end) of voiced regions.
 
     A frame is voiced when it is above an absolute floor (so silence-only audio has no

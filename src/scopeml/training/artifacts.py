@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scopeml.run_files import mark_failed, now, read_stage, write_json  # noqa: F401  (re-exported for the stages)
-from scopeml.run_files import update_status
+from scopeml.run_files import mark_failed, now, read_stage, update_status, write_json  # noqa: F401  (re-exported for the stages)
 
 if TYPE_CHECKING:
     import numpy as np

@@ -105,11 +105,27 @@ def reliability_plot(path, probs_before, probs_after, labels, n_bins: int = 15) 
         if len(probs):
             count, mean_conf, acc = _bin_stats(probs, labels, n_bins)
             filled = count > 0
-            ax.bar(centers[filled], acc[filled], width=1.0 / n_bins, edgecolor="black", color="tab:blue",
-                   alpha=0.8, label="accuracy")
+            ax.bar(
+                centers[filled],
+                acc[filled],
+                width=1.0 / n_bins,
+                edgecolor="black",
+                color="tab:blue",
+                alpha=0.8,
+                label="accuracy",
+            )
             # The gap bar shows where the model claims more (or less) than it delivers.
-            ax.bar(centers[filled], mean_conf[filled] - acc[filled], bottom=acc[filled], width=1.0 / n_bins,
-                   edgecolor="tab:red", color="tab:red", alpha=0.25, hatch="//", label="gap to confidence")
+            ax.bar(
+                centers[filled],
+                mean_conf[filled] - acc[filled],
+                bottom=acc[filled],
+                width=1.0 / n_bins,
+                edgecolor="tab:red",
+                color="tab:red",
+                alpha=0.25,
+                hatch="//",
+                label="gap to confidence",
+            )
         ece = expected_calibration_error(probs, labels, n_bins)
         ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{title}: ECE {ece:.3f}")

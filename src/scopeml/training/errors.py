@@ -20,8 +20,14 @@ MAX_CATEGORIES = 50  # beyond this a column is an identifier, not a slice; speak
 WORST_COLUMNS = ["clip_id", "source", "label", "pred", "confidence", "true_prob"]
 
 
-def analyze(preds: pd.DataFrame, classes: list[str], out_dir: Path, target_accuracy: float | None = None,
-            worst_n: int = 20, min_slice_size: int = 5) -> dict:
+def analyze(
+    preds: pd.DataFrame,
+    classes: list[str],
+    out_dir: Path,
+    target_accuracy: float | None = None,
+    worst_n: int = 20,
+    min_slice_size: int = 5,
+) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     preds = preds.reset_index(drop=True)
@@ -38,10 +44,14 @@ def analyze(preds: pd.DataFrame, classes: list[str], out_dir: Path, target_accur
 
     pairs = [
         {"true": classes[i], "pred": classes[j], "count": int(cm[i, j]), "share_of_true": float(cm[i, j] / cm[i].sum())}
-        for i in range(n_classes) for j in range(n_classes) if i != j and cm[i, j] > 0
+        for i in range(n_classes)
+        for j in range(n_classes)
+        if i != j and cm[i, j] > 0
     ]
     pairs.sort(key=lambda p: -p["count"])  # stable: ties keep class order
-    pd.DataFrame(pairs, columns=["true", "pred", "count", "share_of_true"]).to_csv(out_dir / "confused_pairs.csv", index=False)
+    pd.DataFrame(pairs, columns=["true", "pred", "count", "share_of_true"]).to_csv(
+        out_dir / "confused_pairs.csv", index=False
+    )
 
     slices = []
     for column, keys in _slice_keys(preds):
@@ -50,10 +60,19 @@ def analyze(preds: pd.DataFrame, classes: list[str], out_dir: Path, target_accur
             m = classification_metrics(y_true[rows], y_pred[rows], n_classes)
             n = int(rows.sum())
             below = target_accuracy is not None and n >= min_slice_size and m["accuracy"] < target_accuracy
-            slices.append({"slice": column, "value": str(value), "n": n, "accuracy": m["accuracy"],
-                           "macro_f1": _num(m["macro_f1"]), "below_target": bool(below)})
+            slices.append(
+                {
+                    "slice": column,
+                    "value": str(value),
+                    "n": n,
+                    "accuracy": m["accuracy"],
+                    "macro_f1": _num(m["macro_f1"]),
+                    "below_target": bool(below),
+                }
+            )
     pd.DataFrame(slices, columns=["slice", "value", "n", "accuracy", "macro_f1", "below_target"]).to_csv(
-        out_dir / "slices.csv", index=False)
+        out_dir / "slices.csv", index=False
+    )
 
     worst = _worst_examples(preds, y_true, y_pred, classes, worst_n)
     worst.to_csv(out_dir / "worst_examples.csv", index=False)
@@ -98,8 +117,10 @@ def _quantile_buckets(x: np.ndarray, n_buckets: int = 4) -> pd.Series | None:
         return None  # one value is the whole split again, not a slice
     # "lower" keeps edges on observed values, so labels name real clips and ties collapse edges.
     edges = np.unique(np.quantile(x[finite], np.linspace(0, 1, n_buckets + 1), method="lower"))
-    labels = [f"[{_fmt(lo)}, {_fmt(hi)}{']' if k == len(edges) - 2 else ')'}"
-              for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
+    labels = [
+        f"[{_fmt(lo)}, {_fmt(hi)}{']' if k == len(edges) - 2 else ')'}"
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))
+    ]
     which = np.searchsorted(edges[1:-1], x[finite], side="right")
     keys = pd.Series([None] * len(x), dtype=object)
     keys[finite] = [labels[k] for k in which]
@@ -112,16 +133,26 @@ def _fmt(v: float) -> str:
 
 def _worst_examples(preds, y_true, y_pred, classes, worst_n) -> pd.DataFrame:
     """Confident errors first (what the model is surest about and wrong); then the shakiest correct clips."""
-    probs = np.column_stack([preds[f"prob_{c}"].to_numpy(dtype=np.float64) if f"prob_{c}" in preds.columns
-                             else np.full(len(preds), np.nan) for c in classes])
-    table = pd.DataFrame({
-        "clip_id": preds["clip_id"] if "clip_id" in preds.columns else preds.index.astype(str),
-        "source": preds["source"] if "source" in preds.columns else None,
-        "label": preds["label"].astype(str),
-        "pred": preds["pred"].astype(str),
-        "confidence": preds["confidence"].to_numpy(dtype=np.float64) if "confidence" in preds.columns else probs.max(axis=1),
-        "true_prob": probs[np.arange(len(preds)), y_true],
-    })
+    probs = np.column_stack(
+        [
+            preds[f"prob_{c}"].to_numpy(dtype=np.float64)
+            if f"prob_{c}" in preds.columns
+            else np.full(len(preds), np.nan)
+            for c in classes
+        ]
+    )
+    table = pd.DataFrame(
+        {
+            "clip_id": preds["clip_id"] if "clip_id" in preds.columns else preds.index.astype(str),
+            "source": preds["source"] if "source" in preds.columns else None,
+            "label": preds["label"].astype(str),
+            "pred": preds["pred"].astype(str),
+            "confidence": preds["confidence"].to_numpy(dtype=np.float64)
+            if "confidence" in preds.columns
+            else probs.max(axis=1),
+            "true_prob": probs[np.arange(len(preds)), y_true],
+        }
+    )
     wrong = y_true != y_pred
     errors = table[wrong].sort_values("confidence", ascending=False, kind="mergesort")
     shaky = table[~wrong].sort_values("true_prob", ascending=True, kind="mergesort")
@@ -137,15 +168,27 @@ def _plot_confusion(cm: np.ndarray, classes: list[str], path: Path) -> None:
     size = max(4.0, 0.6 * len(classes) + 2.0)
     fig, ax = plt.subplots(figsize=(size, size), dpi=100)
     ax.imshow(cm, cmap="Blues", vmin=0)
-    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted class", ylabel="true class",
-           title=f"Confusion matrix (n={int(cm.sum())}, accuracy {np.trace(cm) / max(cm.sum(), 1):.3f})")
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xlabel="predicted class",
+        ylabel="true class",
+        title=f"Confusion matrix (n={int(cm.sum())}, accuracy {np.trace(cm) / max(cm.sum(), 1):.3f})",
+    )
     ax.set_xticklabels(classes, rotation=45, ha="right")
     ax.set_yticklabels(classes)
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -163,7 +206,9 @@ def _py(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def log_to_wandb(run, summary: dict, out_dir: Path, preds: pd.DataFrame, audio_lookup=None, key: str = "errors") -> None:
+def log_to_wandb(
+    run, summary: dict, out_dir: Path, preds: pd.DataFrame, audio_lookup=None, key: str = "errors"
+) -> None:
     """Log the confusion matrix, per-slice metrics, the worst examples (with audio if given) and all predictions.
 
     `run` is a wandb Run (e.g. Lightning's `logger.experiment`); offline runs work, nothing needs network.
@@ -182,8 +227,13 @@ def log_to_wandb(run, summary: dict, out_dir: Path, preds: pd.DataFrame, audio_l
         if audio_lookup is not None:
             try:
                 wave, sr = audio_lookup(ex["clip_id"])
-                row.append(wandb.Audio(np.asarray(wave, dtype=np.float32).reshape(-1), sample_rate=int(sr),
-                                       caption=f"{ex['label']} -> {ex['pred']}"))
+                row.append(
+                    wandb.Audio(
+                        np.asarray(wave, dtype=np.float32).reshape(-1),
+                        sample_rate=int(sr),
+                        caption=f"{ex['label']} -> {ex['pred']}",
+                    )
+                )
             except (OSError, KeyError, LookupError, ValueError):
                 row.append(None)  # one missing clip must not cost the whole table
         rows.append(row)

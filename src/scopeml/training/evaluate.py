@@ -31,7 +31,11 @@ def latency_ms(model: torch.nn.Module, data: KeywordData, runs: int = 50) -> dic
         t = time.perf_counter()
         model(clip)
         times.append(1000 * (time.perf_counter() - t))
-    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)), "threads": torch.get_num_threads()}
+    return {
+        "p50": float(np.percentile(times, 50)),
+        "p95": float(np.percentile(times, 95)),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def score(data: KeywordData, split: str, probs: np.ndarray) -> dict:

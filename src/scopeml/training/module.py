@@ -17,8 +17,17 @@ from scopeml.models import build_classifier
 class KeywordSpotter(L.LightningModule):
     """Built from plain dicts so a checkpoint restores without unpickling config objects."""
 
-    def __init__(self, model: dict, frontend: dict, hparams: dict, classes: list[str], sample_rate: int,
-                 clip_seconds: float = 1.0, augment: dict | None = None, seed: int = 0):
+    def __init__(
+        self,
+        model: dict,
+        frontend: dict,
+        hparams: dict,
+        classes: list[str],
+        sample_rate: int,
+        clip_seconds: float = 1.0,
+        augment: dict | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.opt_cfg: HParamsConfig = _validate.parse(HParamsConfig, hparams, "hparams")
@@ -38,7 +47,9 @@ class KeywordSpotter(L.LightningModule):
         key = (self.current_epoch, batch_idx)
         if self.wave_augment is not None:
             waves, records = self.wave_augment(waves, key)
-            self.augment_records.extend({"epoch": key[0], "index": int(i), **r} for i, r in zip(index.tolist(), records))
+            self.augment_records.extend(
+                {"epoch": key[0], "index": int(i), **r} for i, r in zip(index.tolist(), records)
+            )
         if self.spec_augment is None:
             return self(waves)
         features, classifier = self.net[0], self.net[1]
@@ -50,8 +61,10 @@ class KeywordSpotter(L.LightningModule):
         loss = self.loss(logits, labels)
         if stage == "train" and not torch.isfinite(loss):
             # Fail the trial loudly: a sweep records it as failed and moves on, instead of training on NaN.
-            raise FloatingPointError(f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
-                                     f"the run diverged (try a lower hparams.lr, now {self.opt_cfg.lr})")
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                f"the run diverged (try a lower hparams.lr, now {self.opt_cfg.lr})"
+            )
         acc = (logits.argmax(dim=-1) == labels).float().mean()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
         self.log(f"{stage}/acc", acc, prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(labels))
@@ -74,6 +87,11 @@ class KeywordSpotter(L.LightningModule):
         steps = max(int(self.trainer.estimated_stepping_batches), 1)
         epochs = max(int(self.trainer.max_epochs or 1), 1)
         # A schedule counts in the unit it is stepped in: T_max is epochs when stepped per epoch.
-        scheduler = build(h.scheduler, "hparams.scheduler", optimizer=optimizer, total_steps=steps,
-                          T_max=epochs if h.scheduler_interval == "epoch" else steps)
+        scheduler = build(
+            h.scheduler,
+            "hparams.scheduler",
+            optimizer=optimizer,
+            total_steps=steps,
+            T_max=epochs if h.scheduler_interval == "epoch" else steps,
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": h.scheduler_interval}}

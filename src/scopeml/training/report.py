@@ -58,7 +58,11 @@ def calibrate(data: KeywordData, logits: dict, run_dir) -> tuple[dict, dict]:
     return {
         "temperature": float(temperature),
         "note": note,
-        **{f"ece_{split}_{when}": cal.expected_calibration_error(p[split], y[split]) for split in logits for when, p in (("before", raw), ("after", probs))},
+        **{
+            f"ece_{split}_{when}": cal.expected_calibration_error(p[split], y[split])
+            for split in logits
+            for when, p in (("before", raw), ("after", probs))
+        },
     }, probs
 
 
@@ -73,12 +77,19 @@ def analyze_errors(config: Config, run_dir, logger, data: KeywordData) -> dict:
     summary = errors.analyze(preds, data.classes, run_dir / "errors", target_accuracy=target.min if target else None)
     if logger is not None:
         index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
-        errors.log_to_wandb(logger.experiment, summary, run_dir / "errors", preds,
-                            audio_lookup=lambda cid: (data.waves[index[cid]], data.sample_rate))
+        errors.log_to_wandb(
+            logger.experiment,
+            summary,
+            run_dir / "errors",
+            preds,
+            audio_lookup=lambda cid: (data.waves[index[cid]], data.sample_rate),
+        )
     return {k: summary[k] for k in ("confused_pairs", "flagged_slices") if k in summary}
 
 
-def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes: float, run_name: str, baseline: dict) -> dict:
+def build_metrics(
+    config: Config, data: KeywordData, model, probs: dict, minutes: float, run_name: str, baseline: dict
+) -> dict:
     scores = {split: evaluate.score(data, split, p) for split, p in probs.items()}
     test = scores["test"]
     measured = {
@@ -97,7 +108,11 @@ def build_metrics(config: Config, data: KeywordData, model, probs: dict, minutes
         "test": {k: v for k, v in test.items() if k != "per_class"},
         "val": {k: v for k, v in scores["val"].items() if k != "per_class"},
         "per_class_test": test["per_class"],
-        "model": {"arch": config.model["_target_"], "params": measured["params"], "model_size_mb": measured["model_size_mb"]},
+        "model": {
+            "arch": config.model["_target_"],
+            "params": measured["params"],
+            "model_size_mb": measured["model_size_mb"],
+        },
         "train_minutes": minutes,
         "measured": measured,
         "targets": [t.as_dict() for t in targets],
@@ -115,7 +130,12 @@ def flat_summary(metrics: dict, fingerprint: dict, git: dict) -> dict:
     out.update({"model/params": metrics["model"]["params"], "model/size_mb": metrics["model"]["model_size_mb"]})
     out["train_minutes"] = metrics["train_minutes"]
     for t in metrics["targets"]:
-        out[f"target/{t['metric']}"] = {"op": t["op"], "target": t["target"], "value": t["value"], "passed": t["passed"]}
+        out[f"target/{t['metric']}"] = {
+            "op": t["op"],
+            "target": t["target"],
+            "value": t["value"],
+            "passed": t["passed"],
+        }
     out["targets_met"] = metrics["targets_met"]
     out.update({f"baseline/{name}/accuracy": b["accuracy"] for name, b in metrics["baseline"].items()})
     out.update({f"lift/{k}": v for k, v in metrics["lift_over_baseline"].items()})
@@ -136,10 +156,14 @@ def print_scorecard(metrics: dict) -> None:
     for t in metrics["targets"]:
         unit = METRICS[t["metric"]].unit
         value = "-" if t["value"] is None else f"{t['value']:.4g}{(' ' + unit) if unit else ''}"
-        result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: f"[dim]later ({METRICS[t['metric']].phase})[/]"}[t["passed"]]
+        result = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: f"[dim]later ({METRICS[t['metric']].phase})[/]"}[
+            t["passed"]
+        ]
         table.add_row(t["metric"], f"{t['op']} {t['target']:g}", value, result)
     console = Console(stderr=True)
     console.print(table)
     b, lift_ = metrics["baseline"], metrics["lift_over_baseline"]
-    console.print(f"baselines (test accuracy): majority {b['majority']['accuracy']:.3f}, logistic regression on MFCC stats "
-                  f"{b['logreg_mfcc']['accuracy']:.3f}; lift over the best: {lift_['accuracy']:+.3f}")
+    console.print(
+        f"baselines (test accuracy): majority {b['majority']['accuracy']:.3f}, logistic regression on MFCC stats "
+        f"{b['logreg_mfcc']['accuracy']:.3f}; lift over the best: {lift_['accuracy']:+.3f}"
+    )

@@ -34,7 +34,11 @@ def log_data_version(logger, fingerprint: dict, run_dir: Path) -> None:
         return
     import wandb
 
-    art = wandb.Artifact(f"data-{fingerprint['recipe']}", type="dataset", metadata={k: v for k, v in fingerprint.items() if k != "splits"})
+    art = wandb.Artifact(
+        f"data-{fingerprint['recipe']}",
+        type="dataset",
+        metadata={k: v for k, v in fingerprint.items() if k != "splits"},
+    )
     if fingerprint.get("cache"):
         art.add_reference(Path(fingerprint["cache"]).resolve().as_uri(), name="prepared-clips", checksum=False)
     for name in ("data_fingerprint.json", "data_report.json"):

@@ -27,16 +27,28 @@ class EpochSeed(L.Callback):
         torch.manual_seed(int(np.random.SeedSequence([self.seed, trainer.current_epoch]).generate_state(1)[0]))
 
 
-def build_trainer(cfg: TrainerConfig, hp: HParamsConfig, run_dir: Path, logger, seed: int = 0,
-                  extra_callbacks: dict[str, dict] | None = None) -> L.Trainer:
+def build_trainer(
+    cfg: TrainerConfig,
+    hp: HParamsConfig,
+    run_dir: Path,
+    logger,
+    seed: int = 0,
+    extra_callbacks: dict[str, dict] | None = None,
+) -> L.Trainer:
     """The Lightning trainer with scopeml's own callbacks (checkpoints, seeding, progress) and the config's extras."""
     from scopeml.components import build
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     callbacks: list = [
-        cb.ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max", save_last=True,
-                           enable_version_counter=False),  # always best.ckpt: packaging and selection read that name
+        cb.ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor="val/acc",
+            mode="max",
+            save_last=True,
+            enable_version_counter=False,
+        ),  # always best.ckpt: packaging and selection read that name
         EpochSeed(seed),
     ]
     if cfg.progress_bar == "rich":
@@ -91,6 +103,10 @@ def resume_checkpoint(resume: bool | str, run_dir: Path) -> str | None:
     target = run_dir if resume is True else Path(resume).expanduser()
     ckpt = target / "checkpoints" / "last.ckpt" if target.is_dir() else target
     if not ckpt.is_file():
-        hint = " (pass the killed run's folder: hydra.run.dir=<it> resume=true, or resume=<its folder>)" if resume is True else ""
+        hint = (
+            " (pass the killed run's folder: hydra.run.dir=<it> resume=true, or resume=<its folder>)"
+            if resume is True
+            else ""
+        )
         raise ConfigError([f"resume: no checkpoint at {ckpt}{hint}"])
     return str(ckpt)

@@ -15,8 +15,11 @@ import numpy as np
 MANIFEST, REPORT_JSON, REPORT_MD = "edge.json", "edge_report.json", "edge_report.md"
 TS_FILE, INT8_FILE, ONNX_FILE = "model.ts", "model_int8.ts", "model.onnx"
 # report key -> (name in messages, file); the keys are also the manifest's artifact keys EdgeRunner looks up
-FORMATS = {"torchscript": ("TorchScript", TS_FILE), "torchscript_int8": ("int8 TorchScript", INT8_FILE),
-           "onnx": ("ONNX", ONNX_FILE)}
+FORMATS = {
+    "torchscript": ("TorchScript", TS_FILE),
+    "torchscript_int8": ("int8 TorchScript", INT8_FILE),
+    "onnx": ("ONNX", ONNX_FILE),
+}
 
 
 @contextlib.contextmanager

@@ -78,8 +78,12 @@ def export_int8(bundle, path: Path, calibration: np.ndarray) -> dict:
     try:
         with quiet():
             model, covers = _static_int8(bundle, calibration, engine)
-        return {"scheme": "static", "engine": engine, "covers": covers,
-                **save_torchscript(model, calibration, path, strict=False)}
+        return {
+            "scheme": "static",
+            "engine": engine,
+            "covers": covers,
+            **save_torchscript(model, calibration, path, strict=False),
+        }
     except Exception as exc:  # noqa: BLE001 - any static failure: fall back to the scheme that applies to most nets
         return export_dynamic_int8(bundle, path, calibration, f"static int8 failed: {reason(exc)}")
 
@@ -96,13 +100,16 @@ def _static_int8(bundle, calibration: np.ndarray, engine: str) -> tuple[nn.Modul
     custom = PrepareCustomConfig().set_non_traceable_module_classes([SubSpectralNorm])
     with torch.no_grad():
         feats = features(torch.from_numpy(calibration))
-        prepared = prepare_fx(copy.deepcopy(net).eval(), get_default_qconfig_mapping(engine), (feats[:1],),
-                              prepare_custom_config=custom)
+        prepared = prepare_fx(
+            copy.deepcopy(net).eval(), get_default_qconfig_mapping(engine), (feats[:1],), prepare_custom_config=custom
+        )
         prepared(feats)  # observe activation ranges
         model = Calibrated(features, convert_fx(prepared), bundle.temperature).eval()
     islands = any(isinstance(m, SubSpectralNorm) for m in net.modules())
-    covers = ("conv and linear weights and activations int8 (FX graph mode, calibrated on "
-              f"{len(calibration)} clips); float32: the log-mel front end" + (", SubSpectralNorm" if islands else ""))
+    covers = (
+        "conv and linear weights and activations int8 (FX graph mode, calibrated on "
+        f"{len(calibration)} clips); float32: the log-mel front end" + (", SubSpectralNorm" if islands else "")
+    )
     return model, covers
 
 
@@ -116,9 +123,14 @@ def export_dynamic_int8(bundle, path: Path, example: np.ndarray, why: str) -> di
         how = save_torchscript(model, example, path)
     except Exception as exc:  # noqa: BLE001 - neither scheme holds this network: say why for both
         raise FormatFailed(f"{why}; dynamic int8: {reason(exc)}") from exc
-    return {"scheme": "dynamic", "engine": engine, "fallback_reason": why, **how,
-            "covers": "Linear weights only (quantize_dynamic covers Linear/LSTM); convs stay float32, "
-                      "so a conv net shrinks little"}
+    return {
+        "scheme": "dynamic",
+        "engine": engine,
+        "fallback_reason": why,
+        **how,
+        "covers": "Linear weights only (quantize_dynamic covers Linear/LSTM); convs stay float32, "
+        "so a conv net shrinks little",
+    }
 
 
 def export_onnx(bundle, path: Path, example: np.ndarray) -> dict:
@@ -129,8 +141,20 @@ def export_onnx(bundle, path: Path, example: np.ndarray) -> dict:
     features.mel = DftMelSpectrogram(features.mel)  # LogMel.forward (log, per-clip standardization) is reused as is
     model = Calibrated(features, bundle.model[1], bundle.temperature).eval()
     with quiet():
-        torch.onnx.export(model, (torch.from_numpy(example[:2]),), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          do_constant_folding=False, input_names=["waveform"], output_names=["probabilities"],
-                          dynamic_axes={"waveform": {0: "batch"}, "probabilities": {0: "batch"}})
-    return {"opset": ONNX_OPSET, "input": "waveform", "output": "probabilities",
-            "front_end": "STFT as conv1d with a windowed DFT basis (same window, hop and mel filterbank)"}
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(example[:2]),),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            do_constant_folding=False,
+            input_names=["waveform"],
+            output_names=["probabilities"],
+            dynamic_axes={"waveform": {0: "batch"}, "probabilities": {0: "batch"}},
+        )
+    return {
+        "opset": ONNX_OPSET,
+        "input": "waveform",
+        "output": "probabilities",
+        "front_end": "STFT as conv1d with a windowed DFT basis (same window, hop and mel filterbank)",
+    }

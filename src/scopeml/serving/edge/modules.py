@@ -37,7 +37,7 @@ class DftMelSpectrogram(nn.Module):
         n_fft, window = spec.n_fft, spec.window.double()
         full = torch.zeros(n_fft, dtype=torch.float64)
         left = (n_fft - window.numel()) // 2  # torch.stft centres a short window inside n_fft
-        full[left:left + window.numel()] = window
+        full[left : left + window.numel()] = window
         angle = 2 * torch.pi * torch.arange(n_fft, dtype=torch.float64) / n_fft
         self.register_buffer("cos", torch.cos(angle).float())  # float64 tables: exact to float32 rounding
         self.register_buffer("sin", (-torch.sin(angle)).float())
@@ -52,5 +52,5 @@ class DftMelSpectrogram(nn.Module):
         basis = (torch.cat([self.cos[phase], self.sin[phase]]) * self.window).unsqueeze(1)  # real rows, then imaginary
         x = F.pad(waves.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2), mode="reflect")
         y = F.conv1d(x, basis, stride=self.hop)
-        power = y[:, : self.bins] ** 2 + y[:, self.bins:] ** 2
+        power = y[:, : self.bins] ** 2 + y[:, self.bins :] ** 2
         return torch.matmul(power.transpose(1, 2), self.fb).transpose(1, 2)

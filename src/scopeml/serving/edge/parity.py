@@ -29,8 +29,9 @@ def make_clips(bundle, voices: tuple[str, ...], n: int = N_CLIPS, seed: int = 0)
     except Exception as exc:  # noqa: BLE001 - any eSpeak failure: parity on noise beats no parity check
         rng = np.random.default_rng(seed)
         sr = bundle.preprocess.sample_rate
-        noise = (rng.standard_normal((n, bundle.clip_samples)).astype(np.float32)
-                 * rng.uniform(0.01, 0.3, (n, 1)).astype(np.float32))
+        noise = rng.standard_normal((n, bundle.clip_samples)).astype(np.float32) * rng.uniform(
+            0.01, 0.3, (n, 1)
+        ).astype(np.float32)
         return np.stack([bundle.prepare(x, sr) for x in noise]), f"random noise (eSpeak failed: {exc})"
 
 
@@ -66,10 +67,15 @@ def check(run, clips: np.ndarray, reference: np.ndarray, tolerance: float, laten
         shapes_ok = False
     diff = float(np.abs(probs - reference).max())
     latency = measure_latency(run, clips)
-    return {"max_abs_prob_diff": diff, "tolerance": tolerance,
-            "within_tolerance": bool(diff <= tolerance and shapes_ok), "batch_1_and_8_ok": shapes_ok,
-            "top1_agreement": float(np.mean(probs.argmax(1) == reference.argmax(1))), "latency_ms": latency,
-            "latency_target_pass": None if latency_max is None else latency["p95"] <= latency_max}
+    return {
+        "max_abs_prob_diff": diff,
+        "tolerance": tolerance,
+        "within_tolerance": bool(diff <= tolerance and shapes_ok),
+        "batch_1_and_8_ok": shapes_ok,
+        "top1_agreement": float(np.mean(probs.argmax(1) == reference.argmax(1))),
+        "latency_ms": latency,
+        "latency_target_pass": None if latency_max is None else latency["p95"] <= latency_max,
+    }
 
 
 def measure_latency(run, clips: np.ndarray) -> dict:

@@ -17,8 +17,14 @@ import torch
 
 from scopeml.serving.edge import report as edge_report
 from scopeml.serving.edge.artifacts import FORMATS, INT8_FILE, torchscript_runner
-from scopeml.serving.edge.export import (export_dynamic_int8, export_int8, export_onnx, export_torchscript,
-                                         network_name, reason)
+from scopeml.serving.edge.export import (
+    export_dynamic_int8,
+    export_int8,
+    export_onnx,
+    export_torchscript,
+    network_name,
+    reason,
+)
 from scopeml.serving.edge.parity import CALIBRATION_VOICES, EVAL_VOICES, check, make_clips, measure_latency, verify_onnx
 from scopeml.serving.edge.source import load_bundle, resolve_bundle
 
@@ -45,9 +51,15 @@ class Formats:
         try:
             kind, extra, run = write(path)
             size = path.stat().st_size
-            entry = {"file": file, "kind": kind, "bytes": size, "size_mb": size / 1e6,
-                     "size_target_pass": None if self.size_max is None else size / 1e6 <= self.size_max, **extra,
-                     **(check(run, self.clips, self.reference, tolerance, self.latency_max) if run else {})}
+            entry = {
+                "file": file,
+                "kind": kind,
+                "bytes": size,
+                "size_mb": size / 1e6,
+                "size_target_pass": None if self.size_max is None else size / 1e6 <= self.size_max,
+                **extra,
+                **(check(run, self.clips, self.reference, tolerance, self.latency_max) if run else {}),
+            }
         except Exception as exc:  # noqa: BLE001 - a network this format cannot hold (or a file that does not run)
             path.unlink(missing_ok=True)
             self.mark(key, "failed", reason(exc))
@@ -82,17 +94,29 @@ def export_source(source: Path, out: Path, quantize: bool | None = None, threads
     quantize = bool(deploy["quantize"]) if quantize is None else quantize
     targets = (bundle.info.get("scoping") or {}).get("targets") or {}
     clips, clip_kind = make_clips(bundle, EVAL_VOICES)
-    formats = Formats(out, network_name(bundle), clips, bundle.predict(clips),
-                      (targets.get("model_size_mb") or {}).get("max"), (targets.get("latency_p95_ms") or {}).get("max"))
+    formats = Formats(
+        out,
+        network_name(bundle),
+        clips,
+        bundle.predict(clips),
+        (targets.get("model_size_mb") or {}).get("max"),
+        (targets.get("latency_p95_ms") or {}).get("max"),
+    )
 
     write_formats(bundle, formats, deploy, quantize, threads)
     arch = bundle.info.get("model", {}).get("_target_")  # the network's import path
     failed = [k for k in ("torchscript", "onnx") if formats.artifacts.get(k, {}).get("within_tolerance") is False]
     report = {
-        "source": str(source), "bundle": str(bundle_dir), "arch": arch, "network": formats.network,
-        "threads": threads, "torch": torch.__version__, "clips": {"n": len(clips), "kind": clip_kind},
+        "source": str(source),
+        "bundle": str(bundle_dir),
+        "arch": arch,
+        "network": formats.network,
+        "threads": threads,
+        "torch": torch.__version__,
+        "clips": {"n": len(clips), "kind": clip_kind},
         "targets": {"model_size_mb_max": formats.size_max, "latency_p95_ms_max": formats.latency_max},
-        "formats": formats.status, "artifacts": formats.artifacts,
+        "formats": formats.status,
+        "artifacts": formats.artifacts,
         "reference_pytorch": {"latency_ms": measure_latency(bundle.predict, clips)},  # eager float, for comparison
         "float_exports_within_tolerance": not failed,
     }
@@ -129,8 +153,9 @@ def write_int8(bundle, formats: Formats, tolerance: float) -> None:
     def int8(info: dict, path: Path):
         return f"TorchScript {info['scheme']} int8, {PROBABILITIES}", {"quantization": info}, torchscript_runner(path)
 
-    static = formats.attempt("torchscript_int8", tolerance,
-                             lambda path: int8(export_int8(bundle, path, calibration), path))
+    static = formats.attempt(
+        "torchscript_int8", tolerance, lambda path: int8(export_int8(bundle, path, calibration), path)
+    )
     if not static or static["quantization"]["scheme"] != "static":
         return
     float_ts = formats.artifacts.get("torchscript")
@@ -138,10 +163,12 @@ def write_int8(bundle, formats: Formats, tolerance: float) -> None:
         return
     # Static int8 outside tolerance is not worth shipping, nor is one larger than float (BC-ResNet's float
     # SubSpectralNorm islands add a dequantize/quantize pair each); dynamic int8 stays close to float.
-    why = (f"static int8 missed the tolerance (max |dp| {static['max_abs_prob_diff']:.4f})"
-           if not static["within_tolerance"] else
-           f"static int8 was no smaller than float ({static['size_mb']:.3f} MB, "
-           f"p50 {static['latency_ms']['p50']:.2f} ms)")
+    why = (
+        f"static int8 missed the tolerance (max |dp| {static['max_abs_prob_diff']:.4f})"
+        if not static["within_tolerance"]
+        else f"static int8 was no smaller than float ({static['size_mb']:.3f} MB, "
+        f"p50 {static['latency_ms']['p50']:.2f} ms)"
+    )
     trial = formats.out / (INT8_FILE + ".dynamic")  # written aside: the static file stays if dynamic fails
     try:
         info = export_dynamic_int8(bundle, trial, calibration, why)

@@ -20,19 +20,34 @@ def manifest(bundle, bundle_dir: Path, artifacts: dict, arch) -> dict:
 
     from scopeml.serving.vad import find_segments
 
-    vad = {k: p.default for k, p in inspect.signature(find_segments).parameters.items()
-           if p.default is not inspect.Parameter.empty}
+    vad = {
+        k: p.default
+        for k, p in inspect.signature(find_segments).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     return {
-        "format": 1, "classes": bundle.classes, "preprocess": asdict(bundle.preprocess),
-        "temperature": bundle.temperature, "sample_rate": bundle.preprocess.sample_rate,
+        "format": 1,
+        "classes": bundle.classes,
+        "preprocess": asdict(bundle.preprocess),
+        "temperature": bundle.temperature,
+        "sample_rate": bundle.preprocess.sample_rate,
         "clip_samples": bundle.clip_samples,
-        "input": {"name": "waveform", "shape": ["batch", bundle.clip_samples], "dtype": "float32",
-                  "note": "mono audio prepared by scopeml.data.preprocess.apply with 'preprocess'"},
+        "input": {
+            "name": "waveform",
+            "shape": ["batch", bundle.clip_samples],
+            "dtype": "float32",
+            "note": "mono audio prepared by scopeml.data.preprocess.apply with 'preprocess'",
+        },
         "output": {"name": "probabilities", "note": "calibrated: softmax(logits / temperature) is inside the model"},
-        "features": bundle.info.get("model", {}).get("features"), "vad": vad,
+        "features": bundle.info.get("model", {}).get("features"),
+        "vad": vad,
         "artifacts": artifacts,
-        "source": {"bundle": str(bundle_dir), "run_dir": bundle.info.get("run_dir"), "arch": arch,
-                   "scoping": (bundle.info.get("scoping") or {}).get("name")},
+        "source": {
+            "bundle": str(bundle_dir),
+            "run_dir": bundle.info.get("run_dir"),
+            "arch": arch,
+            "scoping": (bundle.info.get("scoping") or {}).get("name"),
+        },
     }
 
 
@@ -46,21 +61,27 @@ def markdown(report: dict) -> str:
     def yes(v):
         return "n/a" if v is None else ("pass" if v else "FAIL")
 
-    lines = [f"# Edge export report ({report['arch']})", "",
-             f"Source `{report['source']}`, network `{report['network']}`; parity on {report['clips']['n']} clips "
-             f"({report['clips']['kind']}); latency: one clip, {report['threads']} CPU thread(s), p50/p95 of "
-             f"{LATENCY_RUNS} runs after {WARMUP_RUNS} warm-up runs.",
-             f"Size target: <= {report['targets']['model_size_mb_max']} MB (MB = 10^6 bytes).", "",
-             "| artifact | size MB | max abs prob diff | tolerance | parity | top-1 agreement | p50 ms | p95 ms "
-             "| size target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Edge export report ({report['arch']})",
+        "",
+        f"Source `{report['source']}`, network `{report['network']}`; parity on {report['clips']['n']} clips "
+        f"({report['clips']['kind']}); latency: one clip, {report['threads']} CPU thread(s), p50/p95 of "
+        f"{LATENCY_RUNS} runs after {WARMUP_RUNS} warm-up runs.",
+        f"Size target: <= {report['targets']['model_size_mb_max']} MB (MB = 10^6 bytes).",
+        "",
+        "| artifact | size MB | max abs prob diff | tolerance | parity | top-1 agreement | p50 ms | p95 ms "
+        "| size target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["artifacts"].values():
         lat = r.get("latency_ms") or {}
         diff = f"{r['max_abs_prob_diff']:.2e}" if "max_abs_prob_diff" in r else "not verified"
-        lines.append(f"| {r['file']} | {r['size_mb']:.3f} | {diff} | {r.get('tolerance', '-')} | "
-                     f"{yes(r.get('within_tolerance'))} | "
-                     f"{r.get('top1_agreement', float('nan')):.3f} | {lat.get('p50', float('nan')):.2f} | "
-                     f"{lat.get('p95', float('nan')):.2f} | {yes(r['size_target_pass'])} |")
+        lines.append(
+            f"| {r['file']} | {r['size_mb']:.3f} | {diff} | {r.get('tolerance', '-')} | "
+            f"{yes(r.get('within_tolerance'))} | "
+            f"{r.get('top1_agreement', float('nan')):.3f} | {lat.get('p50', float('nan')):.2f} | "
+            f"{lat.get('p95', float('nan')):.2f} | {yes(r['size_target_pass'])} |"
+        )
     ref = report["reference_pytorch"]["latency_ms"]
     lines += [f"| (float PyTorch bundle) | - | - | - | - | - | {ref['p50']:.2f} | {ref['p95']:.2f} | - |", ""]
     lines.append("Formats:")
@@ -79,9 +100,11 @@ def format_line(key: str, status: dict, artifact: dict) -> str:
         notes.append(f"traced (torch.jit.script failed: {artifact['script_failed']})")
     int8 = artifact.get("quantization")
     if int8:
-        notes.append(f"{int8['scheme']} ({int8['engine']} engine): {int8['covers']}"
-                     + (f"; fallback: {int8['fallback_reason']}" if int8.get("fallback_reason") else "")
-                     + (f"; dynamic fallback {int8['dynamic_fallback']}" if int8.get("dynamic_fallback") else ""))
+        notes.append(
+            f"{int8['scheme']} ({int8['engine']} engine): {int8['covers']}"
+            + (f"; fallback: {int8['fallback_reason']}" if int8.get("fallback_reason") else "")
+            + (f"; dynamic fallback {int8['dynamic_fallback']}" if int8.get("dynamic_fallback") else "")
+        )
     checked = artifact.get("verified_with")
     if checked:
         notes.append(checked if checked.startswith("not verified") else f"verified with {checked}")

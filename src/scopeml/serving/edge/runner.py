@@ -30,8 +30,10 @@ class EdgeRunner:
         self.manifest = json.loads((self.folder / MANIFEST).read_text())
         key = "torchscript_int8" if int8 else "torchscript"
         if key not in self.manifest["artifacts"]:
-            raise FileNotFoundError(f"{self.folder}: no {key} artifact (exported with --no-quantize, "
-                                    "or this network could not be exported to it: see edge_report.md)")
+            raise FileNotFoundError(
+                f"{self.folder}: no {key} artifact (exported with --no-quantize, "
+                "or this network could not be exported to it: see edge_report.md)"
+            )
         if int8:
             engine = self.manifest["artifacts"][key]["quantization"]["engine"]
             if engine in torch.backends.quantized.supported_engines:
@@ -54,8 +56,11 @@ class EdgeRunner:
 
     def _describe(self, probs: np.ndarray) -> dict:
         best = int(np.argmax(probs))
-        return {"label": self.classes[best], "confidence": float(probs[best]),
-                "probabilities": {c: float(p) for c, p in zip(self.classes, probs)}}
+        return {
+            "label": self.classes[best],
+            "confidence": float(probs[best]),
+            "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
+        }
 
     def classify(self, samples: np.ndarray, sr: int) -> dict:
         return self._describe(self.predict(self.prepare(samples, sr)[None])[0])

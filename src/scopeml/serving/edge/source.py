@@ -29,10 +29,14 @@ def resolve_bundle(source: Path, out: Path) -> Path:
     if (source / SERVING_FILE).is_file():
         return source
     if not (source / "checkpoints" / "best.ckpt").is_file():
-        raise EdgeError(f"{source}: neither a serving bundle ({SERVING_FILE}) "
-                        "nor a training run (checkpoints/best.ckpt)")
-    missing = [n for n in ("config.yaml", "metrics.json", "predictions_val.parquet", "predictions_test.parquet")
-               if not (source / n).is_file()]
+        raise EdgeError(
+            f"{source}: neither a serving bundle ({SERVING_FILE}) nor a training run (checkpoints/best.ckpt)"
+        )
+    missing = [
+        n
+        for n in ("config.yaml", "metrics.json", "predictions_val.parquet", "predictions_test.parquet")
+        if not (source / n).is_file()
+    ]
     if missing:
         raise EdgeError(f"{source}: not a finished training run (missing {', '.join(missing)})")
     from dataclasses import asdict
