@@ -118,7 +118,8 @@ def main() -> None:
         print(f"{'warm (cache hit)':<22}{warm:>9.2f}{n / warm:>10.0f}")
         print(f"warm/cold speed-up: {cold / warm:.0f}x")
         print(
-            f"\ntraining step split, default CNN, batch {cfg.hparams.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads:"
+            f"\ntraining step split, default CNN, batch {cfg.hparams.batch_size}, {args.steps} steps, "
+            f"{torch.get_num_threads()} threads:"
         )
         print(f"{'augment':<10}{'ms/step':>9}{'loader wait':>13}{'augment':>9}{'data total':>12}")
         for augment in ("none", "heavy"):

@@ -48,7 +48,10 @@ print(model.tag)
 
 
 def generate(n: int, rng: np.random.Generator, shift: float = 0.0) -> dict:
-    """Calibrated predictions (true class drawn from the probabilities); shift in [0, 1] moves voices up, SNR down, confidence down."""
+    """Calibrated predictions (true class drawn from the probabilities).
+
+    shift in [0, 1] moves voices up, SNR down, confidence down.
+    """
     logits = rng.normal(0.0, 1.0, (n, len(CLASSES)))
     logits[np.arange(n), rng.integers(0, len(CLASSES), n)] += 6.0 - 3.5 * shift
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -173,8 +176,9 @@ def main() -> None:
         tag = package(work / "bentoml", args.reference, rng)
         write_log(work / "predictions.sqlite", tag, args.rows, args.labelled, rng)
         print(
-            f"generated {args.rows:,} logged predictions ({args.labelled:.0%} labelled) and a {args.reference:,}-row reference "
-            f"for {tag} in {time.perf_counter() - t0:.1f} s; log {(work / 'predictions.sqlite').stat().st_size / 1e6:.1f} MB"
+            f"generated {args.rows:,} logged predictions ({args.labelled:.0%} labelled) "
+            f"and a {args.reference:,}-row reference for {tag} in {time.perf_counter() - t0:.1f} s; "
+            f"log {(work / 'predictions.sqlite').stat().st_size / 1e6:.1f} MB"
         )
         proc, wall, peak_gb = run_monitor(work / "bentoml", work / "predictions.sqlite", work / "run", args.chunk_size)
         if proc.returncode not in (0, 1):
@@ -182,12 +186,14 @@ def main() -> None:
         summary = json.loads((work / "run" / "summary.json").read_text())
         timings = summary["timings_s"]
         print(
-            f"\nscopeml-monitor on {CORES} cores: exit {proc.returncode}, {summary['counts']['chunks']} chunks of {args.chunk_size}, "
+            f"\nscopeml-monitor on {CORES} cores: exit {proc.returncode}, "
+            f"{summary['counts']['chunks']} chunks of {args.chunk_size}, "
             f"drifted {summary['drifted_features']}, {summary['counts']['performance_alerts']} performance alert(s)"
         )
         print(f"  wall time    {wall:6.1f} s    target <= {TARGET_S:.0f} s   {'PASS' if wall <= TARGET_S else 'FAIL'}")
         print(
-            f"  peak memory  {peak_gb:6.2f} GB   target <= {TARGET_GB:.0f} GB   {'PASS' if peak_gb <= TARGET_GB else 'FAIL'}"
+            f"  peak memory  {peak_gb:6.2f} GB   target <= {TARGET_GB:.0f} GB   "
+            f"{'PASS' if peak_gb <= TARGET_GB else 'FAIL'}"
         )
         print("  breakdown (the stage's own timings):")
         for name, seconds in timings.items():

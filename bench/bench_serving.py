@@ -482,7 +482,8 @@ def bench_server(
                 if attempt_r["other_cpu_cores"] <= gate.threshold or gate.retries_left <= 0 or attempt >= 2:
                     break
                 print(
-                    f"  {name} c{conns}: other processes used {attempt_r['other_cpu_cores']:.2f} cores meanwhile; again",
+                    f"  {name} c{conns}: other processes used {attempt_r['other_cpu_cores']:.2f} cores meanwhile; "
+                    "again",
                     flush=True,
                 )
                 gate.retries_left -= 1
@@ -492,7 +493,8 @@ def bench_server(
             print(
                 f"  {name} c{conns}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, "
                 f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']} (429: {r['status_429']}, 503: {r['status_503']}), "
-                f"handler {r['handler_ms_mean']:.1f} ms; CPU cores: server {r['server_cpu_cores']:.2f}, wrk {r['wrk_cpu_cores']:.2f}, "
+                f"handler {r['handler_ms_mean']:.1f} ms; "
+                f"CPU cores: server {r['server_cpu_cores']:.2f}, wrk {r['wrk_cpu_cores']:.2f}, "
                 f"other processes {r['other_cpu_cores']:.2f}{batch}",
                 flush=True,
             )
@@ -617,7 +619,8 @@ def report(res: dict) -> tuple[str, dict]:
     ]
     if ip["other_cpu_cores"] > 0.15 or noisy:
         text.append(
-            f"WARNING: other processes used CPU during the measurements ({', '.join(sorted(set(noisy))) or 'in-process'}; "
+            "WARNING: other processes used CPU during the measurements "
+            f"({', '.join(sorted(set(noisy))) or 'in-process'}; "
             "see 'other cores'): those numbers are pessimistic; rerun on a quiet machine."
         )
     for key, srv in res["servers"].items():
@@ -642,11 +645,13 @@ def report(res: dict) -> tuple[str, dict]:
         ratios[f"{key}_c1_p95_minus_inprocess_b1_ms"] = gap
         ratios[f"{key}_c1_p95_minus_inprocess_full_ms"] = gap_full
         text.append(
-            f"  c1  {label}: p95 {c1['p95_ms']:.1f} ms - in-process model call p95 {ip['b1']['p95_ms']:.1f} ms = {gap:+.1f} ms "
+            f"  c1  {label}: p95 {c1['p95_ms']:.1f} ms - "
+            f"in-process model call p95 {ip['b1']['p95_ms']:.1f} ms = {gap:+.1f} ms "
             f"(target <= 10 ms): {verdict(gap <= 10)}{'' if gap <= 10 else f', over by {gap - 10:.1f} ms'}"
         )
         text.append(
-            f"        vs in-process full path p95 {ip['full_b1']['p95_ms']:.1f} ms: {gap_full:+.1f} ms (framework overhead alone)"
+            f"        vs in-process full path p95 {ip['full_b1']['p95_ms']:.1f} ms: {gap_full:+.1f} ms "
+            "(framework overhead alone)"
         )
     b32 = ip["b32"]["clips_per_s"]
     for key, label in TARGET_ROWS:
@@ -670,7 +675,8 @@ def report(res: dict) -> tuple[str, dict]:
         ratios[f"{key}_c32_over_fastapi"] = ratio
         ok = ratio >= 1.0 and c32["p95_ms"] <= fa["p95_ms"] and c32["errors"] == 0
         text.append(
-            f"  c32 {label} vs FastAPI: {c32['req_per_s']:.1f} / {fa['req_per_s']:.1f} req/s = {ratio:.3f} (target >= 1.0), "
+            f"  c32 {label} vs FastAPI: {c32['req_per_s']:.1f} / {fa['req_per_s']:.1f} req/s = {ratio:.3f} "
+            "(target >= 1.0), "
             f"p95 {c32['p95_ms']:.1f} vs {fa['p95_ms']:.1f} ms (target <=): {verdict(ok)}"
         )
     st = ip["full_b1"]["stage_mean_ms"]
@@ -678,14 +684,16 @@ def report(res: dict) -> tuple[str, dict]:
     text.append(
         "in-process full path b1, mean ms per stage: "
         + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
-        + f" (total {sum(st.values()):.2f}); accuracy of the model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}"
+        + f" (total {sum(st.values()):.2f}); "
+        f"accuracy of the model on the clips {ip['full_b1']['accuracy_on_clips']:.2f}"
     )
     for key, srv in s.items():
         if srv.get("c1") and srv["c1"]["handler_n"]:
             c1 = srv["c1"]
             text.append(
                 f"{key} c1: client mean {c1['mean_ms']:.1f} ms, of which in handler {c1['handler_ms_mean']:.1f} ms, "
-                f"outside it (HTTP, multipart parsing, framework, dispatch) {c1['mean_ms'] - c1['handler_ms_mean']:.1f} ms; "
+                "outside it (HTTP, multipart parsing, framework, dispatch) "
+                f"{c1['mean_ms'] - c1['handler_ms_mean']:.1f} ms; "
                 f"startup {srv['startup_s']:.1f} s; prediction-log rows {srv['logged_rows']}"
             )
     return "\n".join(text), ratios

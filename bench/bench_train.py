@@ -107,8 +107,8 @@ def main() -> None:
     cfg.data.voices = espeak.list_voices("en")[: args.voices]
     data = build_dataset(cfg.data, cfg.scoping.classes)
     print(
-        f"data: {len(data.indices('train'))} train / {len(data.indices('val'))} val clips, batch {cfg.hparams.batch_size}, "
-        f"{args.epochs} epochs, {torch.get_num_threads()} threads"
+        f"data: {len(data.indices('train'))} train / {len(data.indices('val'))} val clips, "
+        f"batch {cfg.hparams.batch_size}, {args.epochs} epochs, {torch.get_num_threads()} threads"
     )
 
     run_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "scopeml-bench-train"
@@ -125,7 +125,8 @@ def main() -> None:
     for name, label in (("torch", "plain PyTorch loop"), ("lightning", "scopeml (Lightning)")):
         r = best[name]
         print(
-            f"{label:<22}{r['seconds']:>8.2f}{r['seconds'] / args.epochs:>9.2f}{r['train_loss']:>12.4f}{r['val_acc']:>9.3f}"
+            f"{label:<22}{r['seconds']:>8.2f}{r['seconds'] / args.epochs:>9.2f}"
+            f"{r['train_loss']:>12.4f}{r['val_acc']:>9.3f}"
         )
     loss_gap = abs(best["lightning"]["train_loss"] - best["torch"]["train_loss"])
     print(

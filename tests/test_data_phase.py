@@ -334,7 +334,7 @@ def test_silence_class_through_the_label_map(tmp_path):
     rows = clean_rows(n_speakers=4)
     root = tmp_path / "clips"
     make_manifest(tmp_path, rows)
-    for i, spk in enumerate(["s0", "s1", "s2", "s3"]):
+    for _i, spk in enumerate(["s0", "s1", "s2", "s3"]):
         for k, raw in enumerate(["_silence_", "Silence ", "_background_noise_"]):
             sf.write(root / spk / f"quiet_{k}.wav", np.zeros(8000, np.float32), 16000)
             rows.append({"path": f"{spk}/quiet_{k}.wav", "label": raw, "speaker": spk, "mic": "usb"})

@@ -133,7 +133,7 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
     )
     try:
         answers = {}
-        for path, kind in files.items():
+        for path, _kind in files.items():
             reply = httpx.post(
                 f"{server.url}/classify", files={"audio": (path.name, path.read_bytes(), "audio/wav")}, timeout=30
             )

@@ -94,7 +94,8 @@ def test_scenario_table_sets_each_scenarios_cbpe_estimate_beside_its_realized_ac
     assert abs(table.loc["noisy", "estimated accuracy (CBPE)"] - 0.65) < 1e-9
     (gap,) = estimate_gap_rows(table.reset_index())
     assert "noisy" in gap["phase"] and abs(gap["value"] - 0.15) < 1e-9 and gap["passed"] is False
-    # chunks that do not cover exactly the scenario rows (other traffic in the log) give no estimate rather than a wrong one
+    # chunks that do not cover exactly the scenario rows (other traffic in the log)
+    # give no estimate rather than a wrong one
     assert _scenario_table(production, chunks[:2])["estimated accuracy (CBPE)"].isna().all()
     assert estimate_gap_rows(_scenario_table(production, chunks[:2])) == []
 

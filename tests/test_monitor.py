@@ -177,7 +177,10 @@ def shifted_run(store, shifted) -> dict:
 
 @pytest.fixture(scope="module")
 def labelled_run(store, shifted, tmp_path_factory) -> dict:
-    """The shifted log with labels delivered for rows 500-999 and 1750-2249 only; W&B offline and multivariate drift on."""
+    """The shifted log with labels delivered for rows 500-999 and 1750-2249 only.
+
+    W&B offline and multivariate drift on.
+    """
     from scopeml.monitoring.labels import ingest
 
     tmp = tmp_path_factory.mktemp("labelled")
@@ -379,7 +382,7 @@ def test_new_speakers_scenario_sends_real_recordings_of_held_out_speakers_only(m
     digits = "zero one two three four five six seven eight nine".split()
     clips = clips_for(scenario, digits, run_dir=Path("unused-for-fsdd"))
     assert len(clips) == 30 and {label for *_, label in clips} <= set(digits)
-    for samples, sr, label in clips:
+    for samples, sr, _label in clips:
         assert sr == 8000 and samples.ndim == 1 and np.isfinite(samples).all() and np.abs(samples).max() > 0
     again = clips_for(scenario, digits, run_dir=Path("unused-for-fsdd"))  # deterministic in its seed
     assert [label for *_, label in again] == [label for *_, label in clips]

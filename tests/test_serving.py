@@ -1,4 +1,7 @@
-"""Deployment: a real `bentoml serve` of a packaged model, talked to over loopback with BentoML's client and plain HTTP."""
+"""Deployment: a real `bentoml serve` of a packaged model.
+
+Talked to over loopback with BentoML's client and plain HTTP.
+"""
 
 from __future__ import annotations
 

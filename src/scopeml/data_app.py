@@ -63,7 +63,8 @@ def _print_summary(report: dict, run_dir: Path) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"Data checks ({report['fingerprint']['clips']} clips, fingerprint {report['fingerprint']['fingerprint']})"
+        title=f"Data checks ({report['fingerprint']['clips']} clips, "
+        f"fingerprint {report['fingerprint']['fingerprint']})"
     )
     for col in ("check", "result", "blocking", "finding"):
         table.add_column(col)

@@ -37,7 +37,8 @@ def build_parser():
         PROG,
         __doc__,
         here={
-            stage.ExitCode.CHECK_FAILED: "no format could be exported, or a float export missed deploy.parity_tolerance "
+            stage.ExitCode.CHECK_FAILED: "no format could be exported, "
+            "or a float export missed deploy.parity_tolerance "
             "(int8 misses are reported, not fatal)",
             stage.ExitCode.BAD_INPUT: "a bad SOURCE or argument",
         },

@@ -71,7 +71,10 @@ def to_plain(cfg: Any) -> dict:
 
 
 def load(cfg: Any) -> Config:
-    """Check the composed config (a DictConfig or plain dict) against the schema; raise ConfigError listing every problem."""
+    """Check the composed config (a DictConfig or plain dict) against the schema.
+
+    Raise ConfigError listing every problem.
+    """
     plain = to_plain(cfg)
     plain = {k: v for k, v in plain.items() if k != "hydra"}
     return parse(Config, plain)

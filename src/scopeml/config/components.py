@@ -105,7 +105,10 @@ def _check_signature(cls, target: str, args: list, kwargs: dict, partial: bool, 
 
 # --------------------------------------------------------------------------- annotations
 def _type_mismatches(annotation: str | None, value: Any, path: str) -> list[tuple[str, str, Any]]:
-    """(path, expected, value) where `value` plainly does not fit `annotation`; nothing when it fits or cannot be told."""
+    """(path, expected, value) where `value` plainly does not fit `annotation`.
+
+    Nothing when it fits or cannot be told.
+    """
     if annotation is None:
         return []
     try:

@@ -208,7 +208,10 @@ def _class_signature(node: ast.ClassDef, tree: ast.Module, origin: str, module: 
 
 
 def _resolve_alias(tree: ast.Module, name: str) -> str | None:
-    """The module a name like `nn` or `torch.nn` refers to in this file (import torch.nn as nn; from torch import nn)."""
+    """The module a name like `nn` or `torch.nn` refers to in this file.
+
+    (import torch.nn as nn; from torch import nn)
+    """
     for stmt in tree.body:
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:

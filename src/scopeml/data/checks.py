@@ -181,7 +181,7 @@ def _conflicting_labels(m: pd.DataFrame, pairs: list[tuple[int, int, float]]) ->
 
 
 def _duplicates(m: pd.DataFrame, exact, near) -> dict:
-    exact_groups, near_groups = _groups(exact), _groups(near)
+    exact_groups = _groups(exact)
     details = {"exact": [_rows(m, g) for g in exact_groups[:50]], "near": [_pair(m, a, b, s) for a, b, s in near[:50]]}
     n = sum(len(g) - 1 for g in exact_groups)
     return _result(
@@ -206,7 +206,8 @@ def _too_few(m: pd.DataFrame, classes: list[str], cfg: ChecksConfig) -> dict:
     return _result(
         "too_few_examples",
         bool(short or few_speakers),
-        f"{len(short)} (split, label) pair(s) below {cfg.min_clips_per_label} clips; {len(few_speakers)} speaker(s) below {cfg.min_clips_per_speaker}",
+        f"{len(short)} (split, label) pair(s) below {cfg.min_clips_per_label} clips; "
+        f"{len(few_speakers)} speaker(s) below {cfg.min_clips_per_speaker}",
         details,
     )
 

@@ -24,7 +24,8 @@ def root_dir(cfg: SpeechCommandsData) -> Path:
     if not root.exists():
         if not cfg.download:
             raise DataError(
-                f"data.root: folder '{root}' does not exist (set data.download=true to fetch Speech Commands v2, 2.3 GB)"
+                f"data.root: folder '{root}' does not exist "
+                "(set data.download=true to fetch Speech Commands v2, 2.3 GB)"
             )
         download(cfg.url, cfg.sha256, root)
     if not root.is_dir():

@@ -111,7 +111,10 @@ def _tables(results) -> dict:
 
 
 def chunk_rows(tables: dict, metrics: list[str], bounds: dict, drift: dict) -> list[dict]:
-    """One row per chunk: estimate with band and NannyML's alert, realized (null without labels), drift alerts, our alerts."""
+    """One row per chunk.
+
+    Estimate with band and NannyML's alert, realized (null without labels), drift alerts, our alerts.
+    """
     est, uni, mv, real = tables["estimated"], tables["univariate"], tables["multivariate"], tables["realized"]
     keys = est[("chunk", "key")].tolist()
     if uni[("chunk", "chunk", "key")].tolist() != keys or (
@@ -242,7 +245,8 @@ def describe_slices(results, chunks: list[dict], features: list[str]) -> list[di
         direction, edge, frac = ("up", p95, above) if up else ("down", p5, below)
         hint = HINTS.get((f, direction), "")
         text = (
-            f"{f} {'above' if up else 'below'} the reference {'p95' if up else 'p5'} ({_fmt(edge, f)}) in {frac:.0%} of production clips "
+            f"{f} {'above' if up else 'below'} the reference {'p95' if up else 'p5'} ({_fmt(edge, f)}) "
+            f"in {frac:.0%} of production clips "
             f"({TAIL:.0%} expected) in the {len(drifting)} chunk(s) where it drifted; median {_fmt(prod.median(), f)} "
             f"vs {_fmt(p50, f)} in the reference, p90 {_fmt(prod.quantile(0.9), f)} vs {_fmt(p90, f)}"
         )
@@ -273,7 +277,10 @@ def describe_slices(results, chunks: list[dict], features: list[str]) -> list[di
 
 
 def explain_alert_chunks(results, chunks: list[dict]) -> list[dict]:
-    """For each chunk with a performance or realized alert: the drifting features that moved most there (median shift in reference SDs)."""
+    """For each chunk with a performance or realized alert: the drifting features that moved most there.
+
+    (median shift in reference SDs)
+    """
     ref, frame = results.model.reference, results.data.frame
     out = []
     for c in chunks:
@@ -333,7 +340,8 @@ def alert_list(chunks: list[dict], drift: dict, bounds: dict) -> list[dict]:
                     "kind": "realized",
                     "chunk": c["key"],
                     "message": f"chunk {c['key']}: realized accuracy {c['realized']['accuracy']:.3f} "
-                    f"(sampling error {fmt3(c['realized_sampling_error']['accuracy'])}) on {c['labeled']} labelled clip(s) "
+                    f"(sampling error {fmt3(c['realized_sampling_error']['accuracy'])}) "
+                    f"on {c['labeled']} labelled clip(s) "
                     f"below the target {bounds['realized_accuracy']:.3f} ({bounds['realized_accuracy_source']})",
                 }
             )
@@ -344,7 +352,8 @@ def alert_list(chunks: list[dict], drift: dict, bounds: dict) -> list[dict]:
                     "kind": "drift",
                     "chunk": None,
                     "feature": col,
-                    "message": f"{col} drifted in {d['alerting_chunks']} of {d['chunks']} chunk(s) ({d['method']} above NannyML's "
+                    "message": f"{col} drifted in {d['alerting_chunks']} of {d['chunks']} chunk(s) "
+                    f"({d['method']} above NannyML's "
                     f"threshold {fmt3(d['upper_threshold'])}; max {fmt3(d['max_value'])})",
                 }
             )
@@ -367,7 +376,8 @@ def recommend(results, chunks, drift, slices, explained, alerts, experiment) -> 
     recs = [f"collect and label clips like: {s['rule']}" + (f" ({s['hint']})" if s["hint"] else "") for s in slices]
     if drift["columns"]["pred"]["drifted"]:
         recs.append(
-            f"the predicted class mix changed ({_class_shift(results, drift['columns']['pred']['alerting_chunk_keys'], chunks)}): "
+            "the predicted class mix changed "
+            f"({_class_shift(results, drift['columns']['pred']['alerting_chunk_keys'], chunks)}): "
             "check whether users say words outside the scoped classes"
         )
     if kinds & {"performance", "realized"}:
@@ -377,12 +387,14 @@ def recommend(results, chunks, drift, slices, explained, alerts, experiment) -> 
             else "augmentation heavy and newly labelled production clips"
         )
         recs.append(
-            f"retrain with {what}: copy next_experiment.yaml into conf/experiment/ and run scopeml-train experiment=<its name>"
+            f"retrain with {what}: copy next_experiment.yaml into conf/experiment/ "
+            "and run scopeml-train experiment=<its name>"
         )
     unlabeled = [c["key"] for c in chunks if c["alerts"]["performance"] and c["labeled"] == 0]
     if unlabeled:
         recs.append(
-            f"label a sample of the alerting chunks without labels ({_some(unlabeled)}) with scopeml-label to confirm the estimate"
+            f"label a sample of the alerting chunks without labels ({_some(unlabeled)}) "
+            "with scopeml-label to confirm the estimate"
         )
     if any(not e["features"] for e in explained):
         recs.append(
@@ -398,7 +410,10 @@ def recommend(results, chunks, drift, slices, explained, alerts, experiment) -> 
 
 
 def next_experiment(results, config, slices) -> dict:
-    """Plain overrides for a Hydra experiment file: heavy augmentation, plus synth recipe ranges moved toward production."""
+    """Plain overrides for a Hydra experiment file.
+
+    Heavy augmentation, plus synth recipe ranges moved toward production.
+    """
     from dataclasses import asdict
 
     import yaml
@@ -471,7 +486,8 @@ def _notes(results, tables, drift: dict) -> list[str]:
     ]
     if weak:
         notes.append(
-            f"drifted in under 10% of chunks: {', '.join(weak)}; data like the reference still alerts in a few percent of chunks "
+            f"drifted in under 10% of chunks: {', '.join(weak)}; "
+            "data like the reference still alerts in a few percent of chunks "
             "with NannyML's default thresholds, so on long logs raise monitor.min_drifted_chunks"
         )
     n_ref = len(tables["reference"])
@@ -488,7 +504,8 @@ def _notes(results, tables, drift: dict) -> list[str]:
     notes += [f"{n} {why}" for why, n in results.data.dropped.items()]
     if results.realized is None:
         notes.append(
-            "no labels for this model's predictions yet: realized performance is null (deliver labels with scopeml-label)"
+            "no labels for this model's predictions yet: realized performance is null "
+            "(deliver labels with scopeml-label)"
         )
     return notes
 

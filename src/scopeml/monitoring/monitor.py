@@ -264,7 +264,10 @@ def alert_bounds(scoping) -> dict:
 # --------------------------------------------------------------------------- NannyML
 @contextmanager
 def nannyml_quiet(what: str):
-    """Import NannyML without its usage telemetry, silence its per-chunk warnings, and turn its errors into MonitorError."""
+    """Import NannyML without its usage telemetry.
+
+    Silence its per-chunk warnings, and turn its errors into MonitorError.
+    """
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # NannyML otherwise sends usage events to Segment
     logging.getLogger("nannyml").setLevel(logging.ERROR)
     from nannyml.exceptions import NannyMLException

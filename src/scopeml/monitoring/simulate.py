@@ -190,7 +190,8 @@ def simulate(
         r["description"] = scenario.description  # what the scenario simulates, for the report
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         print(
-            f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   labels: {r['labels_file']}"
+            f"{r['scenario']:<18} {r['answered']:>5}/{r['clips']} answered   accuracy {acc}   "
+            f"labels: {r['labels_file']}"
         )
     (out / "simulation.json").write_text(json.dumps(results, indent=2))
     return results

@@ -129,7 +129,8 @@ def write(out: Path, card: dict) -> None:
     ]
     for r in card["levels"]:
         lines.append(
-            f"| {r['concurrency']} | {r['requests']} | {sum(r['errors'].values())} {r['errors'] or ''} | {r['error_rate']:.1%} | {r['qps']:.1f} | "
+            f"| {r['concurrency']} | {r['requests']} | {sum(r['errors'].values())} {r['errors'] or ''} | "
+            f"{r['error_rate']:.1%} | {r['qps']:.1f} | "
             f"{f(r['p50_ms'])} | {f(r['p95_ms'])} | {f(r['p99_ms'])} | {f(r['server_p95_ms'])} |"
         )
     lines += ["", "| target | bound | measured | result |", "|---|---|---|---|"]

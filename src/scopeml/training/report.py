@@ -40,7 +40,7 @@ def calibrate(data: KeywordData, logits: dict, run_dir) -> tuple[dict, dict]:
     from scopeml.training import calibration as cal
 
     y = {split: data.targets[data.indices(split)] for split in logits}
-    raw = {split: cal.softmax(l) for split, l in logits.items()}
+    raw = {split: cal.softmax(lg) for split, lg in logits.items()}
     val_errors = int((raw["val"].argmax(1) != y["val"]).sum()) if len(y["val"]) else 0
     if len(y["val"]) < 30:
         temperature, note = 1.0, f"skipped: only {len(y['val'])} validation clips"
@@ -53,7 +53,7 @@ def calibrate(data: KeywordData, logits: dict, run_dir) -> tuple[dict, dict]:
         note = f"fitted on the validation split ({val_errors} errors in {len(y['val'])} clips)"
         if temperature != fitted:
             note += f"; fit {fitted:.3g} clamped to [{T_MIN}, {T_MAX}]"
-    probs = {split: cal.softmax(l, temperature) for split, l in logits.items()}
+    probs = {split: cal.softmax(lg, temperature) for split, lg in logits.items()}
     cal.reliability_plot(run_dir / "calibration.png", raw["test"], probs["test"], y["test"])
     return {
         "temperature": float(temperature),

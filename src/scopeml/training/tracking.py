@@ -29,7 +29,10 @@ def build_logger(cfg: TrackerConfig, run_dir: Path, name: str, group: str | None
 
 
 def log_data_version(logger, fingerprint: dict, run_dir: Path) -> None:
-    """Record the data version as a W&B artifact: a reference to the prepared-clip cache plus the fingerprint and report."""
+    """Record the data version as a W&B artifact.
+
+    A reference to the prepared-clip cache plus the fingerprint and report.
+    """
     if logger is None:
         return
     import wandb
