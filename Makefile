@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install lifecycle train test check chromium bench lock clean
+.PHONY: help install lifecycle train test check lint chromium bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,9 +26,13 @@ lifecycle: $(STAMP)  ## the main job: data -> sweep -> select -> package -> serv
 train: $(STAMP)  ## train one model on the built-in synthesized keywords (pass Hydra overrides with ARGS="...")
 	$(BIN)/scopeml-train $(ARGS)
 
-test: $(STAMP) chromium  ## check every config, then run the test suite
+test: $(STAMP) chromium lint  ## lint, check every config, then run the test suite
 	$(BIN)/scopeml-config check
 	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP)  ## ruff: lint and formatting (fix with `ruff check --fix . && ruff format .`)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 check: $(STAMP)  ## compose and check every config (what CI gates pull requests on)
 	$(BIN)/scopeml-config check
