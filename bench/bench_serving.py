@@ -527,55 +527,26 @@ TARGET_ROWS = (("bentoml", "BentoML"), ("bentoml_w1", "BentoML 1 worker"), ("ben
 
 def report(res: dict) -> tuple[str, dict]:
     ip = res["in_process"]
+    in_process = (
+        ("b1", "model call b1"),
+        ("b32", "model call b32"),
+        ("b64", "model call b64"),
+        ("full_b1", "full path b1"),
+    )
     rows = [
         (
-            "in-process model call b1 (clips/s)",
-            f1(ip["b1"]["clips_per_s"]),
+            f"in-process {label} (clips/s)",
+            f1(ip[key]["clips_per_s"]),
             "",
-            f1(ip["b1"]["p50_ms"]),
-            f1(ip["b1"]["p95_ms"]),
-            f1(ip["b1"]["p99_ms"]),
+            f1(ip[key]["p50_ms"]),
+            f1(ip[key]["p95_ms"]),
+            f1(ip[key]["p99_ms"]),
             0,
             "",
             "",
             f"{ip['other_cpu_cores']:.2f}",
-        ),
-        (
-            "in-process model call b32 (clips/s)",
-            f1(ip["b32"]["clips_per_s"]),
-            "",
-            f1(ip["b32"]["p50_ms"]),
-            f1(ip["b32"]["p95_ms"]),
-            f1(ip["b32"]["p99_ms"]),
-            0,
-            "",
-            "",
-            f"{ip['other_cpu_cores']:.2f}",
-        ),
-        (
-            "in-process model call b64 (clips/s)",
-            f1(ip["b64"]["clips_per_s"]),
-            "",
-            f1(ip["b64"]["p50_ms"]),
-            f1(ip["b64"]["p95_ms"]),
-            f1(ip["b64"]["p99_ms"]),
-            0,
-            "",
-            "",
-            f"{ip['other_cpu_cores']:.2f}",
-        ),
-        (
-            "in-process full path b1 (clips/s)",
-            f1(ip["full_b1"]["clips_per_s"]),
-            "",
-            f1(ip["full_b1"]["p50_ms"]),
-            f1(ip["full_b1"]["p95_ms"]),
-            f1(ip["full_b1"]["p99_ms"]),
-            0,
-            "",
-            "",
-            f"{ip['other_cpu_cores']:.2f}",
-        ),
+        )
+        for key, label in in_process
     ]
     for key, label in (
         ("fastapi", "FastAPI/uvicorn"),

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from scopeml import stage
+from scopeml.config.schema import DeployConfig
 from scopeml.monitoring import labels
 
 PROG = "scopeml-label"
-DEFAULT_LOG = "outputs/serving/predictions.sqlite"  # the service's default (deploy.prediction_log)
+DEFAULT_LOG = DeployConfig.prediction_log  # the service's default
 
 
 def build_parser():

@@ -14,7 +14,7 @@ target's own constructor (config/components.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, Optional, Union
 
 from scopeml.config._validate import MISSING_VALUE, variants
@@ -471,7 +471,7 @@ class DeployConfig:
 class MonitorConfig:
     """scopeml-monitor: NannyML performance estimation (CBPE) and drift on the prediction log."""
 
-    log: str = "outputs/serving/predictions.sqlite"
+    log: str = DeployConfig.prediction_log
     model: str = "scopeml-kws:latest"  # the packaged model whose reference data the log is compared with
     chunk_size: Optional[int] = 200  # rows per chunk; or set chunk_period instead
     chunk_period: Optional[str] = None  # pandas offset alias, e.g. "h" or "D"
@@ -620,44 +620,26 @@ def defaults_node() -> dict:
 
 def variant_defaults() -> dict[str, dict]:
     """{"data_<recipe>": defaults of that recipe's own fields}: each recipe file composes its node first."""
-    base = {f.name for f in _fields(DataConfig)}
-    out = {}
-    for name, variant in DataConfig.__variants__.items():
-        own = {k: v for k, v in _defaults_of(variant).items() if k not in base}
-        out[f"data_{name}"] = own
-    return out
-
-
-def _fields(tp: type):
-    import dataclasses
-
-    return dataclasses.fields(tp)
+    base = {f.name for f in fields(DataConfig)}
+    return {
+        f"data_{name}": {k: v for k, v in _defaults_of(variant).items() if k not in base}
+        for name, variant in DataConfig.__variants__.items()
+    }
 
 
 def _defaults_of(tp: type) -> dict:
-    import dataclasses
-
     out: dict = {}
-    for f in dataclasses.fields(tp):
-        if f.default is not dataclasses.MISSING:
+    for f in fields(tp):
+        nested = globals().get(f.type) if isinstance(f.type, str) else None
+        if is_dataclass(nested):
+            value = _defaults_of(nested)  # a group: its own defaults (every group's default_factory is its bare class)
+        elif f.default is not MISSING:
             value = f.default
-        elif f.default_factory is not dataclasses.MISSING:
+        elif f.default_factory is not MISSING:
             value = f.default_factory()
-        elif isinstance(f.type, str) and f.type in globals() and dataclasses.is_dataclass(globals()[f.type]):
-            value = _defaults_of(globals()[f.type])  # a required group (scoping, data, hparams): its own defaults
         else:
             continue
-        if dataclasses.is_dataclass(value):
-            value = _defaults_of(type(value)) | {
-                k: v for k, v in _plain(value).items() if k in _defaults_of(type(value))
-            }
         if isinstance(value, str) and value == MISSING_VALUE:
             continue
         out[f.name] = value
     return out
-
-
-def _plain(obj) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(obj)

@@ -24,8 +24,6 @@ import numpy as np
 import pandas as pd
 
 from scopeml.config.schema import SourceData
-from scopeml.data import preprocess
-from scopeml.data.audio import AudioError, to_mono
 from scopeml.data.dataset import DataError
 from scopeml.data.files import Entry, read_entries
 from scopeml.data.fingerprint import hash_array, hash_config
@@ -33,11 +31,9 @@ from scopeml.data.fingerprint import hash_array, hash_config
 FIELDS = ("label", "path", "samples", "sample_rate", "speaker", "clip_id")
 
 
-def list_clips(cfg: SourceData) -> list[dict]:
+def list_clips(cfg: SourceData, source: Any = None) -> list[dict]:
     """The source's clips as plain dicts, each checked; a DataError names the first bad ones."""
-    from scopeml.components import build
-
-    source = build(cfg.source, "data.source")
+    source = _build(cfg) if source is None else source
     items = source.clips() if hasattr(source, "clips") else source
     try:
         clips = [_as_dict(item) for item in items]
@@ -58,13 +54,11 @@ def list_clips(cfg: SourceData) -> list[dict]:
 
 def source_info(cfg: SourceData) -> dict:
     """What decides the prepared clips besides the config: the source's own fingerprint, or its listing."""
-    from scopeml.components import build
-
-    source = build(cfg.source, "data.source")
+    source = _build(cfg)
     if hasattr(source, "fingerprint"):
         return {"fingerprint": str(source.fingerprint())}
     listing = []
-    for i, clip in enumerate(list_clips(cfg)):
+    for i, clip in enumerate(list_clips(cfg, source)):
         if "path" in clip:
             path = Path(clip["path"])
             stat = path.stat() if path.exists() else None
@@ -72,46 +66,32 @@ def source_info(cfg: SourceData) -> dict:
                 [str(path), stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1, str(clip["label"])]
             )
         else:
-            listing.append(
-                [i, hash_array(np.asarray(clip["samples"], dtype=np.float32)), clip["sample_rate"], str(clip["label"])]
-            )
+            samples = np.asarray(clip["samples"], dtype=np.float32)
+            listing.append([i, hash_array(samples), clip["sample_rate"], str(clip["label"])])
     return {"listing_sha256": hash_config(listing)}
 
 
+def _build(cfg: SourceData) -> Any:
+    from scopeml.components import build
+
+    return build(cfg.source, "data.source")
+
+
 def make_clips(cfg: SourceData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
-    clips = list_clips(cfg)
-    files = [(i, c) for i, c in enumerate(clips) if "path" in c]
-    arrays = [(i, c) for i, c in enumerate(clips) if "path" not in c]
-    entries = [
-        Entry(Path(c["path"]), str(c["label"]), str(c.get("speaker") or f"clip-{i}"), _extra(c)) for i, c in files
-    ]
-    manifest, waves, bad = read_entries(entries, cfg, progress, "source clips")
-    if arrays:
-        rows, prepared = [], []
-        for i, clip in arrays:
-            name = str(clip.get("clip_id") or f"clip-{i}")
-            try:
-                samples, sr = np.asarray(clip["samples"], dtype=np.float32), int(clip["sample_rate"])
-                stats = preprocess.measure(to_mono(samples), sr, cfg.preprocess.trim.threshold_db)
-                prepared.append(preprocess.apply(samples, sr, cfg.preprocess))
-            except (AudioError, ValueError) as exc:
-                bad.append({"source": f"{cfg.source['_target_']}[{name}]", "problem": str(exc)})
-                continue
-            rows.append(
-                {
-                    "clip_id": name,
-                    "source": f"{cfg.source['_target_']}[{name}]",
-                    "raw_label": str(clip["label"]),
-                    "speaker": str(clip.get("speaker") or name),
-                    "orig_sample_rate": sr,
-                    "orig_channels": int(samples.shape[0]) if samples.ndim == 2 else 1,
-                    **stats,
-                    **_extra(clip),
-                }
-            )
-        manifest = pd.concat([manifest, pd.DataFrame(rows)], ignore_index=True)
-        waves = np.concatenate([waves, np.stack(prepared)]) if prepared else waves
-    return manifest, waves, bad
+    """Every clip through the same reading, measuring and preprocessing as files of the built-in recipes."""
+    target = cfg.source["_target_"]
+    entries = []
+    for i, clip in enumerate(list_clips(cfg)):
+        label, extra = str(clip["label"]), _extra(clip)
+        if "path" in clip:
+            entries.append(Entry(Path(clip["path"]), label, str(clip.get("speaker") or f"clip-{i}"), extra))
+            continue
+        name = str(clip.get("clip_id") or f"clip-{i}")
+        audio = {"samples": clip["samples"], "sample_rate": clip["sample_rate"]}
+        entries.append(
+            Entry(None, label, str(clip.get("speaker") or name), extra, **audio, name=name, origin=f"{target}[{name}]")
+        )
+    return read_entries(entries, cfg, progress, "source clips")
 
 
 def content_hash(cfg: SourceData, manifest: pd.DataFrame, waves: np.ndarray) -> str:

@@ -100,7 +100,7 @@ def run(
     for part in sorted(parts.glob("part-*.parquet")):
         done.update(pd.read_parquet(part, columns=["path"])["path"])
     todo = [p for p in files if p.relative_to(root).as_posix() not in done]
-    log = PredictionLog(log_path, custom_features=list(bundle.custom_features or {})) if log_path else None
+    log = PredictionLog(log_path, custom_features=list(bundle.custom_features)) if log_path else None
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
         rows = score_chunk(bundle, chunk, root)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ class ServingBundle:
     temperature: float
     tag: str
     info: dict
-    custom_features: dict = None  # name -> fn(clip, sample_rate): monitor.custom_features of the training run
+    # name -> fn(clip, sample_rate): the training run's monitor.custom_features
+    custom_features: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: str | Path, tag: str = "local") -> ServingBundle:

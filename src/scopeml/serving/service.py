@@ -129,7 +129,7 @@ class KeywordSpotting:
         self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
         self.log = PredictionLog(
             os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
-            custom_features=list(self.bundle.custom_features or {}),
+            custom_features=list(self.bundle.custom_features),
         )
 
     # ------------------------------------------------------------------ endpoints

@@ -34,8 +34,9 @@ def reason(exc: BaseException) -> str:
 
 def network_name(bundle) -> str:
     """Import path of the network class inside the bundle's model (features, network), e.g. mypkg.nets.Tiny."""
-    net = type(bundle.model[1])
-    return f"{net.__module__}.{net.__qualname__}"
+    from scopeml.components import target_name
+
+    return target_name(bundle.model[1])
 
 
 def save_torchscript(model: nn.Module, example: np.ndarray, path: Path, strict: bool = True) -> dict:
