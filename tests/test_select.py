@@ -54,8 +54,12 @@ def write_run(
     primary: str = "macro_f1",
     extra: dict | None = None,
     checkpoint: bool = True,
+    test_offset: float = -0.01,
 ) -> Path:
-    """A run folder as scopeml-train leaves it (status.json; when complete, metrics.json and the rest)."""
+    """A run folder as scopeml-train leaves it (status.json; when complete, metrics.json and the rest).
+
+    accuracy, macro_f1 and min_class_recall are the validation scores (what selection ranks on); the test
+    split's are those plus `test_offset`."""
     folder.mkdir(parents=True)
     state = {
         "status": status,
@@ -88,8 +92,9 @@ def write_run(
         "status": "complete",
         "scoping": "kws10",
         "primary_metric": primary,
-        "test": _split(accuracy, macro_f1, min_class_recall),
-        "val": _split(accuracy + 0.01, macro_f1 + 0.01, min_class_recall),
+        "selection_split": "val",
+        "test": _split(accuracy + test_offset, macro_f1 + test_offset, min_class_recall + test_offset),
+        "val": _split(accuracy, macro_f1, min_class_recall),
         "model": {"arch": arch, "params": params, "model_size_mb": size_mb},
         "train_minutes": 3.2,
         "measured": measured,
@@ -336,7 +341,7 @@ def test_corrupt_metrics_nan_primary_and_missing_checkpoint_are_rejected(tmp_pat
     (bad / "metrics.json").write_text('{"run_name": "corrupt", "test": {')
     gone = write_run(root / "no_metrics")
     (gone / "metrics.json").unlink()
-    write_run(root / "nan", extra={"test": _split(0.93, float("nan"), 0.8)})
+    write_run(root / "nan", extra={"val": _split(0.93, float("nan"), 0.8)})
     write_run(root / "no_ckpt", checkpoint=False)
     selection = select_runs([root])
     assert selection.selected.run_name == "ok"
@@ -368,3 +373,51 @@ def test_require_gates_targets_not_measured_offline(tmp_path):
     assert reasons["measured_slow"] == ["latency_p95_ms 80.0 ms > 50.0 ms"]
     assert reasons["unmeasured"] == ["latency_p95_ms is required but was not measured (target <= 50.0 ms)"]
     assert selection["required"] == ["latency_p95_ms"]
+
+
+def test_selection_ranks_on_validation_and_never_on_test(tmp_path):
+    """The run with the better test score but the worse validation score is not selected; the test figure of
+    the selected run is carried beside, and selection.json says the split it chose on."""
+    root = tmp_path / "sweep"
+    root.mkdir()
+    write_run(root / "0_better_test", macro_f1=0.93, accuracy=0.93, test_offset=+0.05)  # test 0.98, val 0.93
+    write_run(root / "1_better_val", macro_f1=0.95, accuracy=0.95, test_offset=-0.04)  # test 0.91, val 0.95
+    result = run_select(root, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    selection = json.loads((root / "selection.json").read_text())
+    assert selection["split"] == "val"
+    assert selection["selected"]["run_name"] == "1_better_val"
+    assert selection["selected"]["value"] == pytest.approx(0.95)
+    assert selection["selected"]["test"]["macro_f1"] == pytest.approx(0.91)
+    assert [r["run_name"] for r in selection["ranking"]] == ["1_better_val", "0_better_test"]
+    assert "test split (reported once, not used to choose): macro_f1=0.91" in result.stdout
+
+
+def test_a_run_whose_targets_were_measured_on_test_cannot_compete(tmp_path):
+    """metrics.json from before selection moved to validation measured its targets on test: rejected, said why."""
+    old = write_run(tmp_path / "old", macro_f1=0.99)
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["selection_split"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    write_run(tmp_path / "new", macro_f1=0.92)
+    selection = select_runs([tmp_path / "old", tmp_path / "new"])
+    assert selection.selected.run_name == "new"
+    (rejected,) = selection.rejected
+    assert rejected.run_name == "old" and "measured its targets on the test split" in rejected.reasons[0]
+
+
+def test_cross_validated_runs_rank_on_their_cv_mean(tmp_path):
+    cv = {
+        "scheme": "leave-one-speaker-out",
+        "folds": 2,
+        "per_fold": [],
+        "mean": {"accuracy": 0.96, "macro_f1": 0.96, "min_class_recall": 0.9},
+        "std": {"accuracy": 0.02, "macro_f1": 0.02, "min_class_recall": 0.05},
+        "pooled": {},
+    }
+    write_run(tmp_path / "cv", macro_f1=0.91, extra={"selection_split": "cv", "cv": cv, "val": {}})
+    write_run(tmp_path / "val", macro_f1=0.94)
+    selection = select_runs([tmp_path / "cv", tmp_path / "val"])
+    assert selection.selected.run_name == "cv" and selection.selected.value == pytest.approx(0.96)
+    assert selection.split == "cv+val"
+    assert any("different kinds of split" in w for w in selection.warnings)

@@ -29,6 +29,9 @@ from scopeml.metrics import TargetResult
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
 SELECTION_FILE = "selection.json"
+#: per-clip predictions of clips the model (or, for "cv", its fold model) never trained on, in the order
+#: the monitoring reference and bundles list them; a run has val or cv, and test when its split has clips
+HELD_OUT_PREDICTIONS = ("predictions_val.parquet", "predictions_cv.parquet", "predictions_test.parquet")
 
 log = logging.getLogger("scopeml.run_files")
 OMIT_IF_NONE = {"omit_if_none": True}  # field metadata: a key that is left out rather than written as null
@@ -130,10 +133,17 @@ class RunMetrics:
     scoping: str | None = None
     #: the metric sweeps optimize and selection ranks by (scoping.primary_metric)
     primary_metric: str | None = None
-    #: test-split scores: accuracy, macro_f1, min_class_recall, loss, clips
+    #: where `measured`, `targets` and the sweep objective come from: "val", or "cv" (the cross-validation
+    #: mean). Files written before selection moved off the test split say nothing: "test".
+    selection_split: str = "test"
+    #: split name -> what it is, for every split a figure in this file comes from
+    splits: dict[str, str] = field(default_factory=dict)
+    #: test-split scores: accuracy, macro_f1, min_class_recall, loss, clips (reported; they choose nothing)
     test: dict[str, float | None] = field(default_factory=dict)
-    #: the same on the validation split
+    #: the same on the validation split (empty for a cross-validated run)
     val: dict[str, float | None] = field(default_factory=dict)
+    #: cross-validation: scheme, folds, per_fold, mean, std, pooled (data.split.folds; None without)
+    cv: dict[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
     #: class -> precision, recall, f1, support (test)
     per_class_test: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: arch, params, model_size_mb
@@ -150,9 +160,9 @@ class RunMetrics:
     targets_not_measured: list[str] = field(default_factory=list)
     #: the data version trained and tested on
     data_fingerprint: str | None = None
-    #: majority and logreg_mfcc baselines' test scores
+    #: majority and logreg_mfcc baselines' scores, by split
     baseline: dict[str, Any] = field(default_factory=dict)
-    #: model minus the best baseline, by metric
+    #: model minus the better baseline on the selection split, by metric
     lift_over_baseline: dict[str, Any] = field(default_factory=dict)
     #: temperature, note, ECE before/after
     calibration: dict[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
@@ -171,6 +181,11 @@ class RunMetrics:
     @property
     def model_size_mb(self) -> float | None:
         return self.model.get("model_size_mb", self.measured.get("model_size_mb"))
+
+
+def held_out_predictions(run_dir: Path) -> list[Path]:
+    """The run's held-out prediction files that exist (never the training split's)."""
+    return [Path(run_dir) / name for name in HELD_OUT_PREDICTIONS if (Path(run_dir) / name).is_file()]
 
 
 def read_metrics(run_dir: Path) -> RunMetrics:
@@ -205,7 +220,7 @@ class SelectedRun:
     run_name: str
     #: the metric it was ranked by
     primary_metric: str
-    #: its value on the test split
+    #: its value on the selection split (`split`)
     value: float | None
     #: checkpoints/best.ckpt
     checkpoint: str
@@ -215,12 +230,18 @@ class SelectedRun:
     config: str
     #: predictions_test.parquet: per-clip labels and calibrated probabilities on the test split
     predictions_test: str
-    #: predictions_val.parquet (packaging builds the monitoring reference from it)
+    #: predictions_val.parquet, or predictions_cv.parquet (out-of-fold) for a cross-validated run
     predictions_val: str
     #: arch, params, model_size_mb
     model: dict[str, Any] = field(default_factory=dict)
-    #: test-split scores
+    #: where `value` and the targets were measured: "val" or "cv"
+    split: str = "val"
+    #: test-split scores, reported beside: never used to choose
     test: dict[str, float | None] = field(default_factory=dict)
+    #: validation scores (empty for a cross-validated run)
+    val: dict[str, float | None] = field(default_factory=dict)
+    #: the cross-validation block of metrics.json, when the run has one
+    cv: dict[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
     #: every scoping target, as training measured it
     targets: list[TargetResult] = field(default_factory=list)
     #: targets a later phase checks
@@ -243,7 +264,7 @@ class RankedRun:
     run_dir: str
     #: metrics.json's run_name, else the folder's name
     run_name: str
-    #: the primary metric (test split)
+    #: the primary metric (selection split)
     value: float | None
     #: first tie-breaker (smaller wins)
     model_size_mb: float | None
@@ -299,8 +320,8 @@ class Selection:
     primary_metric: str | None = None
     #: the primary metric's direction
     higher_is_better: bool = True
-    #: the split the ranking metric comes from
-    split: str = "test"
+    #: the split the ranking metric comes from: "val", "cv", or "val+cv" when both kinds of run competed
+    split: str = "val"
     #: every run that passed the gates, best first
     ranking: list[RankedRun] = field(default_factory=list)
     #: every other run, with its reasons

@@ -85,8 +85,17 @@ def summarize(sweep_dir: Path) -> list[dict]:
         row = {"job": job.name, "overrides": " ".join(overrides), "status": status.status}
         if status.status == "failed":
             row["error"] = (str(status.error or "").splitlines() or [""])[0][:200]
+        # The split each job is judged on (validation, or the cross-validation mean ± std): the test split
+        # is left out of the summary, so no one picks a configuration by it.
+        cv = metrics.cv or {}
+        chosen_on = cv.get("mean", {}) if metrics.selection_split == "cv" else metrics.val
+        row["split"] = metrics.selection_split if status.status == "complete" else None
         for key in ("accuracy", "macro_f1", "min_class_recall"):
-            row[key] = metrics.test.get(key)
+            row[key] = chosen_on.get(key)
+            if cv:
+                row[f"{key}_std"] = cv.get("std", {}).get(key)
+        if cv:
+            row["folds"] = " ".join(f"{'+'.join(f['speakers'])}:{f['accuracy']:.3f}" for f in cv.get("per_fold", []))
         row["model_size_mb"] = metrics.model.get("model_size_mb")
         row["targets_met"] = metrics.targets_met
         row["missed_gates"] = ", ".join(t.metric for t in metrics.targets if t.passed is False)

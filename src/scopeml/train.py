@@ -26,14 +26,15 @@ def _quiet_libraries() -> None:
 
 
 def train(config: Config, run_dir: Path, resolved: dict, group: str | None = None) -> float:
-    """The training stage, top to bottom. Returns the primary metric (what sweepers optimize)."""
+    """The training stage, top to bottom. Returns the primary metric on the validation split, or its
+    cross-validation mean (what sweepers optimize); the test split is scored once and never returned."""
     import lightning as L
 
     _quiet_libraries()
     from scopeml import provenance
     from scopeml.data import build_dataset
     from scopeml.data.report import build_report
-    from scopeml.training import evaluate, report, tracking
+    from scopeml.training import cross_validation, evaluate, report, tracking
     from scopeml.training.module import KeywordSpotter
     from scopeml.training.trainer import build_trainer, clear_stale_checkpoints, resume_checkpoint
 
@@ -54,16 +55,20 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     # Components are built before any data is read: a bad network, loss or callback fails in seconds.
     artifacts.mark(run_dir, "running", stage="build")
     preprocess = config.data.preprocess
-    module = KeywordSpotter(
-        resolved["model"],
-        resolved["frontend"],
-        resolved["hparams"],
-        config.scoping.classes,
-        preprocess.sample_rate,
-        clip_seconds=preprocess.clip_seconds,
-        augment=resolved["data"]["augment"],
-        seed=config.seed,
-    )
+
+    def build_module() -> KeywordSpotter:
+        return KeywordSpotter(
+            resolved["model"],
+            resolved["frontend"],
+            resolved["hparams"],
+            config.scoping.classes,
+            preprocess.sample_rate,
+            clip_seconds=preprocess.clip_seconds,
+            augment=resolved["data"]["augment"],
+            seed=config.seed,
+        )
+
+    module = build_module()
     trainer_callbacks = resolved.get("callbacks") or {}
 
     artifacts.mark(run_dir, "running", stage="data")
@@ -77,14 +82,32 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     artifacts.mark(run_dir, "running", stage="fit")
     logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
     tracking.log_data_version(logger, data.fingerprint, run_dir)
-    trainer = build_trainer(
-        config.trainer, config.hparams, run_dir, logger, seed=config.seed, extra_callbacks=trainer_callbacks
-    )
     hp = config.hparams
+    cv = None
+    if data.folds:
+        artifacts.mark(run_dir, "running", stage="cross-validation")
+        cv = cross_validation.run_folds(
+            config,
+            data,
+            build_module,
+            lambda k: build_trainer(config.trainer, hp, run_dir / "folds" / str(k), None, config.seed, keep="none"),
+        )
+        artifacts.mark(run_dir, "running", stage="fit")
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        module = build_module()  # the model to ship: trained on every fold, with the folds' recipe
+    trainer = build_trainer(
+        config.trainer,
+        hp,
+        run_dir,
+        logger,
+        seed=config.seed,
+        extra_callbacks=trainer_callbacks,
+        keep="last" if cv else "best",
+    )
     trainer.fit(
         module,
         data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
-        data.loader("val", hp.batch_size),
+        None if cv else data.loader("val", hp.batch_size),
         ckpt_path=ckpt_path,
     )
     if trainer.global_rank != 0:
@@ -93,30 +116,33 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
 
     artifacts.mark(run_dir, "running", stage="test")
     best = report.load_best(trainer, module)
-    logits = {split: evaluate.predict_logits(best, data, split) for split in ("val", "test")}
-    calibration, probs = report.calibrate(data, logits, run_dir)
-    for split, p in probs.items():
-        artifacts.save_predictions(
-            run_dir / f"predictions_{split}.parquet", data.manifest.iloc[data.indices(split)], p, data.classes
-        )
-    errors = report.analyze_errors(config, run_dir, logger, data)
+    selection_split = "cv" if cv else "val"
+    rows = report.held_out_rows(data, cv)
+    logits = {split: cv.logits if split == "cv" else evaluate.predict_logits(best, data, split) for split in rows}
+    calibration, probs = report.calibrate_held_out(data, rows, logits, run_dir, fit_split=selection_split)
+    report.save_predictions(run_dir, data, rows, probs, cv)
+    scores = {split: evaluate.score_rows(data, rows[split], probs[split]) for split in rows}
+    errors = report.analyze_errors(config, run_dir, logger, data, split="test" if "test" in rows else selection_split)
     metrics = report.build_metrics(
         config,
-        data,
         best,
-        probs,
+        scores,
+        selection_split,
+        cv.summary(scores["cv"]) if cv else None,
         minutes=(time.perf_counter() - started) / 60,
         run_name=run_name,
-        baseline=data_report["baseline"],
+        fingerprint=data.fingerprint,
+        baseline=report.baselines_on(data_report["baseline"], cv and cross_validation.baselines(data, config.seed)),
     )
     metrics.update(calibration=calibration, error_analysis=errors, latency_ms=evaluate.latency_ms(best, data))
+    objective = report.objective(config, metrics)
 
     tracking.log_summary(logger, report.flat_summary(metrics, data.fingerprint, provenance.git_state()))
     run_files.write_metrics(run_dir, metrics)
     artifacts.mark(run_dir, "complete", stage="done", finished_utc=artifacts.now())
     tracking.finish(logger)
     report.print_scorecard(metrics)
-    return metrics["test"][config.scoping.primary_metric]
+    return objective
 
 
 def _warn_over_budget(config: Config) -> None:

@@ -74,6 +74,15 @@ class ScopingConfig:
             problems.append(("classes", f"duplicate class names {dupes}"))
         if self.primary_metric not in METRICS:
             problems.append(("primary_metric", f"unknown metric {self.primary_metric!r}; known: {sorted(METRICS)}"))
+        elif METRICS[self.primary_metric].phase != "offline":
+            offline = sorted(m.name for m in METRICS.values() if m.phase == "offline")
+            problems.append(
+                (
+                    "primary_metric",
+                    f"{self.primary_metric} is measured in the {METRICS[self.primary_metric].phase} phase, after "
+                    f"training: sweeps and selection cannot read it; use an offline metric {offline}",
+                )
+            )
         for name, t in self.targets.items():
             metric = METRICS.get(name)
             if metric is None:
@@ -102,9 +111,17 @@ class SplitConfig:
     val_speakers: list[str] = field(default_factory=list)  # explicit lists win over fractions
     test_speakers: list[str] = field(default_factory=list)
     seed: int = 0
+    # Speaker-grouped k-fold cross-validation: 0 is off (one train/val/test split). With folds >= 2 the
+    # speakers not in test_speakers are dealt into that many folds (folds == speakers: leave-one-speaker-out);
+    # each fold is held out once, and the final model trains on every fold. Fractions and val_speakers are unused.
+    folds: int = 0
 
     def check(self) -> Problems:
         problems: Problems = []
+        if self.folds == 1 or self.folds < 0:
+            problems.append(("folds", f"{self.folds}: 0 (no cross-validation) or at least 2 folds"))
+        if self.folds and self.val_speakers:
+            problems.append(("val_speakers", "not used with folds: every non-test speaker is held out in its fold"))
         for key in ("val_fraction", "test_fraction"):
             if not 0.0 < getattr(self, key) < 1.0:
                 problems.append((key, "must be between 0 and 1 (exclusive)"))
@@ -229,6 +246,13 @@ class ChecksConfig:
     )
 
 
+@dataclass
+class BaselineConfig:
+    """Optional data-phase baselines beside the majority class and logistic regression on MFCC statistics."""
+
+    pocketsphinx: bool = False  # off-the-shelf en-US recognizer restricted to the class words (scopeml.data.recognizer)
+
+
 @variants("recipe")
 @dataclass
 class DataConfig:
@@ -239,6 +263,7 @@ class DataConfig:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     on_bad_file: Literal["error", "skip"] = "error"
 
 
@@ -599,6 +624,19 @@ class Config:
                         problems.append(
                             (f"{prefix}.words", f"word {word!r} gives label {label!r}, not in scoping.classes")
                         )
+        problems += self._cross_validation_problems()
+        return problems
+
+    def _cross_validation_problems(self) -> Problems:
+        """Cross-validation trains fixed epochs and keeps the last weights: nothing may look at held-out speakers."""
+        if not self.data.split.folds:
+            return []
+        problems: Problems = []
+        why = "needs a validation split, and with data.split.folds the held-out speakers are only for the estimate"
+        if self.trainer.early_stopping_patience:
+            problems.append(("trainer.early_stopping_patience", why))
+        if self.resume is not False:
+            problems.append(("resume", "a cross-validated run cannot resume (its folds run in one process)"))
         return problems
 
 

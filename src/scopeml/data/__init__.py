@@ -14,7 +14,7 @@ from scopeml.data import cache
 from scopeml.data.dataset import SPLITS, DataError, KeywordData
 from scopeml.data.fingerprint import hash_config
 from scopeml.data.labels import normalize_labels
-from scopeml.data.splits import SplitError, assign_speakers
+from scopeml.data.splits import EVERY_FOLD, TEST_FOLD, SplitError, assign_folds, assign_speakers, check_fold_classes
 
 __all__ = ["DataError", "KeywordData", "SPLITS", "build_dataset", "recipe_module"]
 log = logging.getLogger(__name__)
@@ -50,7 +50,10 @@ def build_dataset(
     labels, keep = normalize_labels(manifest["raw_label"], manifest["source"], cfg.labels, classes)
     manifest = manifest.assign(label=labels)[keep].reset_index(drop=True)
     waves = waves[keep]
-    manifest["split"] = _split(manifest, cfg)
+    manifest["split"], folds = _split(manifest, cfg)
+    if folds is not None:
+        manifest["fold"] = folds
+        _check_folds(manifest, classes)
 
     data = KeywordData(manifest=manifest, waves=waves, classes=list(classes), sample_rate=cfg.preprocess.sample_rate)
     data.bad_files = info["bad_files"]
@@ -83,15 +86,33 @@ def _apply_bad_file_policy(bad: list[dict], policy: str, tolerate: bool) -> None
     log.warning("skipping %d unusable audio file(s):\n%s%s", len(bad), shown, more)
 
 
-def _split(manifest: pd.DataFrame, cfg: DataConfig) -> pd.Series:
-    """A manifest's own split column wins (scopeml-data checks it for leakage); otherwise split by speaker."""
-    if "manifest_split" in manifest and manifest["manifest_split"].isin(SPLITS).all():
-        return manifest["manifest_split"]
+def _split(manifest: pd.DataFrame, cfg: DataConfig) -> tuple[pd.Series, pd.Series | None]:
+    """(split, fold) of every clip. A manifest's own split column wins (scopeml-data checks it for leakage);
+    otherwise split by speaker.
+
+    With data.split.folds every non-test clip is "train" and `fold` numbers its speaker's fold
+    (TEST_FOLD for test speakers); KeywordData.fold_view holds one fold out at a time. Without, fold is None.
+    """
+    own = "manifest_split" in manifest and manifest["manifest_split"].isin(SPLITS).all()
     try:
+        if cfg.split.folds:
+            own_test = manifest.loc[manifest["manifest_split"] == "test", "speaker"] if own else []
+            folds = manifest["speaker"].map(assign_folds(manifest["speaker"], cfg.split, held_for_test=own_test))
+            return pd.Series(np.where(folds == TEST_FOLD, "test", "train"), index=manifest.index), folds.astype(int)
+        if own:
+            return manifest["manifest_split"], None
         assignment = assign_speakers(manifest["speaker"], cfg.split)
     except SplitError as exc:
         raise DataError(str(exc)) from None
-    return manifest["speaker"].map(assignment)
+    return manifest["speaker"].map(assignment), None
+
+
+def _check_folds(manifest: pd.DataFrame, classes: list[str]) -> None:
+    if "fold" in manifest:
+        try:
+            check_fold_classes(manifest["label"], manifest["fold"], classes)
+        except SplitError as exc:
+            raise DataError(str(exc)) from None
 
 
 def content_config(cfg: DataConfig) -> dict:
@@ -124,9 +145,14 @@ def _build_mixture(cfg: MixtureData, classes: list[str], progress: bool, tolerat
     for name in sorted(cfg.components):
         part = build_dataset(cfg.components[name], classes, progress, tolerate_bad)
         manifest = part.manifest.assign(component=name)
+        if name == cfg.eval_component and cfg.split.folds:
+            # The mixture's folds deal the evaluation recipe's speakers; other components train in every fold.
+            manifest["split"], manifest["fold"] = _split(manifest, cfg)
         if name != cfg.eval_component:
             # Only the evaluation recipe speaks for val/test: a mixture must be judged on real data.
             manifest["split"] = "train"
+            if cfg.split.folds:
+                manifest["fold"] = EVERY_FOLD
             weight = cfg.weights.get(name, 1.0)
             take = np.sort(
                 rng.choice(
@@ -139,6 +165,7 @@ def _build_mixture(cfg: MixtureData, classes: list[str], progress: bool, tolerat
         parts.append((manifest, waves))
         prints[name] = part.fingerprint
     manifest = pd.concat([m for m, _ in parts], ignore_index=True)
+    _check_folds(manifest, classes)
     data = KeywordData(
         manifest=manifest,
         waves=np.concatenate([w for _, w in parts]),

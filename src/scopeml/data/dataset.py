@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,19 @@ class KeywordData:
     def targets(self) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
         return self.manifest["label"].map(index).to_numpy(dtype=np.int64)
+
+    @property
+    def folds(self) -> list[int]:
+        """The cross-validation folds (data.split.folds), or [] when the data has one train/val/test split."""
+        if "fold" not in self.manifest:
+            return []
+        return sorted(int(k) for k in self.manifest["fold"].unique() if k >= 0)
+
+    def fold_view(self, k: int) -> KeywordData:
+        """The same clips with fold k's speakers as the split "cv" (held out) and every other fold as "train"."""
+        manifest = self.manifest.copy()
+        manifest.loc[manifest["fold"].to_numpy() == k, "split"] = "cv"
+        return replace(self, manifest=manifest)
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.manifest["split"].to_numpy() == split)
@@ -53,6 +66,12 @@ class KeywordData:
                 "clips": int(len(rows)),
                 "speakers": sorted(rows["speaker"].unique().tolist()),
                 "per_class": {c: int((rows["label"] == c).sum()) for c in self.classes},
+            }
+        for k in self.folds:
+            rows = self.manifest[self.manifest["fold"] == k]
+            out.setdefault("folds", {})[str(k)] = {
+                "clips": int(len(rows)),
+                "speakers": sorted(rows["speaker"].unique().tolist()),
             }
         return out
 

@@ -20,11 +20,11 @@ def build_reference(run_dir: Path) -> pd.DataFrame:
     from scopeml.config import load
     from scopeml.data import build_dataset
     from scopeml.features import build_custom, monitoring_features
+    from scopeml.run_files import held_out_predictions
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    preds = pd.concat(
-        [pd.read_parquet(run_dir / f"predictions_{split}.parquet") for split in ("val", "test")], ignore_index=True
-    )  # never the training split
+    # Never the training split: validation (or the out-of-fold predictions of cross-validation) and test.
+    preds = pd.concat([pd.read_parquet(path) for path in held_out_predictions(run_dir)], ignore_index=True)
     data = build_dataset(config.data, config.scoping.classes, progress=False)
     index = {cid: i for i, cid in enumerate(data.manifest["clip_id"])}
     custom = build_custom(config.monitor.custom_features)

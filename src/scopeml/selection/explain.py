@@ -75,6 +75,13 @@ def print_report(selection: Selection, out: Path) -> None:
             + (f"  size={fmt(size)} MB" if size is not None else "")
             + f"\n  checkpoint: {sel.checkpoint}"
         )
+        if sel.cv:
+            print(
+                f"  cross-validation: {primary} {fmt(sel.value)} ± {fmt(sel.cv['std'].get(primary))} over "
+                f"{sel.cv['folds']} folds ({sel.cv['scheme']})"
+            )
+        if primary in sel.test:
+            print(f"  test split (reported once, not used to choose): {primary}={fmt(sel.test[primary])}")
     print(f"wrote {out}")
 
 

@@ -13,6 +13,8 @@ from scopeml.metrics import METRICS, TargetResult
 from scopeml.run_files import METRICS_FILE, STATUS_FILE, Gate, RunFileError, RunMetrics, read_metrics, read_status
 from scopeml.selection.explain import with_unit
 
+SELECTION_SPLITS = ("val", "cv")  # what selection may rank on; the test split is reported, never ranked on
+
 
 @dataclass
 class Candidate:
@@ -27,6 +29,7 @@ class Candidate:
     value: float | None = None  #: the primary metric
     model_size_mb: float | None = None
     latency_p95_ms: float | None = None  #: the CPU latency measured after training
+    split: str | None = None  #: where its value was measured: "val" or "cv"
 
 
 def read_run(run_dir: Path, primary: str | None, require: Iterable[str] = ()) -> Candidate:
@@ -53,6 +56,14 @@ def read_run(run_dir: Path, primary: str | None, require: Iterable[str] = ()) ->
         return run
     run.metrics = metrics
     run.run_name = metrics.run_name or run_dir.name
+    run.split = metrics.selection_split
+    if metrics.selection_split not in SELECTION_SPLITS:
+        # Older metrics.json measured targets on the test split: choosing by them would tune on the test split.
+        run.reasons.append(
+            f"{METRICS_FILE} measured its targets on the {metrics.selection_split} split (written before selection "
+            "moved to validation); re-train it to compete"
+        )
+        return run
 
     for t in metrics.targets:
         if t.passed is False:
@@ -81,8 +92,10 @@ def read_run(run_dir: Path, primary: str | None, require: Iterable[str] = ()) ->
 
 
 def metric_value(metrics: RunMetrics, name: str) -> Any:
-    """A metric's value: the test split first, then the measured block, then the model block."""
-    for block in (metrics.test, metrics.measured, metrics.model):
+    """A metric's value on the run's selection split (validation, or the cross-validation mean), then the
+    measured block (size, parameters, minutes), then the model block. Never the test split."""
+    chosen_on = (metrics.cv or {}).get("mean", {}) if metrics.selection_split == "cv" else metrics.val
+    for block in (chosen_on, metrics.measured, metrics.model):
         if name in block:
             return block[name]
     return None

@@ -1,5 +1,6 @@
-"""Rank the runs that passed every gate and build the selection: by the primary metric on the test split,
-ties broken by the smaller model, then the lower measured latency, then the folder name."""
+"""Rank the runs that passed every gate and build the selection: by the primary metric on each run's selection
+split (validation, or the cross-validation mean), ties broken by the smaller model, then the lower measured
+latency, then the folder name. The test split is carried beside for the selected run and chooses nothing."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from scopeml.metrics import METRICS
 from scopeml.run_files import RankedRun, RejectedRun, SelectedRun, Selection, now
 from scopeml.selection import SelectError
 from scopeml.selection.discover import find_runs
-from scopeml.selection.gates import Candidate, gate_table, read_run
-
-SPLIT = "test"  # the split the ranking metric comes from (gates.metric_value reads it first)
+from scopeml.selection.gates import SELECTION_SPLITS, Candidate, gate_table, read_run
 
 
 def select_runs(paths: list[Path], primary: str | None = None, require: Iterable[str] = ()) -> Selection:
@@ -47,7 +46,13 @@ def select_runs(paths: list[Path], primary: str | None = None, require: Iterable
     if len(fingerprints) > 1:
         warnings.append(
             f"runs were trained on {len(fingerprints)} different data versions (data_fingerprint); "
-            "their test scores are not directly comparable"
+            "their scores are not directly comparable"
+        )
+    splits = sorted({r.split for r in runs if r.metrics is not None and r.split in SELECTION_SPLITS})
+    if len(splits) > 1:
+        warnings.append(
+            "runs were measured on different kinds of split (" + ", ".join(splits) + "): a cross-validation mean "
+            "and a single validation split estimate the same thing with different noise"
         )
 
     survivors = sorted((r for r in runs if not r.reasons), key=lambda r: _sort_key(r, higher))
@@ -55,7 +60,7 @@ def select_runs(paths: list[Path], primary: str | None = None, require: Iterable
         selected=_selected(survivors[0], primary) if survivors else None,
         primary_metric=primary,
         higher_is_better=higher,
-        split=SPLIT,
+        split="+".join(splits) if splits else "val",
         ranking=[
             RankedRun(
                 i + 1, str(r.run_dir), r.run_name, r.value, r.model_size_mb, r.latency_p95_ms, r.not_measured_offline
@@ -115,9 +120,12 @@ def _selected(run: Candidate, primary: str) -> SelectedRun:
         metrics=str(d / "metrics.json"),
         config=str(d / "config.yaml"),
         predictions_test=str(d / "predictions_test.parquet"),
-        predictions_val=str(d / "predictions_val.parquet"),
+        predictions_val=str(d / ("predictions_cv.parquet" if m.selection_split == "cv" else "predictions_val.parquet")),
         model=m.model,
+        split=m.selection_split,
         test=m.test,
+        val=m.val,
+        cv=m.cv,
         targets=m.targets,
         not_measured_offline=run.not_measured_offline,
         data_fingerprint=m.data_fingerprint,

@@ -20,7 +20,6 @@ import numpy as np
 SERVING_FILE = "serving.json"
 CODE_DIR = "code"  # a user's network/front-end source, carried with the weights
 WEIGHTS_FILE = "weights.pt"
-REFERENCE_FILES = ("predictions_val.parquet", "predictions_test.parquet")
 
 
 @dataclass
@@ -99,7 +98,7 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
     import yaml
 
     from scopeml.config import load
-    from scopeml.run_files import read_metrics
+    from scopeml.run_files import held_out_predictions, read_metrics
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
     metrics = read_metrics(run_dir)
@@ -107,8 +106,8 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
     state = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     out.mkdir(parents=True, exist_ok=True)
     torch.save(state, out / WEIGHTS_FILE)
-    for name in REFERENCE_FILES:
-        shutil.copy(run_dir / name, out / name)
+    for path in held_out_predictions(run_dir):
+        shutil.copy(path, out / path.name)
     from scopeml.monitoring.reference import REFERENCE_FILE, build_reference
 
     build_reference(run_dir).to_parquet(out / REFERENCE_FILE, index=False)
@@ -126,8 +125,10 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
             "targets": {k: asdict(v) for k, v in config.scoping.targets.items()},
         },
         "metrics": {
+            "selection_split": metrics.selection_split,
             "test": metrics.test,
             "val": metrics.val,
+            "cv": metrics.cv,
             "model": metrics.model,
             "calibration": metrics.calibration,
         },

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from scopeml.run_files import RunFileError, read_selection
+from scopeml.run_files import HELD_OUT_PREDICTIONS, RunFileError, held_out_predictions, read_selection
 
 
 class PackageError(ValueError):
@@ -37,11 +37,9 @@ def run_dir_of(source: Path) -> Path:
         run_dir = Path(selection.selected.run_dir)
     else:
         raise PackageError(f"{source}: no such selection.json or run folder")
-    missing = [
-        n
-        for n in ("config.yaml", "metrics.json", "checkpoints/best.ckpt", "predictions_val.parquet")
-        if not (run_dir / n).exists()
-    ]
+    missing = [n for n in ("config.yaml", "metrics.json", "checkpoints/best.ckpt") if not (run_dir / n).exists()]
+    if not held_out_predictions(run_dir):
+        missing.append(" or ".join(HELD_OUT_PREDICTIONS))
     if missing:
         raise PackageError(f"{run_dir}: not a finished training run (missing {', '.join(missing)})")
     return run_dir
@@ -80,7 +78,7 @@ def package(source: Path, overrides: list[str] = (), config_dir: str | None = No
             "metrics": json.dumps(info["metrics"]),
             "config": json.dumps(_yaml(run_dir / "config.yaml")),
             "primary_metric": info["scoping"]["primary_metric"],
-            "test_value": float(info["metrics"]["test"][info["scoping"]["primary_metric"]]),
+            **_primary_values(info),
             "data_fingerprint": str(info["data_fingerprint"]),
             "git_commit": str(git.get("commit")),
             "git_dirty": str(git.get("dirty")),
@@ -94,6 +92,19 @@ def package(source: Path, overrides: list[str] = (), config_dir: str | None = No
         json.dumps({"tag": tag, "bentoml_home": os.environ.get("BENTOML_HOME", "~/bentoml")}, indent=2)
     )
     return tag
+
+
+def _primary_values(info: dict) -> dict:
+    """The primary metric where it was chosen (validation or the CV mean) and, beside it, on the test split."""
+    metrics, primary = info["metrics"], info["scoping"]["primary_metric"]
+    split = metrics["selection_split"]
+    chosen_on = (metrics["cv"] or {}).get("mean", {}) if split == "cv" else metrics["val"]
+    out = {"selection_split": split}
+    if primary in chosen_on:
+        out["value"] = float(chosen_on[primary])
+    if primary in metrics["test"]:
+        out["test_value"] = float(metrics["test"][primary])
+    return out
 
 
 def _yaml(path: Path) -> dict:

@@ -39,7 +39,12 @@ def latency_ms(model: torch.nn.Module, data: KeywordData, runs: int = 50) -> dic
 
 
 def score(data: KeywordData, split: str, probs: np.ndarray) -> dict:
-    y_true = data.targets[data.indices(split)]
+    return score_rows(data, data.indices(split), probs)
+
+
+def score_rows(data: KeywordData, rows: np.ndarray, probs: np.ndarray) -> dict:
+    """The shared metrics of the clips at manifest `rows`, given their predicted probabilities."""
+    y_true = data.targets[rows]
     y_pred = probs.argmax(axis=1)
     eps = 1e-12
     nll = float(-np.mean(np.log(probs[np.arange(len(y_true)), y_true] + eps))) if len(y_true) else float("nan")

@@ -83,9 +83,18 @@ def read_offline_run(run_path: Path) -> dict:
     store = datastore.DataStore()
     store.open_for_scan(str(stream))
     out: dict = {"config": {}, "summary": {}, "history_rows": 0, "artifacts": []}
+    from google.protobuf.message import DecodeError
+
+    pending = b""
     while (record := store.scan_record()) is not None:
+        # A record that crosses the stream's 32 KiB block boundary comes back in pieces: join until it parses.
+        pending += record[1]
         rec = pb.Record()
-        rec.ParseFromString(record[1])
+        try:
+            rec.ParseFromString(pending)
+        except DecodeError:
+            continue
+        pending = b""
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             out.update(id=rec.run.run_id, name=rec.run.display_name, group=rec.run.run_group, project=rec.run.project)

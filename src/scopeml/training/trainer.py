@@ -34,23 +34,30 @@ def build_trainer(
     logger,
     seed: int = 0,
     extra_callbacks: dict[str, dict] | None = None,
+    keep: str = "best",
 ) -> L.Trainer:
-    """The Lightning trainer with scopeml's own callbacks (checkpoints, seeding, progress) and the config's extras."""
+    """The Lightning trainer with scopeml's own callbacks (checkpoints, seeding, progress) and the config's extras.
+
+    keep: "best" checkpoints the epoch with the best validation accuracy; "last" keeps the final epoch's
+    weights (cross-validation's final model: it has no validation split to choose an epoch on); "none"
+    writes no checkpoint (a fold model, scored in memory and dropped).
+    """
     from scopeml.components import build
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    callbacks: list = [
-        cb.ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best",
-            monitor="val/acc",
-            mode="max",
-            save_last=True,
-            enable_version_counter=False,
-        ),  # always best.ckpt: packaging and selection read that name
-        EpochSeed(seed),
-    ]
+    callbacks: list = [EpochSeed(seed)]
+    if keep != "none":
+        callbacks.append(
+            cb.ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best",
+                monitor="val/acc" if keep == "best" else None,
+                mode="max",
+                save_last=True,
+                enable_version_counter=False,
+            )  # always best.ckpt: packaging and selection read that name
+        )
     if cfg.progress_bar == "rich":
         callbacks.append(cb.RichProgressBar(leave=True))
     elif cfg.progress_bar == "tqdm":
@@ -75,6 +82,7 @@ def build_trainer(
         enable_progress_bar=cfg.progress_bar != "none",
         logger=logger if logger is not None else False,
         callbacks=callbacks,
+        enable_checkpointing=keep != "none",
         default_root_dir=str(run_dir),
     )
 

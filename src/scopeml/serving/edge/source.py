@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from scopeml.run_files import HELD_OUT_PREDICTIONS, held_out_predictions
+
 
 class EdgeError(ValueError):
     """A SOURCE that names no usable bundle: the command's fault to report, not a crash."""
@@ -32,11 +34,9 @@ def resolve_bundle(source: Path, out: Path) -> Path:
         raise EdgeError(
             f"{source}: neither a serving bundle ({SERVING_FILE}) nor a training run (checkpoints/best.ckpt)"
         )
-    missing = [
-        n
-        for n in ("config.yaml", "metrics.json", "predictions_val.parquet", "predictions_test.parquet")
-        if not (source / n).is_file()
-    ]
+    missing = [n for n in ("config.yaml", "metrics.json") if not (source / n).is_file()]
+    if not held_out_predictions(source):
+        missing.append(" or ".join(HELD_OUT_PREDICTIONS))
     if missing:
         raise EdgeError(f"{source}: not a finished training run (missing {', '.join(missing)})")
     from dataclasses import asdict

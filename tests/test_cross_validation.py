@@ -1,0 +1,135 @@
+"""Speaker-grouped k-fold cross-validation (data.split.folds): folds, the bad-input checks, and a real run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_DATA, TINY_FIT, composed, offline_run, read_json, run_cli, train
+
+from scopeml.config.schema import SplitConfig
+from scopeml.data.splits import EVERY_FOLD, TEST_FOLD, SplitError, assign_folds, check_fold_classes
+
+SPEAKERS = ["ann", "bob", "cy", "dee"]
+
+
+def test_folds_equal_to_speakers_is_leave_one_speaker_out():
+    folds = assign_folds(SPEAKERS * 3, SplitConfig(folds=4, seed=3))
+    assert sorted(folds) == SPEAKERS and sorted(folds.values()) == [0, 1, 2, 3]
+
+
+def test_fewer_folds_deal_speakers_evenly_and_test_speakers_stay_out():
+    folds = assign_folds([*SPEAKERS, "eve"], SplitConfig(folds=2, test_speakers=["eve"]))
+    assert folds["eve"] == TEST_FOLD
+    assert sorted(np.bincount([k for s, k in folds.items() if s != "eve"])) == [2, 2]
+
+
+def test_more_folds_than_speakers_fails_naming_the_key():
+    with pytest.raises(SplitError, match=r"data.split.folds=5: only 4 speaker\(s\)"):
+        assign_folds(SPEAKERS, SplitConfig(folds=5))
+
+
+def test_a_class_absent_from_a_fold_fails_naming_the_key_and_the_fold():
+    labels = ["yes", "no", "yes", "no", "yes"]  # the last speaker's fold holds out no "no"
+    folds = [0, 0, 1, 1, 2]
+    with pytest.raises(SplitError, match=r"data.split.folds: .*fold 2 holds out no clip of \['no'\]"):
+        check_fold_classes(labels, folds, ["yes", "no"])
+    # "no" only in fold 0: fold 0's model never trains on it. A component trained in every fold mends that side.
+    labels, folds = ["yes", "no", "yes"], [0, 0, 1]
+    with pytest.raises(SplitError, match=r"fold 0 trains on no clip of \['no'\]"):
+        check_fold_classes(labels, folds, ["yes", "no"])
+    with pytest.raises(SplitError) as raised:
+        check_fold_classes([*labels, "no"], [*folds, EVERY_FOLD], ["yes", "no"])
+    assert "trains on" not in str(raised.value) and "fold 1 holds out no clip of ['no']" in str(raised.value)
+
+
+def test_fold_problems_are_config_errors_before_any_work(tmp_path: Path):
+    from scopeml.config import ConfigError, load
+
+    proc = run_cli(
+        "scopeml.cli.train", f"hydra.run.dir={tmp_path / 'run'}", "data.split.folds=3", "data.split.val_speakers=[a]"
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "data.split.val_speakers: not used with folds" in proc.stderr
+    assert not (tmp_path / "run" / "data_fingerprint.json").exists()
+    for override, key in [
+        ("trainer.early_stopping_patience=2", "trainer.early_stopping_patience"),
+        ("resume=true", "resume"),
+        ("data.split.folds=1", "data.split.folds"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load(composed("data.split.folds=3", override) if "folds=1" not in override else composed(override))
+
+
+def test_a_primary_metric_the_sweeper_cannot_read_fails_naming_the_key():
+    from scopeml.config import ConfigError, load
+
+    with pytest.raises(ConfigError, match=r"scoping.primary_metric: latency_p95_ms is measured in the serving phase"):
+        load(composed("scoping.primary_metric=latency_p95_ms"))
+
+
+def test_too_many_folds_for_the_data_fails_before_training(tmp_path: Path):
+    proc = train(tmp_path / "run", *TINY_DATA, *TINY_FIT, "data.split.folds=6")  # the tiny data has 5 voices
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "data.split.folds=6: only 5 speaker(s)" in proc.stderr
+    assert read_json(tmp_path / "run" / "status.json")["stage"] == "data"
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cv") / "run"
+    proc = train(run_dir, *TINY_DATA, *TINY_FIT, "data.split.folds=2", "data.split.test_speakers=[en+m7]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_cross_validated_run_reports_folds_mean_and_spread_from_the_right_splits(cv_run: Path):
+    metrics = read_json(cv_run / "metrics.json")
+    cv = metrics["cv"]
+    assert metrics["selection_split"] == "cv" and metrics["val"] == {}
+    assert cv["folds"] == 2 and cv["scheme"] == "speaker-grouped k-fold"
+    per_fold = [f["accuracy"] for f in cv["per_fold"]]
+    assert cv["mean"]["accuracy"] == pytest.approx(np.mean(per_fold))
+    assert cv["std"]["accuracy"] == pytest.approx(np.std(per_fold, ddof=1))
+    held_out = sorted(s for f in cv["per_fold"] for s in f["speakers"])
+    assert held_out == ["en+f1", "en+f4", "en+m1", "en+m3"]  # every non-test voice held out exactly once
+    # Targets are measured on the CV mean; the test voice is scored by the final model and reported beside.
+    by_name = {t["metric"]: t for t in metrics["targets"]}
+    assert by_name["accuracy"]["value"] == pytest.approx(cv["mean"]["accuracy"])
+    assert metrics["test"]["clips"] == len(pd.read_parquet(cv_run / "predictions_test.parquet"))
+    assert set(metrics["baseline"]["logreg_mfcc"]) == {"cv", "test"}
+
+
+@pytest.mark.slow
+def test_out_of_fold_predictions_cover_every_clip_once_scored_by_the_fold_that_held_it_out(cv_run: Path):
+    oof = pd.read_parquet(cv_run / "predictions_cv.parquet")
+    assert not (cv_run / "predictions_val.parquet").exists()
+    assert oof["clip_id"].is_unique and set(oof["split"]) == {"cv"}
+    assert "en+m7" not in set(oof["speaker"])
+    metrics = read_json(cv_run / "metrics.json")
+    for fold in metrics["cv"]["per_fold"]:
+        rows = oof[oof["fold"] == fold["fold"]]
+        assert sorted(rows["speaker"].unique()) == fold["speakers"]
+        assert len(rows) == fold["clips"]
+    assert metrics["cv"]["pooled"]["accuracy"] == pytest.approx(oof["correct"].mean())
+    assert metrics["calibration"]["fitted_on"] == "cv"
+
+
+@pytest.mark.slow
+def test_cross_validation_is_in_wandb_and_the_selection_ranks_on_the_mean(cv_run: Path, tmp_path: Path):
+    summary = offline_run(sorted((cv_run / "wandb").glob("offline-run-*"))[0])["summary"]
+    metrics = read_json(cv_run / "metrics.json")
+    assert summary["cv/mean/accuracy"] == pytest.approx(metrics["cv"]["mean"]["accuracy"])
+    assert summary["cv/fold0/accuracy"] == pytest.approx(metrics["cv"]["per_fold"][0]["accuracy"])
+    assert summary["selection_split"] == "cv"
+    proc = run_cli("scopeml.cli.select", str(cv_run), "--out", str(tmp_path / "selection.json"))
+    selection = read_json(tmp_path / "selection.json")
+    assert selection["split"] == "cv", proc.stdout + proc.stderr
+    # The tiny model misses the accuracy targets: rejected, with the value it was judged by (the CV mean).
+    (judged,) = selection["ranking"] or selection["rejected"]
+    assert judged["value"] == pytest.approx(metrics["cv"]["mean"][metrics["primary_metric"]])
+    assert "on the cv split" in proc.stdout
