@@ -82,5 +82,7 @@ def _print_summary(report: dict, run_dir: Path) -> None:
     console.print(
         f"baselines (test accuracy): majority {b['majority']['test']['accuracy']:.3f}, "
         f"logistic regression on MFCC stats {b['logreg_mfcc']['test']['accuracy']:.3f}"
+        + (f", pocketsphinx {b['pocketsphinx']['test']['accuracy']:.3f}" if "pocketsphinx" in b else "")
+        + (f"; best on {b['chosen_on']}: {b['best']}" if b.get("chosen_on") else "")
     )
     console.print(f"report: {run_dir / 'report.html'}")

@@ -68,18 +68,34 @@ def _checks_table(checks: list[dict]) -> str:
 
 
 def _baseline_table(b: dict) -> str:
+    names = [n for n in ("majority", "logreg_mfcc", "pocketsphinx") if n in b]
+    chosen_on = b.get("chosen_on") or "val"
     rows = "".join(
-        f"<tr><td>{name}{' (best)' if b.get('best') == name else ''}</td>"
+        f"<tr><td>{name}{f' (best on {chosen_on})' if b.get('best') == name else ''}</td>"
         + "".join(
-            f"<td>{b[name][s]['accuracy']:.3f}</td><td>{b[name][s]['macro_f1']:.3f}</td>" for s in ("val", "test")
+            f"<td>{b[name][s]['accuracy']:.3f}</td><td>{b[name][s]['macro_f1']:.3f}</td>"
+            if s in b[name]
+            else "<td>-</td><td>-</td>"
+            for s in ("val", "test")
         )
         + "</tr>"
-        for name in ("majority", "logreg_mfcc")
+        for name in names
     )
+    note = ""
+    if "pocketsphinx" in b:
+        ps = b["pocketsphinx"]
+        note = (
+            f"<p class=sub>{html.escape(ps['model'])}, listening for "
+            f"{html.escape(', '.join(ps['words'].values()))}; no hypothesis is "
+            f"{html.escape(str(ps['no_hypothesis'] or 'counted wrong'))} "
+            f"({', '.join(f'{s}: {k} clips' for s, k in ps['no_hypothesis_clips'].items())}); "
+            f"{ps['ms_per_clip']:.1f} ms per clip</p>"
+        )
     return (
         "<table><tr><th>baseline</th><th>val accuracy</th><th>val macro-F1</th><th>test accuracy</th><th>test macro-F1</th></tr>"
         + rows
         + "</table>"
+        + note
     )
 
 

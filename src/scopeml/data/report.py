@@ -13,8 +13,19 @@ from scopeml.data.fingerprint import hash_config
 
 
 def build_report(data: KeywordData, cfg: DataConfig, seed: int = 0) -> dict:
-    """Checks and baselines depend only on the data, the checks config and the seed: reuse them when those match."""
-    key = hash_config([data.fingerprint["fingerprint"], dataclasses.asdict(cfg.checks), seed, data.classes])[:16]
+    """Checks and baselines depend only on the data, the checks and baseline configs and the seed: reuse them when
+    those match (baseline.VERSION also changes the key, so a report from older baseline code is not reused)."""
+    key = hash_config(
+        [
+            data.fingerprint["fingerprint"],
+            dataclasses.asdict(cfg.checks),
+            seed,
+            data.classes,
+            dataclasses.asdict(cfg.baseline),
+            cfg.labels.unknown,
+            baseline.VERSION,
+        ]
+    )[:16]
     cached = Path(data.fingerprint["cache"]) / f"report-{key}.json" if data.fingerprint.get("cache") else None
     if cached and cached.exists():
         return json.loads(cached.read_text())
@@ -22,7 +33,7 @@ def build_report(data: KeywordData, cfg: DataConfig, seed: int = 0) -> dict:
         "fingerprint": data.fingerprint,
         "classes": data.classes,
         **checks.run_checks(data, cfg.checks),
-        "baseline": baseline.compute(data, seed),
+        "baseline": baseline.compute(data, seed, pocketsphinx=cfg.baseline.pocketsphinx, unknown=cfg.labels.unknown),
     }
     if cached:
         cached.write_text(json.dumps(report, default=str))
