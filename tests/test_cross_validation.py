@@ -133,3 +133,29 @@ def test_cross_validation_is_in_wandb_and_the_selection_ranks_on_the_mean(cv_run
     (judged,) = selection["ranking"] or selection["rejected"]
     assert judged["value"] == pytest.approx(metrics["cv"]["mean"][metrics["primary_metric"]])
     assert "on the cv split" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_cross_validated_run_packages_with_its_out_of_fold_reference(cv_run: Path, tmp_path: Path):
+    """The final model ships; the bundle carries the out-of-fold predictions and says its figures are CV ones."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "bentoml"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.package", str(cv_run)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (folder,) = [p for p in (home / "models").glob("*/*") if p.is_dir()]
+    assert (folder / "predictions_cv.parquet").is_file() and (folder / "predictions_test.parquet").is_file()
+    serving = json.loads((folder / "serving.json").read_text())
+    assert serving["metrics"]["selection_split"] == "cv"
+    assert serving["metrics"]["cv"]["mean"] == read_json(cv_run / "metrics.json")["cv"]["mean"]
+    reference = pd.read_parquet(folder / "reference.parquet")
+    assert (
+        len(reference)
+        == len(pd.read_parquet(cv_run / "predictions_cv.parquet")) + read_json(cv_run / "metrics.json")["test"]["clips"]
+    )
