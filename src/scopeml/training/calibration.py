@@ -1,7 +1,9 @@
 """Temperature scaling (Guo et al., 2017) and the calibration measures that judge it.
 
 One scalar T divides every logit: argmax, and so accuracy, never changes; only
-confidences move. T is fitted on validation data and applied to test/serving.
+confidences move. `calibrate` fits T on one held-out split (validation, or the
+out-of-fold logits of cross-validation) and applies it to every split; the bundle
+serves softmax(logits / T) with the same T.
 """
 
 from __future__ import annotations
@@ -9,6 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+# A fitted T is clamped to [T_MIN, T_MAX]: a split with few errors keeps improving its likelihood as T
+# falls and cannot pin T down, so outside these bounds the fit says more about the split than the model
+# (measured: a 97.5%-accurate CNN with label smoothing needed T ~0.21-0.25 on test, and T=0.25 took its
+# ECE from 0.20 to 0.017).
+T_MIN, T_MAX = 0.25, 4.0
+# Below this many clips in the fit split, T stays 1: the fit would follow a handful of clips.
+MIN_FIT_CLIPS = 30
 
 # T is searched in [1/100, 100]: beyond that the NLL is flat in practice and the
 # data are (nearly) separable or pure noise, where a finite answer is all we need.
@@ -59,6 +69,74 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     t = float(np.exp((lo + hi) / 2.0))
     # Never return a T worse than doing nothing (e.g. a NaN logit row poisons every candidate).
     return t if np.isfinite(t) and _nll(logits, labels, np.log(t)) <= _nll(logits, labels, 0.0) else 1.0
+
+
+def calibrate(
+    logits: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray],
+    fit_split: str,
+    plot_path: Path | None,
+    plot_split: str | None = None,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fit T on `fit_split`'s logits, apply it to every split; returns (info, calibrated probabilities by split).
+
+    T stays 1 (and `note` says why) when the fit split is missing, has fewer than MIN_FIT_CLIPS clips,
+    or has no errors: with every clip right, the likelihood keeps rising as T -> 0, so the fit would
+    only sharpen the model as far as the clamp allows, whatever its true calibration. Otherwise the
+    fitted T is clamped to [T_MIN, T_MAX]. `info` holds temperature, fitted_on, note, and
+    ece_<split>_before / ece_<split>_after for every split in `logits` (None for an empty split).
+    The reliability diagram at `plot_path` (None: no plot) shows `plot_split` when it has clips,
+    else the fit split; `plotted` names the split it shows.
+    """
+    n_classes = max((np.shape(lg)[1] for lg in logits.values() if np.ndim(lg) == 2), default=0)
+    logits = {
+        split: np.asarray(lg, dtype=np.float64) if np.size(lg) else np.zeros((0, n_classes))
+        for split, lg in logits.items()
+    }
+    labels = {}
+    for split, lg in logits.items():
+        if split not in targets:
+            raise ValueError(f"calibrate: logits for split {split!r} but no targets")
+        labels[split] = np.asarray(targets[split], dtype=np.int64).reshape(-1)
+        if lg.ndim != 2 or len(labels[split]) != len(lg):
+            raise ValueError(
+                f"calibrate: split {split!r} has logits of shape {lg.shape} for {len(labels[split])} targets"
+            )
+
+    n_fit = len(labels.get(fit_split, ()))
+    if n_fit == 0:
+        temperature, note = 1.0, f"kept T = 1: no {fit_split!r} clips to fit on"
+    elif n_fit < MIN_FIT_CLIPS:
+        temperature = 1.0
+        note = f"kept T = 1: only {n_fit} {fit_split!r} clips (a temperature is fitted on {MIN_FIT_CLIPS} or more)"
+    else:
+        errors = int((logits[fit_split].argmax(axis=1) != labels[fit_split]).sum())
+        if errors == 0:
+            temperature = 1.0
+            note = (
+                f"kept T = 1: no errors in the {n_fit} {fit_split!r} clips, so the likelihood keeps rising as "
+                f"T -> 0 and does not choose a T (a fit would only sharpen the model to the clamp, {T_MIN})"
+            )
+        else:
+            fitted = fit_temperature(logits[fit_split], labels[fit_split])
+            temperature = float(min(max(fitted, T_MIN), T_MAX))
+            note = f"fitted on {fit_split!r} ({errors} errors in {n_fit} clips)"
+            if temperature != fitted:
+                note += f"; fit {fitted:.3g} clamped to [{T_MIN}, {T_MAX}]"
+
+    raw = {split: softmax(lg) if len(lg) else lg.copy() for split, lg in logits.items()}
+    probs = {split: softmax(lg, temperature) if len(lg) else lg.copy() for split, lg in logits.items()}
+    info: dict = {"temperature": float(temperature), "fitted_on": fit_split, "note": note}
+    for split in logits:
+        for when, p in (("before", raw), ("after", probs)):
+            info[f"ece_{split}_{when}"] = (
+                expected_calibration_error(p[split], labels[split]) if len(labels[split]) else None
+            )
+    shown = next((s for s in (plot_split, fit_split) if s is not None and len(labels.get(s, ()))), None)
+    if plot_path is not None and shown is not None:
+        reliability_plot(plot_path, raw[shown], probs[shown], labels[shown])
+        info["plotted"] = shown
+    return info, probs
 
 
 def _bin_stats(probs: np.ndarray, labels: np.ndarray, n_bins: int):
