@@ -138,3 +138,27 @@ def test_torchscript_export_matches_eager(arch, tmp_path):
         assert torch.allclose(loaded(x), expected, atol=1e-5)
         # Scripted (not traced) graphs keep working at other clip lengths.
         assert loaded(torch.randn(1, 8000)).shape == (1, N_CLASSES)
+
+
+def test_band_normalization_removes_a_fixed_spectral_tilt_that_clip_normalization_keeps():
+    """A microphone or vocal tract that tilts the spectrum (here: pre-emphasis) shifts every frame of a mel band by
+    about the same log gain; normalize=band takes that shift out, one level per clip cannot."""
+    import torch
+
+    from scopeml.models.frontend import LogMel
+
+    args = dict(n_mels=40, n_fft=480, win_length=480, hop_length=160, f_min=20.0, f_max=None)
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(16000) / 16000
+    wave = (
+        torch.sin(2 * torch.pi * 300 * t) * (1 + torch.sin(2 * torch.pi * 3 * t))
+        + 0.3 * torch.randn(16000, generator=g)
+    )[None]
+    tilted = torch.cat([wave[:, :1], wave[:, 1:] - 0.95 * wave[:, :-1]], dim=1)
+    diffs = {}
+    for normalize in ("clip", "band"):
+        front = LogMel(16000, **args, normalize=normalize)
+        diffs[normalize] = (front(wave) - front(tilted)).abs().mean().item()
+    assert diffs["band"] < 0.2 * diffs["clip"], diffs
+    with pytest.raises(ValueError, match="normalize must be 'clip' or 'band'"):
+        LogMel(16000, **args, normalize="utterance")

@@ -7,7 +7,8 @@ from torch import nn
 
 
 class LogMel(nn.Module):
-    """(batch, samples) waveforms -> (batch, 1, n_mels, frames) log-mel features, standardized per clip.
+    """(batch, samples) waveforms -> (batch, 1, n_mels, frames) log-mel features, standardized per clip
+    (normalize="clip": one mean and spread) or per mel band over time (normalize="band").
 
     Built from conf/frontend/logmel.yaml; scopeml passes `sample_rate` (data.preprocess.sample_rate).
     """
@@ -22,6 +23,7 @@ class LogMel(nn.Module):
         hop_length: int,
         f_min: float,
         f_max: float | None,
+        normalize: str = "clip",
     ):
         super().__init__()
         import torchaudio
@@ -30,6 +32,9 @@ class LogMel(nn.Module):
             raise ValueError(f"win_length ({win_length}) must be <= n_fft ({n_fft})")
         if n_mels < 8:
             raise ValueError(f"n_mels must be at least 8, got {n_mels}")
+        if normalize not in ("clip", "band"):
+            raise ValueError(f"normalize must be 'clip' or 'band', got {normalize!r}")
+        self.normalize = normalize
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=n_fft,
@@ -45,6 +50,9 @@ class LogMel(nn.Module):
         # Per-clip standardization makes the model indifferent to recording level,
         # which varies far more between microphones than between words.
         x = torch.log(self.mel(waves) + 1e-6)
-        mean = x.mean(dim=(-2, -1), keepdim=True)
-        std = x.std(dim=(-2, -1), keepdim=True)
+        # "band" standardizes each mel band over time (cepstral mean and variance normalization): it also
+        # removes a speaker's or microphone's fixed spectral tilt, which one level per clip leaves in.
+        dims = (-1,) if self.normalize == "band" else (-2, -1)
+        mean = x.mean(dim=dims, keepdim=True)
+        std = x.std(dim=dims, keepdim=True)
         return ((x - mean) / (std + 1e-5)).unsqueeze(1)
