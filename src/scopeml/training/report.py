@@ -30,18 +30,6 @@ def save_augment_log(run_dir, module, data: KeywordData) -> None:
     log.to_parquet(run_dir / "augment_log.parquet", index=False)
 
 
-def calibrate(data: KeywordData, logits: dict, run_dir) -> tuple[dict, dict]:
-    """Temperature scaling fitted on validation, plotted on test (calibration.calibrate decides and explains)."""
-    from pathlib import Path
-
-    from scopeml.training import calibration as cal
-
-    targets = {split: data.targets[data.indices(split)] for split in logits}
-    return cal.calibrate(
-        logits, targets, fit_split="val", plot_path=Path(run_dir) / "calibration.png", plot_split="test"
-    )
-
-
 def held_out_rows(data: KeywordData, cv) -> dict:
     """Manifest rows of every split scored after training, by split name; empty splits left out.
 
