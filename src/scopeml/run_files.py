@@ -234,12 +234,12 @@ class SelectedRun:
     predictions_val: str
     #: arch, params, model_size_mb
     model: dict[str, Any] = field(default_factory=dict)
-    #: where `value` and the targets were measured: "val" or "cv"
-    split: str = "val"
+    #: where `value` and the targets were measured: "val" or "cv" (absent in files from before that rule)
+    split: str | None = field(default=None, metadata=OMIT_IF_NONE)
     #: test-split scores, reported beside: never used to choose
     test: dict[str, float | None] = field(default_factory=dict)
     #: validation scores (empty for a cross-validated run)
-    val: dict[str, float | None] = field(default_factory=dict)
+    val: dict[str, float | None] | None = field(default=None, metadata=OMIT_IF_NONE)
     #: the cross-validation block of metrics.json, when the run has one
     cv: dict[str, Any] | None = field(default=None, metadata=OMIT_IF_NONE)
     #: every scoping target, as training measured it
