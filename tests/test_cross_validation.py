@@ -159,3 +159,29 @@ def test_a_cross_validated_run_packages_with_its_out_of_fold_reference(cv_run: P
         len(reference)
         == len(pd.read_parquet(cv_run / "predictions_cv.parquet")) + read_json(cv_run / "metrics.json")["test"]["clips"]
     )
+
+
+def test_the_sweep_summary_shows_each_jobs_cv_mean_spread_and_folds_and_no_test_figures(tmp_path: Path):
+    import json
+
+    from scopeml.sweep import summarize, write_summary
+
+    for job, (mean, std) in enumerate([(0.81, 0.09), (0.74, 0.02)]):
+        folder = tmp_path / str(job)
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "overrides.yaml").write_text(f"- data.split.folds=2\n- hparams.lr={job + 1}e-3\n")
+        (folder / "status.json").write_text(json.dumps({"status": "complete", "stage": "done"}))
+        per_fold = [
+            {"fold": 0, "speakers": ["ann"], "accuracy": mean + std / 2},
+            {"fold": 1, "speakers": ["bob"], "accuracy": mean - std / 2},
+        ]
+        cv = {"mean": {"accuracy": mean}, "std": {"accuracy": std}, "per_fold": per_fold}
+        metrics = {"selection_split": "cv", "cv": cv, "val": {}, "test": {"accuracy": 0.99}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    rows = summarize(tmp_path)
+    assert [r["overrides"] for r in rows] == ["hparams.lr=1e-3", "hparams.lr=2e-3"]
+    assert rows[0]["split"] == "cv" and rows[0]["accuracy"] == 0.81 and rows[0]["accuracy_std"] == 0.09
+    assert rows[0]["folds"] == f"ann:{0.855:.3f} bob:{0.765:.3f}"
+    assert all(0.99 not in r.values() for r in rows)  # the test split chooses nothing, so it is not listed
+    write_summary(tmp_path, rows)
+    assert "accuracy_std" in (tmp_path / "sweep_summary.md").read_text()
