@@ -92,6 +92,7 @@ def test_cross_validated_run_reports_folds_mean_and_spread_from_the_right_splits
     cv = metrics["cv"]
     assert metrics["selection_split"] == "cv" and metrics["val"] == {}
     assert cv["folds"] == 2 and cv["scheme"] == "speaker-grouped k-fold"
+    assert cv["minutes"] > 0 and metrics["train_minutes"] > 0  # the folds' time is kept apart from the final fit's
     per_fold = [f["accuracy"] for f in cv["per_fold"]]
     assert cv["mean"]["accuracy"] == pytest.approx(np.mean(per_fold))
     assert cv["std"]["accuracy"] == pytest.approx(np.std(per_fold, ddof=1))

@@ -35,7 +35,7 @@ class CrossValidation:
     logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  #: out-of-fold logits of those rows
     fold_of_row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    def summary(self, pooled: dict) -> dict:
+    def summary(self, pooled: dict, minutes: float) -> dict:
         """metrics.json's "cv" block: per-fold scores, their mean and spread, and the pooled out-of-fold score."""
         mean = {m: float(np.mean([f[m] for f in self.per_fold])) for m in SUMMARY_METRICS}
         std = {m: float(np.std([f[m] for f in self.per_fold], ddof=1)) for m in SUMMARY_METRICS}
@@ -46,6 +46,7 @@ class CrossValidation:
             "mean": mean,
             "std": std,
             "pooled": {k: v for k, v in pooled.items() if k != "per_class"},
+            "minutes": minutes,
             "note": "each fold trained hparams.max_epochs on the other folds' speakers, last weights kept; "
             "mean and std (ddof=1) are over folds, pooled is every clip scored by the fold model that never "
             "heard its speaker",
