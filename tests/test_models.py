@@ -160,5 +160,7 @@ def test_band_normalization_removes_a_fixed_spectral_tilt_that_clip_normalizatio
         front = LogMel(16000, **args, normalize=normalize)
         diffs[normalize] = (front(wave) - front(tilted)).abs().mean().item()
     assert diffs["band"] < 0.2 * diffs["clip"], diffs
+    scripted = torch.jit.script(LogMel(16000, **args, normalize="band"))  # edge export scripts the front end
+    assert torch.allclose(scripted(wave), LogMel(16000, **args, normalize="band")(wave))
     with pytest.raises(ValueError, match="normalize must be 'clip' or 'band'"):
         LogMel(16000, **args, normalize="utterance")

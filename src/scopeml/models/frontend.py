@@ -52,7 +52,7 @@ class LogMel(nn.Module):
         x = torch.log(self.mel(waves) + 1e-6)
         # "band" standardizes each mel band over time (cepstral mean and variance normalization): it also
         # removes a speaker's or microphone's fixed spectral tilt, which one level per clip leaves in.
-        dims = (-1,) if self.normalize == "band" else (-2, -1)
+        dims = [-1] if self.normalize == "band" else [-2, -1]  # a list: TorchScript types both branches alike
         mean = x.mean(dim=dims, keepdim=True)
         std = x.std(dim=dims, keepdim=True)
         return ((x - mean) / (std + 1e-5)).unsqueeze(1)
