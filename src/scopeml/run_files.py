@@ -182,6 +182,11 @@ class RunMetrics:
     def model_size_mb(self) -> float | None:
         return self.model.get("model_size_mb", self.measured.get("model_size_mb"))
 
+    @property
+    def selection_scores(self) -> dict[str, float | None]:
+        """The scores on selection_split: the cross-validation mean, or validation. Never test."""
+        return (self.cv or {}).get("mean", {}) if self.selection_split == "cv" else self.val
+
 
 def held_out_predictions(run_dir: Path) -> list[Path]:
     """The run's held-out prediction files that exist (never the training split's)."""

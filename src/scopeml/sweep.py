@@ -88,7 +88,7 @@ def summarize(sweep_dir: Path) -> list[dict]:
         # The split each job is judged on (validation, or the cross-validation mean ± std): the test split
         # is left out of the summary, so no one picks a configuration by it.
         cv = metrics.cv or {}
-        chosen_on = cv.get("mean", {}) if metrics.selection_split == "cv" else metrics.val
+        chosen_on = metrics.selection_scores
         row["split"] = metrics.selection_split if status.status == "complete" else None
         for key in ("accuracy", "macro_f1", "min_class_recall"):
             row[key] = chosen_on.get(key)

@@ -46,13 +46,18 @@ def choose_best(scores: dict[str, dict], clips: dict[str, int]) -> tuple[str, st
     return max(scores, key=lambda name: scores[name][split]["accuracy"]), split
 
 
-def compute(data: KeywordData, seed: int = 0, pocketsphinx: bool = False, unknown: str | None = None) -> dict:
-    """Scores of the baselines on val and test (speaker-disjoint, like every model), and the best one, chosen on
-    val (see CHOICE_SPLITS). `pocketsphinx` adds the recognizer baseline; `unknown` is data.labels.unknown."""
+def logreg_model(seed: int = 0):
+    """The logistic-regression baseline's model (on mfcc_stats features), unfitted."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+
+
+def compute(data: KeywordData, seed: int = 0, pocketsphinx: bool = False, unknown: str | None = None) -> dict:
+    """Scores of the baselines on val and test (speaker-disjoint, like every model), and the best one, chosen on
+    val (see CHOICE_SPLITS). `pocketsphinx` adds the recognizer baseline; `unknown` is data.labels.unknown."""
     y = data.targets
     train = data.indices("train")
     evals = {s: data.indices(s) for s in CHOICE_SPLITS if s != "cv" or len(data.indices(s))}  # val, test always
@@ -63,7 +68,7 @@ def compute(data: KeywordData, seed: int = 0, pocketsphinx: bool = False, unknow
         result["majority"][split] = classification_metrics(y[idx], np.full(len(idx), majority), n)
 
     feats = mfcc_stats(data.waves, data.sample_rate)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+    model = logreg_model(seed)
     model.fit(feats[train], y[train])
     for split, idx in evals.items():
         predicted = model.predict(feats[idx]) if len(idx) else np.zeros(0, dtype=np.int64)  # cv runs: no val split

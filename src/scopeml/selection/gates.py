@@ -94,8 +94,7 @@ def read_run(run_dir: Path, primary: str | None, require: Iterable[str] = ()) ->
 def metric_value(metrics: RunMetrics, name: str) -> Any:
     """A metric's value on the run's selection split (validation, or the cross-validation mean), then the
     measured block (size, parameters, minutes), then the model block. Never the test split."""
-    chosen_on = (metrics.cv or {}).get("mean", {}) if metrics.selection_split == "cv" else metrics.val
-    for block in (chosen_on, metrics.measured, metrics.model):
+    for block in (metrics.selection_scores, metrics.measured, metrics.model):
         if name in block:
             return block[name]
     return None

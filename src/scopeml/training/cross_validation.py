@@ -90,11 +90,7 @@ def run_folds(
 def baselines(data: KeywordData, seed: int = 0) -> dict:
     """The data phase's baselines (majority class, logistic regression on MFCC statistics) cross-validated over
     the same folds, so a cross-validated model is compared with them on equal terms: {name: {"cv": mean}}."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from scopeml.data.baseline import mfcc_stats
+    from scopeml.data.baseline import logreg_model, mfcc_stats
     from scopeml.metrics import classification_metrics
 
     feats, y, n = mfcc_stats(data.waves, data.sample_rate), data.targets, len(data.classes)
@@ -104,7 +100,7 @@ def baselines(data: KeywordData, seed: int = 0) -> dict:
         held, train = np.flatnonzero(fold == k), np.flatnonzero((fold != k) & (fold != -1))
         majority = int(np.bincount(y[train], minlength=n).argmax())
         scores["majority"].append(classification_metrics(y[held], np.full(len(held), majority), n))
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+        model = logreg_model(seed)
         model.fit(feats[train], y[train])
         scores["logreg_mfcc"].append(classification_metrics(y[held], model.predict(feats[held]), n))
     return {
