@@ -103,10 +103,13 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp(prefix="scopeml-bench-data-"))
     try:
         if (args.fsdd / "recordings").is_dir():
-            overrides = ["experiment=fsdd_digits", f"data.root={args.fsdd}", f"data.cache_dir={cache}"]
+            overrides = ["experiment=fsdd_digits", f"data.source.root={args.fsdd}", f"data.cache_dir={cache}"]
             what = "FSDD, 2,000 real WAVs (trim + loudness + resample 8->16 kHz)"
         else:
-            overrides = [f"data.cache_dir={cache}", "data.voices=[" + ",".join(f"en+m{i}" for i in range(1, 8)) + "]"]
+            overrides = [
+                f"data.cache_dir={cache}",
+                "++data.source.voices=[" + ",".join(f"en+m{i}" for i in range(1, 8)) + "]",
+            ]
             what = "synthesized keywords (FSDD not found)"
         cfg = config(overrides)
         cold, data = build_timed(cfg)

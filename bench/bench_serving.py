@@ -68,9 +68,9 @@ TRAIN_ARGS = [
     "hparams.max_epochs=3",
     "trainer.progress_bar=none",
     "tracker=none",
-    "data.voices=[en+m1,en+f2,en+m3,en+f4,en+m7,en+f1,en+m2]",
-    "data.pitches=[50]",
-    "data.rates=[175]",
+    "++data.source.voices=[en+m1,en+f2,en+m3,en+f4,en+m7,en+f1,en+m2]",
+    "data.source.pitches=[50]",
+    "data.source.rates=[175]",
 ]
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="scopeml-bench-sweep-") as tmp:
         os.environ.setdefault("SCOPEML_CACHE_DIR", str(Path(tmp) / "cache"))
         common = [
-            f"data.voices=[{voices}]",
+            f"++data.source.voices=[{voices}]",
             f"hparams.max_epochs={args.epochs}",
             "trainer.progress_bar=none",
             "tracker=none",

@@ -104,7 +104,7 @@ def main() -> None:
     cfg = load(resolved)
     from scopeml.data import espeak
 
-    cfg.data.voices = espeak.list_voices("en")[: args.voices]
+    cfg.data.source["voices"] = espeak.list_voices("en")[: args.voices]
     data = build_dataset(cfg.data, cfg.scoping.classes)
     print(
         f"data: {len(data.indices('train'))} train / {len(data.indices('val'))} val clips, "

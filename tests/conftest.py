@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FSDD_ROOT = ROOT.parent / "shared" / "datasets" / "fsdd"
 
 # Five voices, one pitch, one rate: 50 real synthesized clips, enough for speaker-disjoint splits.
-TINY_DATA = ["data.voices=[en+m1,en+f1,en+m3,en+f4,en+m7]", "data.pitches=[50]", "data.rates=[175]"]
+TINY_DATA = [
+    "++data.source.voices=[en+m1,en+f1,en+m3,en+f4,en+m7]",
+    "data.source.pitches=[50]",
+    "data.source.rates=[175]",
+]
 TINY_FIT = ["hparams.max_epochs=2", "hparams.batch_size=16", "trainer.progress_bar=none"]
 
 needs_fsdd = pytest.mark.skipif(

@@ -15,11 +15,11 @@ from conftest import TINY_DATA, read_json, train
 
 pytestmark = pytest.mark.slow
 
-VOICES = next(o for o in TINY_DATA if o.startswith("data.voices="))
+VOICES = next(o for o in TINY_DATA if o.startswith("++data.source.voices="))
 CALIBRATED_RUN = [
     VOICES,
-    "data.pitches=[40,60]",
-    "data.rates=[150,190]",
+    "data.source.pitches=[40,60]",
+    "data.source.rates=[150,190]",
     "hparams.max_epochs=6",
     "hparams.batch_size=8",
     "hparams.lr=0.005",

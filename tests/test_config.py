@@ -14,7 +14,7 @@ CONF = ROOT / "conf"
 COMPANIONS = {
     "data=fsdd": ["scoping=digits"],
     "data=fsdd_synth_mix": ["scoping=digits"],
-    "data=manifest": ["data.manifest=x.csv"],
+    "data=manifest": ["data.source.manifest=x.csv"],
     "data=source": ["data.source={_target_:tiny_source.Tones}"],
     "data/labels=digits": ["scoping=digits"],
     "data/labels=commands_unknown": ["scoping=keywords_unknown", "data=speech_commands"],
@@ -47,18 +47,20 @@ def test_every_config_file_composes_and_validates(option):
     cfg = compose_config(option, *COMPANIONS.get(option, []))
     config = load(cfg)
     group, name = option.split("=")
-    if group == "data":
-        assert config.data.recipe == {"fsdd_synth_mix": "mixture"}.get(name, name)
+    if group == "data":  # every data set is a source class, except a mixture of them
+        from scopeml.data import recipe_name
+
+        assert recipe_name(config.data) == {"fsdd_synth_mix": "mixture", "source": "tones"}.get(name, name)
     if group == "data/augment":
         assert config.data.augment.enabled == (name != "none")
 
 
 def test_the_default_config_is_the_documented_one():
     config = load(compose_config())
-    assert config.data.recipe == "synth_keywords"
+    assert config.data.source["_target_"] == "scopeml.data.synth.SynthKeywords"
     assert config.tracker.kind == "wandb" and config.tracker.mode == "offline"
     assert config.scoping.primary_metric in config.scoping.targets
-    assert config.data.words == config.scoping.classes  # the recipe speaks exactly the scoped classes
+    assert config.data.source["words"] == config.scoping.classes  # the recipe speaks exactly the scoped classes
     assert "yes" in config.scoping.classes  # YAML 1.1 would have made this `True`
 
 
@@ -88,7 +90,11 @@ BAD_OVERRIDES = [
         "callbacks.swa.swa_lrs",
         "required argument",
     ),
-    ("data.recipe=fsd", "data.recipe", "did you mean 'fsdd'"),
+    ("data.recipe=sourc", "data.recipe", "did you mean 'source'"),
+    # A built-in data set is an ordinary `_target_` source: its keys are checked against its constructor.
+    ("+data.source.pitchs=[40]", "data.source.pitchs", "did you mean 'pitches'"),
+    ("data.source.rates=fast", "data.source.rates", "expected list"),
+    ("data.source._target_=scopeml.data.synth.Synth", "data.source._target_", "has no attribute 'Synth'"),
     ("data.split.val_fraction=1.2", "data.split.val_fraction", "between 0 and 1"),
     ("data.preprocess.sample_rate=100", "data.preprocess.sample_rate", "between 4000 and 48000"),
     ("data.preprocess.trim.method=spectral", "data.preprocess.trim.method", "one of"),
@@ -122,7 +128,7 @@ def test_all_bad_keys_are_reported_at_once_from_the_cli_before_any_work(tmp_path
         "scoping.primary_metric=auc",
         "trainer.limit_train_batches=0",
         "model.channels=[8,x]",
-        "data.recipe=fsd",
+        "data.recipe=sourc",
         "tracker.kind=mlflow",
     ]
     started = time.perf_counter()

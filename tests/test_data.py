@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import FSDD_ROOT, needs_fsdd, read_json, train, write_wav
 
-from scopeml.config.schema import FsddData, LabelsConfig, PreprocessConfig, SplitConfig, SynthKeywordsData
+from scopeml.config.schema import LabelsConfig, PreprocessConfig, SourceData, SplitConfig
 from scopeml.data import DataError, build_dataset
 from scopeml.data.audio import AudioError, fix_length, read_audio
 from scopeml.data.preprocess import apply as prepare_clip
@@ -18,27 +19,27 @@ DIGITS = "zero one two three four five six seven eight nine".split()
 DIGIT_MAP = {str(i): w for i, w in enumerate(DIGITS)}
 
 
-def synth_cfg(tmp_path: Path, **kw) -> SynthKeywordsData:
-    base = dict(
-        recipe="synth_keywords",
-        cache_dir=str(tmp_path / "cache"),
-        words=["yes", "no", "stop"],
-        voices=["en+m1", "en+f1", "en+m3", "en+f4"],
-        pitches=[50],
-        rates=[175],
+DATA_KEYS = {f.name for f in dataclasses.fields(SourceData)}
+
+
+def source_cfg(target: str, source: dict, tmp_path: Path, kw: dict) -> SourceData:
+    """A data config for a built-in source; keyword arguments go to the source unless they are data keys."""
+    data = {k: v for k, v in kw.items() if k in DATA_KEYS}
+    args = {k: v for k, v in kw.items() if k not in DATA_KEYS}
+    return SourceData(
+        **{"recipe": "source", "cache_dir": str(tmp_path / "cache"), **data},
+        source={"_target_": target, **source, **args},
     )
-    return SynthKeywordsData(**{**base, **kw})
 
 
-def fsdd_cfg(root: Path, tmp_path: Path, **kw) -> FsddData:
-    return FsddData(
-        **{
-            "recipe": "fsdd",
-            "root": str(root),
-            "cache_dir": str(tmp_path / "cache"),
-            "labels": LabelsConfig(map=DIGIT_MAP),
-            **kw,
-        }
+def synth_cfg(tmp_path: Path, **kw) -> SourceData:
+    base = dict(words=["yes", "no", "stop"], voices=["en+m1", "en+f1", "en+m3", "en+f4"], pitches=[50], rates=[175])
+    return source_cfg("scopeml.data.synth.SynthKeywords", base, tmp_path, kw)
+
+
+def fsdd_cfg(root: Path, tmp_path: Path, **kw) -> SourceData:
+    return source_cfg(
+        "scopeml.data.fsdd.FSDD", {"root": str(root)}, tmp_path, {"labels": LabelsConfig(map=DIGIT_MAP), **kw}
     )
 
 
@@ -149,7 +150,7 @@ def test_fsdd_layout_builds_with_speaker_splits(fsdd_layout, tmp_path):
 
 
 def test_missing_root_names_the_key(tmp_path):
-    with pytest.raises(DataError, match=r"data.root: folder '.*nowhere' does not exist"):
+    with pytest.raises(DataError, match=r"data.source.root: folder '.*nowhere' does not exist"):
         build_dataset(fsdd_cfg(tmp_path / "nowhere", tmp_path), DIGITS, progress=False)
 
 
@@ -181,9 +182,9 @@ def test_label_outside_scoping_classes_names_the_file(fsdd_layout, tmp_path):
 @pytest.mark.slow
 def test_cli_data_error_fails_cleanly_and_never_looks_finished(tmp_path):
     run = tmp_path / "run"
-    proc = train(run, "experiment=fsdd_digits", f"data.root={tmp_path / 'nowhere'}", "tracker=none")
+    proc = train(run, "experiment=fsdd_digits", f"data.source.root={tmp_path / 'nowhere'}", "tracker=none")
     assert proc.returncode == 2  # bad input: the exit code of every command (scopeml.stage.ExitCode)
-    assert "data.root" in proc.stderr and "Traceback" not in proc.stderr
+    assert "data.source.root" in proc.stderr and "Traceback" not in proc.stderr
     status = read_json(run / "status.json")
     assert status["status"] == "failed" and status["stage"] == "data"
     assert not (run / "metrics.json").exists()
@@ -205,3 +206,43 @@ def test_fsdd_real_recordings_build_speaker_disjoint(tmp_path):
 
     files = [p for p in (FSDD_ROOT / "recordings").glob("*.wav") if p.name.split("_")[1] in PINNED_SPEAKERS]
     assert hash_files(files, FSDD_ROOT) == PINNED_SHA256  # the download check would accept this copy
+
+
+# ---------------------------------------------------------------- data sources: built-in and a user's alike
+def test_a_built_in_data_set_is_an_ordinary_target_a_user_can_wrap(fsdd_layout, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    full = build_dataset(fsdd_cfg(fsdd_layout, tmp_path), DIGITS, progress=False)
+    first = build_dataset(
+        source_cfg(
+            "tiny_source.FirstTakes", {"root": str(fsdd_layout)}, tmp_path, {"labels": LabelsConfig(map=DIGIT_MAP)}
+        ),
+        DIGITS,
+        progress=False,
+    )
+    assert full.fingerprint["recipe"] == "fsdd" and first.fingerprint["recipe"] == "first_takes"
+    assert len(full.manifest) == 12 and len(first.manifest) == 6
+    assert set(first.manifest["take"]) == {0} and first.manifest["tag_first"].all()
+    assert first.fingerprint["content_sha256"] != full.fingerprint["content_sha256"]  # over the files it read
+
+
+def test_a_clip_the_source_marks_unusable_is_a_bad_file_and_reserved_fields_are_refused(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    cfg = source_cfg("tiny_source.Flawed", {}, tmp_path, {})
+    with pytest.raises(DataError, match=r"(?s)1 unusable audio file.*c-broken: mic cut out"):
+        build_dataset(cfg, ["yes", "no"], progress=False)
+    kept = build_dataset(
+        source_cfg("tiny_source.Flawed", {}, tmp_path, {"on_bad_file": "skip"}), ["yes", "no"], progress=False
+    )
+    assert len(kept.manifest) == 8 and "c-broken" not in set(kept.manifest["clip_id"])
+    with pytest.raises(DataError, match=r"c3: metadata field\(s\) \['split'\] are columns scopeml writes itself"):
+        build_dataset(source_cfg("tiny_source.Flawed", {"clash": True}, tmp_path, {}), ["yes", "no"], progress=False)
+
+
+def test_a_built_in_sources_arguments_are_checked_when_built_naming_the_key(tmp_path):
+    from scopeml.config import ConfigError
+
+    with pytest.raises(
+        ConfigError,
+        match=r"data.source: building scopeml.data.synth.SynthKeywords failed: .*pitches: eSpeak pitch is 0..99",
+    ):
+        build_dataset(synth_cfg(tmp_path, pitches=[120]), ["yes", "no", "stop"], progress=False)

@@ -11,7 +11,7 @@ import pytest
 from conftest import FSDD_ROOT, needs_fsdd, offline_run, read_json, run_cli, write_wav
 
 from scopeml.config._validate import parse
-from scopeml.config.schema import DataConfig, LabelsConfig, ManifestData, PreprocessConfig, SpeechCommandsData
+from scopeml.config.schema import DataConfig, LabelsConfig, PreprocessConfig, SourceData
 from scopeml.data import DataError, build_dataset
 from scopeml.data.labels import normalize_labels
 
@@ -32,8 +32,11 @@ def make_manifest(tmp_path: Path, rows: list[dict], name: str = "manifest.csv") 
     return path
 
 
-def manifest_cfg(path: Path, tmp_path: Path, **kw) -> ManifestData:
-    return ManifestData(**{"recipe": "manifest", "manifest": str(path), "cache_dir": str(tmp_path / "cache"), **kw})
+def manifest_cfg(path: Path, tmp_path: Path, allow_missing_speaker: bool = False, **kw) -> SourceData:
+    source = {"_target_": "scopeml.data.manifest.Manifest", "manifest": str(path)}
+    if allow_missing_speaker:
+        source["allow_missing_speaker"] = True
+    return SourceData(**{"recipe": "source", "source": source, "cache_dir": str(tmp_path / "cache"), **kw})
 
 
 def clean_rows(n_speakers: int = 4, labels=("cat", "dog")) -> list[dict]:
@@ -76,7 +79,7 @@ def test_manifest_path_escaping_its_root_is_rejected(tmp_path, bad_path):
     table = pd.read_csv(path)
     table.loc[len(table)] = {"path": bad_path, "label": "cat", "speaker": "s0", "mic": "usb"}
     table.to_csv(path, index=False)
-    with pytest.raises(DataError, match=rf"row 26: path '{bad_path}' resolves outside data.root"):
+    with pytest.raises(DataError, match=rf"row 26: path '{bad_path}' resolves outside data.source.root"):
         build_dataset(manifest_cfg(path, tmp_path), ["cat", "dog"], progress=False)
 
 
@@ -121,15 +124,16 @@ def test_speech_commands_layout(tmp_path):
                 write_wav(root / word / f"{spk}_nohash_{n}.wav", seconds=1.0, sr=16000, freq=300 + 50 * w + 7 * s + n)
     (root / "_background_noise_").mkdir()
     write_wav(root / "_background_noise_" / "white_noise.wav", seconds=3.0, sr=16000)
-    cfg = SpeechCommandsData(
-        recipe="speech_commands", root=str(root), cache_dir=str(tmp_path / "cache"), labels=LabelsConfig(others="drop")
+    source = {"_target_": "scopeml.data.speech_commands.SpeechCommands", "root": str(root)}
+    cfg = SourceData(
+        recipe="source", source=source, cache_dir=str(tmp_path / "cache"), labels=LabelsConfig(others="drop")
     )
     data = build_dataset(cfg, ["yes", "no", "stop"], progress=False)
     m = data.manifest
     assert len(m) == 24 and "marvin" not in set(m["label"])  # other words dropped, noise folder ignored
     assert set(m["speaker"]) == {"0a1b2c3d", "1f2e3d4c", "9abc0def", "77aa88bb"}
     capped = build_dataset(
-        SpeechCommandsData(**{**cfg.__dict__, "max_per_word": 3}), ["yes", "no", "stop"], progress=False
+        SourceData(**{**cfg.__dict__, "source": {**source, "max_per_word": 3}}), ["yes", "no", "stop"], progress=False
     )
     assert capped.manifest.groupby("label").size().max() == 3
 
@@ -169,21 +173,24 @@ def mixture(real_root: Path, tmp_path: Path, weight: float = 1.0) -> DataConfig:
             "weights": {"synth": weight},
             "components": {
                 "real": {
-                    "recipe": "fsdd",
-                    "root": str(real_root),
+                    "recipe": "source",
+                    "source": {"_target_": "scopeml.data.fsdd.FSDD", "root": str(real_root)},
                     "cache_dir": str(tmp_path / "cache"),
                     "preprocess": pre,
                     "labels": {"map": digits},
                     "split": {"test_speakers": ["cyd"], "val_speakers": ["bob"]},
                 },
                 "synth": {
-                    "recipe": "synth_keywords",
+                    "recipe": "source",
                     "cache_dir": str(tmp_path / "cache"),
                     "preprocess": pre,
-                    "words": ["zero", "one"],
-                    "voices": ["en+m1", "en+f1", "en+m3", "en+f4"],
-                    "pitches": [40, 60],
-                    "rates": [175],
+                    "source": {
+                        "_target_": "scopeml.data.synth.SynthKeywords",
+                        "words": ["zero", "one"],
+                        "voices": ["en+m1", "en+f1", "en+m3", "en+f4"],
+                        "pitches": [40, 60],
+                        "rates": [175],
+                    },
                 },
             },
         },
@@ -211,7 +218,13 @@ def test_mixture_components_must_share_preprocessing():
             {
                 "recipe": "mixture",
                 "eval_component": "real",
-                "components": {"real": {"recipe": "fsdd", "root": "x", "preprocess": {"sample_rate": 8000}}},
+                "components": {
+                    "real": {
+                        "recipe": "source",
+                        "source": {"_target_": "scopeml.data.fsdd.FSDD", "root": "x"},
+                        "preprocess": {"sample_rate": 8000},
+                    }
+                },
             },
             "data",
         )
@@ -223,7 +236,7 @@ def data_cli(tmp_path: Path, manifest: Path, *extra: str):
         "scopeml.cli.data",
         f"hydra.run.dir={tmp_path / 'report'}",
         "data=manifest",
-        f"data.manifest={manifest}",
+        f"data.source.manifest={manifest}",
         "scoping.classes=[cat,dog]",
         "scoping.primary_metric=accuracy",
         "data.checks.min_clips_per_label=1",
@@ -303,9 +316,9 @@ def test_scopeml_data_bad_config_and_missing_root(tmp_path):
         "scopeml.cli.data",
         f"hydra.run.dir={tmp_path / 'b'}",
         "experiment=fsdd_digits",
-        f"data.root={tmp_path / 'none'}",
+        f"data.source.root={tmp_path / 'none'}",
     )
-    assert proc.returncode == 2 and "data.root" in proc.stderr  # bad input, not a failed check
+    assert proc.returncode == 2 and "data.source.root" in proc.stderr  # bad input, not a failed check
 
 
 @needs_fsdd
@@ -315,7 +328,9 @@ def test_fsdd_report_finds_no_blocking_problem(tmp_path):
     from scopeml.config.paths import compose
     from scopeml.data.report import build_report
 
-    cfg = load(compose("config", ["experiment=fsdd_digits", f"data.root={FSDD_ROOT}", f"data.cache_dir={tmp_path}"]))
+    cfg = load(
+        compose("config", ["experiment=fsdd_digits", f"data.source.root={FSDD_ROOT}", f"data.cache_dir={tmp_path}"])
+    )
     data = build_dataset(cfg.data, cfg.scoping.classes, progress=False)
     report = build_report(data, cfg.data)
     assert report["passed"], report["blocking_failures"]

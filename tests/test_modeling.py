@@ -38,12 +38,12 @@ def test_sweep_records_a_failing_trial_and_goes_on(tmp_path, fsdd_layout, launch
         "hparams.max_epochs=1",
         "trainer.progress_bar=none",
         "tracker=wandb_offline" if launcher == "basic" else "tracker=none",
-        f"data.root={tmp_path / 'missing'},{fsdd_layout}",
+        f"data.source.root={tmp_path / 'missing'},{fsdd_layout}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = pd.read_csv(sweep / "sweep_summary.csv")
     assert list(summary["status"]) == ["failed", "complete"]
-    assert "does not exist" in summary.loc[0, "error"] and "data.root" in summary.loc[0, "overrides"]
+    assert "does not exist" in summary.loc[0, "error"] and "data.source.root" in summary.loc[0, "overrides"]
     assert not np.isnan(summary.loc[1, "accuracy"])
     md = (sweep / "sweep_summary.md").read_text()
     assert "## Failed jobs" in md and "job 0" in md

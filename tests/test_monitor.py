@@ -231,7 +231,7 @@ def test_shifted_log_alerts_names_the_drift_and_suggests_an_experiment(shifted_r
     experiment = yaml.safe_load((out / "next_experiment.yaml").read_text())
     assert (out / "next_experiment.yaml").read_text().startswith("# @package _global_")
     assert {"override /data/augment": "heavy"} in experiment["defaults"]
-    assert max(experiment["data"]["pitches"]) > 60 and experiment["data"]["noise_snr_db"][0] < 10
+    assert max(experiment["data"]["source"]["pitches"]) > 60 and experiment["data"]["source"]["noise_snr_db"][0] < 10
     assert "spectral_centroid_hz" in proc.stderr  # the console summary names it
 
 
@@ -244,7 +244,7 @@ def test_next_experiment_composes_with_the_training_config(shifted_run, tmp_path
     (conf / "experiment" / "after_drift.yaml").write_text((shifted_run["out"] / "next_experiment.yaml").read_text())
     config = load(compose("config", ["experiment=after_drift"], config_dir=conf))  # a user's folder, as --config-dir
     assert config.data.augment.prob == 0.8  # heavy
-    assert max(config.data.pitches) > 60
+    assert max(config.data.source["pitches"]) > 60
 
 
 def test_labels_for_part_of_the_log_give_realized_only_where_labelled(labelled_run):

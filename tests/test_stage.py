@@ -98,11 +98,13 @@ def test_a_data_recipe_that_cannot_be_built_exits_2_at_stage_data(tmp_path):
         "scopeml.cli.data",
         f"hydra.run.dir={run}",
         "experiment=fsdd_digits",
-        f"data.root={tmp_path / 'none'}",
+        f"data.source.root={tmp_path / 'none'}",
         "tracker=none",
         timeout=120,
     )
-    assert proc.returncode == ExitCode.BAD_INPUT and "data.root" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == ExitCode.BAD_INPUT and "data.source.root" in proc.stderr and "Traceback" not in proc.stderr
+    )
     status = read_json(run / "status.json")
     assert status["status"] == "failed" and status["stage"] == "data" and status["error"].startswith("DataError")
     assert (run / "data_app.log").exists()  # Hydra's log keeps its name (hydra.job.name in data_report.yaml)

@@ -31,11 +31,11 @@ def test_run_folder_holds_every_artifact(tiny_run: Path):
 def test_resolved_config_is_saved_and_reproduces_the_run(tiny_run: Path):
     saved = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert saved["seed"] == 7
-    assert saved["data"]["voices"] == ["en+m1", "en+f1", "en+m3", "en+f4", "en+m7"]
+    assert saved["data"]["source"]["voices"] == ["en+m1", "en+f1", "en+m3", "en+f4", "en+m7"]
     assert "${" not in (tiny_run / "config.yaml").read_text()  # resolved, not interpolations
     from scopeml.config import load
 
-    assert load(saved).data.recipe == "synth_keywords"  # valid as it stands
+    assert load(saved).data.source["_target_"] == "scopeml.data.synth.SynthKeywords"  # valid as it stands
 
 
 def test_metrics_report_every_scoping_target(tiny_run: Path):

@@ -267,78 +267,17 @@ class DataConfig:
     on_bad_file: Literal["error", "skip"] = "error"
 
 
-@DataConfig.register("synth_keywords")
-@dataclass
-class SynthKeywordsData(DataConfig):
-    """Spoken keywords synthesized offline with eSpeak NG: many voices, pitches and rates."""
-
-    words: list[str] = field(default_factory=list)  # what is spoken (configurable: digits for mixing with FSDD)
-    language: str = "en"
-    voices: list[str] = field(default_factory=list)  # empty: every variant of `language`
-    exclude_voices: list[str] = field(default_factory=list)  # variants that only duplicate another voice
-    pitches: list[int] = field(default_factory=lambda: [35, 50, 65])
-    rates: list[int] = field(default_factory=lambda: [140, 175, 210])
-    lead_silence_ms: list[float] = field(default_factory=lambda: [20.0, 250.0])
-    gain_db: list[float] = field(default_factory=lambda: [-18.0, 0.0])
-    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 40.0])
-    seed: int = 1234
-
-    def check(self) -> Problems:
-        problems: Problems = []
-        if not self.words:
-            problems.append(("words", "needs at least one word to synthesize"))
-        for key in ("lead_silence_ms", "gain_db", "noise_snr_db"):
-            lo_hi = getattr(self, key)
-            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
-                problems.append((key, "must be [low, high] with low <= high"))
-        if any(not 0 <= p <= 99 for p in self.pitches):
-            problems.append(("pitches", "eSpeak pitch is 0..99"))
-        if any(not 80 <= r <= 450 for r in self.rates):
-            problems.append(("rates", "eSpeak rate is 80..450 words per minute"))
-        return problems
-
-
-@DataConfig.register("fsdd")
-@dataclass
-class FsddData(DataConfig):
-    """Free Spoken Digit Dataset read from `root` (its recordings/ folder or the files themselves)."""
-
-    root: str = REQUIRED
-    download: bool = False  # fetch the pinned upstream commit into root when it is missing
-    url: str = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/26eb9aaf76e81b692f806f9140c2d2777410d7a1.tar.gz"
-
-
-@DataConfig.register("speech_commands")
-@dataclass
-class SpeechCommandsData(DataConfig):
-    """Google Speech Commands v2 in its published layout: root/<word>/<speaker>_nohash_<n>.wav."""
-
-    root: str = REQUIRED
-    download: bool = False
-    url: str = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
-    sha256: str = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
-    max_per_word: Optional[int] = None  # cap clips per word (the full set has ~105k clips)
-
-
-@DataConfig.register("manifest")
-@dataclass
-class ManifestData(DataConfig):
-    """Your own data: a CSV or JSONL manifest with path, label, and optional speaker and tag columns."""
-
-    manifest: str = REQUIRED
-    root: Optional[str] = None  # paths in the manifest resolve under this folder (default: the manifest's folder)
-    allow_missing_speaker: bool = False  # without speakers, splits fall back to one speaker per clip
-
-
 @DataConfig.register("source")
 @dataclass
 class SourceData(DataConfig):
-    """Your own data source: a class that lists clips; scopeml prepares, checks, caches, splits and augments them.
+    """A data source: a `_target_` class that lists clips; scopeml prepares, checks, caches, splits and augments them.
 
-    `source` is a `_target_` mapping; the built object has `clips()`, yielding mappings with
+    Every built-in data set is one (conf/data/fsdd.yaml names scopeml.data.fsdd.FSDD, ...), and a
+    user's class is named the same way. The built object has `clips()`, yielding mappings with
     `label` and either `path` (an audio file) or `samples` + `sample_rate`, and optionally
-    `speaker` and `tag_*` fields. An optional `fingerprint()` returning a string says when the
-    data changed (default: the listing's paths, sizes and modification times, or the samples).
+    `speaker`, `clip_id`, `problem` and metadata fields. An optional `fingerprint()` returning a
+    string says when the data changed (default: the listing's paths, sizes and modification times,
+    or the samples). See scopeml.data.source.
     """
 
     source: SourceComponent = REQUIRED
@@ -617,12 +556,13 @@ class Config:
                         f"{data.labels.unknown!r} must be one of scoping.classes when others=unknown",
                     )
                 )
-            if isinstance(data, SynthKeywordsData):
-                for word in data.words:
+            words = data.source.get("words") if isinstance(data, SourceData) and isinstance(data.source, dict) else None
+            if isinstance(words, list):  # a source that declares the vocabulary it produces (synthesized speech)
+                for word in words:
                     label = data.labels.map.get(word.lower() if data.labels.lowercase else word, word)
                     if label not in classes and data.labels.others == "error":
                         problems.append(
-                            (f"{prefix}.words", f"word {word!r} gives label {label!r}, not in scoping.classes")
+                            (f"{prefix}.source.words", f"word {word!r} gives label {label!r}, not in scoping.classes")
                         )
         problems += self._cross_validation_problems()
         return problems

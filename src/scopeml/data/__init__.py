@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
-from scopeml.config.schema import DataConfig, MixtureData
+from scopeml.config.schema import DataConfig, MixtureData, SourceData
 from scopeml.data import cache
 from scopeml.data.dataset import SPLITS, DataError, KeywordData
 from scopeml.data.fingerprint import hash_config
 from scopeml.data.labels import normalize_labels
 from scopeml.data.splits import EVERY_FOLD, TEST_FOLD, SplitError, assign_folds, assign_speakers, check_fold_classes
 
-__all__ = ["DataError", "KeywordData", "SPLITS", "build_dataset", "recipe_module"]
+__all__ = ["DataError", "KeywordData", "SPLITS", "build_dataset", "recipe_name"]
 log = logging.getLogger(__name__)
-
-
-def recipe_module(recipe: str) -> ModuleType:
-    """Recipes are modules with source_info(cfg), make_clips(cfg, progress) and content_hash(cfg, manifest, waves)."""
-    from scopeml.data import fsdd, manifest, source, speech_commands, synth
-
-    modules = {
-        "synth_keywords": synth,
-        "fsdd": fsdd,
-        "speech_commands": speech_commands,
-        "manifest": manifest,
-        "source": source,
-    }
-    return modules[recipe]
 
 
 def build_dataset(
@@ -61,17 +46,26 @@ def build_dataset(
     return data
 
 
-def _load_or_make(cfg: DataConfig, progress: bool) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    recipe = recipe_module(cfg.recipe)
+def recipe_name(cfg: DataConfig) -> str:
+    """How caches, reports and W&B artifacts name a data set: "mixture", or its source class in snake case."""
+    from scopeml.data import source
+
+    return "mixture" if isinstance(cfg, MixtureData) else source.recipe_name(cfg)
+
+
+def _load_or_make(cfg: SourceData, progress: bool) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    from scopeml.data import source
+
+    clips = source.build(cfg, progress)
     content_cfg = content_config(cfg)
-    key = hash_config({"config": content_cfg, "source": recipe.source_info(cfg), "version": cache.CACHE_VERSION})
-    path = cache.cache_path(cfg.cache_dir, cfg.recipe, key)
+    key = hash_config({"config": content_cfg, "source": source.source_info(cfg, clips), "version": cache.CACHE_VERSION})
+    path = cache.cache_path(cfg.cache_dir, recipe_name(cfg), key)
     cached = cache.load(path)
     if cached is not None:
         manifest, waves, info = cached
         return manifest, waves, {**info, "cache": str(path), "cache_hit": True}
-    manifest, waves, bad = recipe.make_clips(cfg, progress=progress)
-    info = {"content_sha256": recipe.content_hash(cfg, manifest, waves), "cache_key": key, "bad_files": bad}
+    manifest, waves, bad, content = source.make_clips(cfg, clips, progress=progress)
+    info = {"content_sha256": content, "cache_key": key, "bad_files": bad}
     cache.store(path, manifest, waves, info)
     return manifest, waves, {**info, "cache": str(path), "cache_hit": False}
 
@@ -127,7 +121,7 @@ def _fingerprint(cfg: DataConfig, info: dict, data: KeywordData) -> dict:
     content_cfg = content_config(cfg)
     recipe_sha = hash_config([content_cfg, dataclasses.asdict(cfg.labels), dataclasses.asdict(cfg.split)])
     return {
-        "recipe": cfg.recipe,
+        "recipe": recipe_name(cfg),
         "config_sha256": recipe_sha,
         "content_sha256": info["content_sha256"],
         "fingerprint": hash_config([recipe_sha, info["content_sha256"]])[:16],

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 # Bump when the code that prepares clips changes what it produces.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_path(cache_dir: str | Path, recipe: str, key: str) -> Path:

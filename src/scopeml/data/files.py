@@ -25,7 +25,7 @@ class Entry:
     extra: dict = field(default_factory=dict)
     samples: np.ndarray | None = None  # in-memory audio from a user's data source, (frames,) or (channels, frames)
     sample_rate: int | None = None
-    name: str | None = None  # clip id of in-memory audio
+    name: str | None = None  # clip id (default for a file: its name without the extension)
     origin: str | None = None  # how reports name in-memory audio, e.g. "mypkg.Clips[clip-3]"
 
     @property
@@ -34,7 +34,7 @@ class Entry:
 
     @property
     def clip_id(self) -> str:
-        return self.path.stem if self.path is not None else str(self.name)
+        return str(self.name) if self.name else self.path.stem
 
     def load(self) -> tuple[np.ndarray, int]:
         """(channels, frames) float32 samples and their rate; AudioError naming the clip when unusable."""

@@ -6,70 +6,61 @@ import re
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from scopeml.config.schema import FsddData
 from scopeml.data.dataset import DataError
-from scopeml.data.files import Entry, read_entries
 from scopeml.data.fingerprint import hash_files
 
 NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<index>\d+)\.wav$")
 
-# Integrity pin for a download of the upstream commit in FsddData.url: the digest
+# Integrity pin for a download of the upstream commit in DEFAULT_URL: the digest
 # (fingerprint.hash_files) of the recordings of these four speakers at that commit.
 PINNED_SPEAKERS = ("george", "jackson", "lucas", "theo")
 PINNED_SHA256 = "0ba643af27f63238db5a35c664af081d0d3eaff7ccacb88b5994ad94b886ac1d"
 
 
-def recordings_dir(cfg: FsddData) -> Path:
-    root = Path(cfg.root).expanduser().resolve()
-    if not root.exists():
-        if cfg.download:
-            download(cfg.url, root)
-        else:
-            raise DataError(
-                f"data.root: folder '{root}' does not exist. Point data.root at a copy of FSDD "
-                "(the folder holding recordings/), or set data.download=true when online."
-            )
-    if not root.is_dir():
-        raise DataError(f"data.root: '{root}' is not a folder")
-    return root / "recordings" if (root / "recordings").is_dir() else root
+DEFAULT_URL = (
+    "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/26eb9aaf76e81b692f806f9140c2d2777410d7a1.tar.gz"
+)
 
 
-def list_files(cfg: FsddData) -> list[Path]:
-    folder = recordings_dir(cfg)
-    files = sorted(folder.glob("*.wav"))
-    if not files:
-        raise DataError(f"data.root: no .wav files in '{folder}'")
-    return files
+class FSDD:
+    """The Free Spoken Digit Dataset read from `root` (its recordings/ folder or the files themselves).
 
+    A data source (scopeml.data.source): one clip per file, labeled with its digit, spoken by the
+    speaker its name gives. A file whose name does not follow the convention is reported as unusable.
+    `download` fetches the pinned upstream commit into `root` when it is missing.
+    """
 
-def source_info(cfg: FsddData) -> dict:
-    """A cheap listing (names, sizes, times) for the cache key; the content hash goes in the fingerprint."""
-    files = list_files(cfg)
-    listing = [(p.name, st.st_size, int(st.st_mtime)) for p, st in ((p, p.stat()) for p in files)]
-    return {"files": len(files), "listing": listing}
+    def __init__(self, root: str, download: bool = False, url: str = DEFAULT_URL):
+        self.root, self.download, self.url = root, download, url
 
+    def recordings_dir(self) -> Path:
+        root = Path(self.root).expanduser().resolve()
+        if not root.exists():
+            if self.download:
+                download(self.url, root)
+            else:
+                raise DataError(
+                    f"data.source.root: folder '{root}' does not exist. Point data.source.root at a copy of FSDD "
+                    "(the folder holding recordings/), or set data.source.download=true when online."
+                )
+        if not root.is_dir():
+            raise DataError(f"data.source.root: '{root}' is not a folder")
+        return root / "recordings" if (root / "recordings").is_dir() else root
 
-def content_hash(cfg: FsddData, manifest: pd.DataFrame, waves: np.ndarray) -> str:
-    """Recorded data: the bytes of the files used, by name relative to the recordings' parent."""
-    folder = recordings_dir(cfg)
-    return hash_files(manifest["source"], folder.parent)
-
-
-def make_clips(cfg: FsddData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
-    entries, bad = [], []
-    for path in list_files(cfg):
-        match = NAME.match(path.name)
-        if match:
-            entries.append(Entry(path, match["digit"], match["speaker"], {"take": int(match["index"])}))
-        else:
-            bad.append({"source": str(path), "problem": "name does not follow {digit}_{speaker}_{index}.wav"})
-    manifest, waves, unreadable = read_entries(entries, cfg, progress, "FSDD")
-    return manifest, waves, bad + unreadable
+    def clips(self) -> Iterator[dict]:
+        folder = self.recordings_dir()
+        files = sorted(folder.glob("*.wav"))
+        if not files:
+            raise DataError(f"data.source.root: no .wav files in '{folder}'")
+        for path in files:
+            match = NAME.match(path.name)
+            if match:
+                yield {"path": path, "label": match["digit"], "speaker": match["speaker"], "take": int(match["index"])}
+            else:
+                yield {"path": path, "label": "?", "problem": "name does not follow {digit}_{speaker}_{index}.wav"}
 
 
 def download(url: str, root: Path) -> None:
@@ -90,6 +81,7 @@ def download(url: str, root: Path) -> None:
         digest = hash_files(pinned, out)
         if digest != PINNED_SHA256:
             raise DataError(
-                f"data.url: downloaded FSDD does not match the pinned content digest ({digest} != {PINNED_SHA256})"
+                f"data.source.url: downloaded FSDD does not match the pinned content digest "
+                f"({digest} != {PINNED_SHA256})"
             )
         out.rename(root)

@@ -12,25 +12,89 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 
 import numpy as np
-import pandas as pd
 
-from scopeml.config.schema import SynthKeywordsData
-from scopeml.data import espeak, preprocess
-from scopeml.data.fingerprint import hash_array
+from scopeml.data import espeak
+from scopeml.data.fingerprint import hash_config
 
 
-def source_info(cfg: SynthKeywordsData) -> dict:
-    """What besides the config decides the audio: the synthesizer's version and its voice list."""
-    from importlib.metadata import version
+class SynthKeywords:
+    """Keywords spoken by eSpeak NG voices: every (voice, word, pitch, rate) once, made offline.
 
-    return {"espeakng_loader": version("espeakng-loader"), "voices": select_voices(cfg)}
+    A data source (scopeml.data.source) that generates its audio: the voice is the speaker, and
+    each clip carries its voice, pitch, rate and the silence, noise and gain planted in it.
+    `voices` empty means every variant of `language`; `exclude_voices` drops variants that only
+    duplicate another voice. Ranges are [low, high].
+    """
 
+    def __init__(
+        self,
+        words: list[str],
+        language: str = "en",
+        voices: list[str] = (),
+        exclude_voices: list[str] = (),
+        pitches: list[int] = (35, 50, 65),
+        rates: list[int] = (140, 175, 210),
+        lead_silence_ms: list[float] = (20.0, 250.0),
+        gain_db: list[float] = (-18.0, 0.0),
+        noise_snr_db: list[float] = (10.0, 40.0),
+        seed: int = 1234,
+        progress: bool = True,
+    ):
+        self.words, self.language, self.seed, self.progress = list(words), language, seed, progress
+        self.voices, self.exclude_voices = list(voices), list(exclude_voices)
+        self.pitches, self.rates = list(pitches), list(rates)
+        self.lead_silence_ms, self.gain_db, self.noise_snr_db = list(lead_silence_ms), list(gain_db), list(noise_snr_db)
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(f"{key}: {why}" for key, why in problems))
 
-def select_voices(cfg: SynthKeywordsData) -> list[str]:
-    voices = list(cfg.voices) or espeak.list_voices(cfg.language)
-    return [v for v in voices if v not in set(cfg.exclude_voices)]
+    def problems(self) -> list[tuple[str, str]]:
+        problems = []
+        if not self.words:
+            problems.append(("words", "needs at least one word to synthesize"))
+        for key in ("lead_silence_ms", "gain_db", "noise_snr_db"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+                problems.append((key, "must be [low, high] with low <= high"))
+        if any(not 0 <= p <= 99 for p in self.pitches):
+            problems.append(("pitches", "eSpeak pitch is 0..99"))
+        if any(not 80 <= r <= 450 for r in self.rates):
+            problems.append(("rates", "eSpeak rate is 80..450 words per minute"))
+        return problems
+
+    def fingerprint(self) -> str:
+        """What besides the config decides the audio: the synthesizer's version and its voice list."""
+        from importlib.metadata import version
+
+        return hash_config({"espeakng_loader": version("espeakng-loader"), "voices": self.selected_voices()})
+
+    def selected_voices(self) -> list[str]:
+        voices = self.voices or espeak.list_voices(self.language)
+        return [v for v in voices if v not in set(self.exclude_voices)]
+
+    def clips(self) -> Iterator[dict]:
+        """Speak every (voice, word, pitch, rate) and build a raw recording around it; scopeml preprocesses it."""
+        sr = espeak.sample_rate()
+        combos = list(itertools.product(self.selected_voices(), self.words, self.pitches, self.rates))
+        for i, (voice, word, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", self.progress)):
+            # Seeded per clip: the same clip whatever else is generated.
+            raw, meta = render(
+                word, voice, pitch, rate, [self.seed, i], self.lead_silence_ms, self.noise_snr_db, self.gain_db
+            )
+            yield {
+                "samples": raw,
+                "sample_rate": sr,
+                "label": word,
+                "speaker": voice_family(voice),
+                "clip_id": f"{voice}/{word}/p{pitch}/r{rate}",
+                "voice": voice,
+                "pitch": pitch,
+                "rate": rate,
+                **meta,
+            }
 
 
 def voice_family(voice: str) -> str:
@@ -41,48 +105,6 @@ def voice_family(voice: str) -> str:
     """
     match = re.match(r"^(?P<lang>[^+]+)\+(?P<base>[A-Za-z]{3,}?)\d+$", voice)
     return f"{match['lang']}+{match['base'].lower()}" if match else voice.lower()
-
-
-def content_hash(cfg: SynthKeywordsData, manifest: pd.DataFrame, waves: np.ndarray) -> str:
-    """Generated data has no files: the audio it produced is its content."""
-    return hash_array(waves)
-
-
-def make_clips(cfg: SynthKeywordsData, progress: bool = True) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
-    """Speak every (voice, word, pitch, rate), build a raw recording around it, then preprocess it like any file."""
-    voices = select_voices(cfg)
-    sr = espeak.sample_rate()
-    combos = list(itertools.product(voices, cfg.words, cfg.pitches, cfg.rates))
-    waves, rows = [], []
-    for i, (voice, word, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", progress)):
-        # Seeded per clip: the same clip whatever else is generated.
-        raw, meta = render(
-            word,
-            voice,
-            pitch,
-            rate,
-            [cfg.seed, i],
-            list(cfg.lead_silence_ms),
-            list(cfg.noise_snr_db),
-            list(cfg.gain_db),
-        )
-        waves.append(preprocess.apply(raw, sr, cfg.preprocess))
-        rows.append(
-            {
-                "clip_id": f"{voice}/{word}/p{pitch}/r{rate}",
-                "source": f"espeak:{voice}:{word}:p{pitch}:r{rate}",
-                "raw_label": word,
-                "speaker": voice_family(voice),
-                "orig_sample_rate": sr,
-                "orig_channels": 1,
-                **preprocess.measure(raw, sr, cfg.preprocess.trim.threshold_db),
-                "voice": voice,
-                "pitch": pitch,
-                "rate": rate,
-                **meta,
-            }
-        )
-    return pd.DataFrame(rows), np.stack(waves), []
 
 
 def render(

@@ -422,7 +422,7 @@ def next_experiment(results, config, slices) -> dict:
 
     data = (results.model.training_config or {}).get("data") or asdict(config.data)
     heavy = yaml.safe_load((conf_dir() / "data" / "augment" / "heavy.yaml").read_text())
-    synth = data.get("recipe") == "synth_keywords"
+    synth = _synth_ranges(data)
     body: dict = {"defaults": [{"override /data/augment": "heavy"}]}
     overrides: dict = {}  # ranges as floats, pitches as ints: what the schema declares
     why = ["heavy augmentation (data/augment=heavy)"]
@@ -431,14 +431,14 @@ def next_experiment(results, config, slices) -> dict:
         drop = by["snr_db"]["reference"]["median"] - by["snr_db"]["production"]["median"]
         lo, hi = heavy["noise_snr_db"]
         overrides.setdefault("augment", {})["noise_snr_db"] = [max(0.0, float(math.floor(lo - drop))), float(hi)]
-        if synth and data.get("noise_snr_db"):
-            lo, hi = data["noise_snr_db"]
+        if synth:
+            lo, hi = synth["noise_snr_db"]
             overrides["noise_snr_db"] = [max(0.0, float(math.floor(lo - drop))), float(hi)]
         why.append(f"noisier audio: SNR ranges lowered by {drop:.0f} dB")
-    if "spectral_centroid_hz" in by and synth and data.get("pitches"):
+    if "spectral_centroid_hz" in by and synth:
         s = by["spectral_centroid_hz"]
         factor = s["production"]["median"] / s["reference"]["median"]
-        pitches = sorted(int(p) for p in data["pitches"])
+        pitches = sorted(int(p) for p in synth["pitches"])
         step = max(10, (pitches[-1] - pitches[0]) // max(len(pitches) - 1, 1)) if len(pitches) > 1 else 20
         if s["direction"] == "up":
             target = min(99, round(pitches[-1] * factor))
@@ -451,14 +451,36 @@ def next_experiment(results, config, slices) -> dict:
             why.append(
                 f"{'higher' if s['direction'] == 'up' else 'lower'} voices: eSpeak pitches {sorted(set(extra))} added"
             )
-    if "rms_dbfs" in by and by["rms_dbfs"]["direction"] == "down" and synth and data.get("gain_db"):
+    if "rms_dbfs" in by and by["rms_dbfs"]["direction"] == "down" and synth:
         drop = by["rms_dbfs"]["reference"]["median"] - by["rms_dbfs"]["production"]["median"]
-        lo, hi = data["gain_db"]
+        lo, hi = synth["gain_db"]
         overrides["gain_db"] = [float(math.floor(lo - drop)), float(hi)]
         why.append(f"quieter speech: synth gain range lowered by {drop:.0f} dB")
+    if synth:  # the synthesized data's own ranges live under data.source
+        source = {k: overrides.pop(k) for k in ("noise_snr_db", "pitches", "gain_db") if k in overrides}
+        if source:
+            overrides["source"] = source
     if overrides:
         body["data"] = overrides
-    return {"path": "next_experiment.yaml", "overrides": body, "why": why, "recipe": data.get("recipe")}
+    return {"path": "next_experiment.yaml", "overrides": body, "why": why, "recipe": _recipe(data)}
+
+
+def _recipe(data: dict) -> str:
+    from scopeml.data.source import RECIPE_MIXTURE, snake_name
+
+    target = (data.get("source") or {}).get("_target_") if isinstance(data.get("source"), dict) else None
+    return snake_name(target) if target else RECIPE_MIXTURE if data.get("components") else str(data.get("recipe"))
+
+
+def _synth_ranges(data: dict) -> dict | None:
+    """The ranges of the model's synthesized training data (constructor defaults filled in), or None."""
+    source = data.get("source")
+    if not isinstance(source, dict) or source.get("_target_") != "scopeml.data.synth.SynthKeywords":
+        return None
+    from scopeml.components import build
+
+    synth = build(source, "data.source", progress=False)
+    return {"noise_snr_db": synth.noise_snr_db, "pitches": synth.pitches, "gain_db": synth.gain_db}
 
 
 def experiment_yaml(experiment: dict, summary: dict) -> str:

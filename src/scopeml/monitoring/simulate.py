@@ -55,12 +55,22 @@ def model_data(run_dir: Path):
 
     config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
     val_speakers = set(json.loads((run_dir / "data_fingerprint.json").read_text())["splits"]["val"]["speakers"])
-    voices = [
-        v
-        for v in espeak.list_voices("en")
-        if voice_family(v) in val_speakers and v not in set(config.data.exclude_voices)
-    ]
+    synth = _synth_source(config.data)
+    excluded = set(synth.exclude_voices) if synth else set()
+    voices = [v for v in espeak.list_voices("en") if voice_family(v) in val_speakers and v not in excluded]
     return config, voices
+
+
+def _synth_source(data):
+    """The model's synthesized training data (a SynthKeywords source), or None when it trained on other data."""
+    from scopeml.components import build
+    from scopeml.config.schema import SourceData
+    from scopeml.data.synth import SynthKeywords
+
+    if not isinstance(data, SourceData):
+        return None
+    source = build(data.source, "data.source", progress=False)
+    return source if isinstance(source, SynthKeywords) else None
 
 
 def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> list[tuple[np.ndarray, int, str]]:
@@ -82,21 +92,21 @@ def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> li
     from scopeml.data.synth import render
 
     config, test_voices = model_data(run_dir)
-    data = config.data
-    if data.recipe != "synth_keywords":
+    synth = _synth_source(config.data)
+    if synth is None:
         from scopeml.config import ConfigError
 
         # A synthesized scenario borrows the voices, pitches, rates and levels of the model's own synthesized
         # training data; a model trained on other data has none to borrow.
         raise ConfigError(
             [
-                f"simulate/{scenario.name}: a synthesized scenario needs a model trained on data.recipe="
-                f"synth_keywords (this one used {data.recipe!r}); send your own production traffic instead"
+                f"simulate/{scenario.name}: a synthesized scenario needs a model trained on synthesized speech "
+                f"(data.source: scopeml.data.synth.SynthKeywords); send your own production traffic instead"
             ]
         )
     voices = list(scenario.voices) or test_voices
-    pitches = list(scenario.pitches) or list(data.pitches)
-    rates = list(scenario.rates) or list(data.rates)
+    pitches = list(scenario.pitches) or synth.pitches
+    rates = list(scenario.rates) or synth.rates
     out = []
     for k in range(scenario.clips):
         word, voice = classes[rng.integers(len(classes))], voices[rng.integers(len(voices))]
@@ -106,9 +116,9 @@ def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> li
             int(rng.choice(pitches)),
             int(rng.choice(rates)),
             [scenario.seed, k],
-            scenario.lead_silence_ms or data.lead_silence_ms,
-            scenario.noise_snr_db or data.noise_snr_db,
-            scenario.gain_db or data.gain_db,
+            scenario.lead_silence_ms or synth.lead_silence_ms,
+            scenario.noise_snr_db or synth.noise_snr_db,
+            scenario.gain_db or synth.gain_db,
         )
         out.append((raw, espeak.sample_rate(), word))
     return out
