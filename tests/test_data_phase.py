@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -359,3 +360,20 @@ def test_silence_class_through_the_label_map(tmp_path):
     data = build_dataset(manifest_cfg(path, tmp_path, labels=labels), ["cat", "dog", "silence"], progress=False)
     silent = data.manifest[data.manifest["label"] == "silence"]
     assert len(silent) == 12 and silent["silent"].all()  # measured as silent, and still classified as a class
+
+
+@pytest.mark.slow
+def test_scopeml_data_on_a_tiny_lopsided_manifest_names_the_problem_instead_of_crashing(tmp_path):
+    """4 clips, one class in the training split: the classifier baseline cannot be fitted; say so, fail the checks."""
+    rows = [
+        {"path": "a.wav", "label": "cat", "speaker": "s1", "split": "train"},
+        {"path": "b.wav", "label": "cat", "speaker": "s2", "split": "train"},
+        {"path": "c.wav", "label": "dog", "speaker": "s3", "split": "val"},
+        {"path": "d.wav", "label": "dog", "speaker": "s4", "split": "test"},
+    ]
+    proc = data_cli(tmp_path, make_manifest(tmp_path, rows), "tracker=none")
+    assert proc.returncode != 3 and "Traceback" not in proc.stderr, proc.stderr[-3000:]  # 3: an unexpected error
+    assert "the training split has only 'cat' (2 clip(s))" in " ".join(proc.stderr.split())
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["baseline"]["best"] == "majority" and "skipped" in report["baseline"]["logreg_mfcc"]
+    assert report["baseline"]["majority"]["test"]["accuracy"] == 0.0  # majority says cat; the test clip is a dog

@@ -79,9 +79,14 @@ def _print_summary(report: dict, run_dir: Path) -> None:
     b = report["baseline"]
     console = Console(stderr=True)
     console.print(table)
+    logreg = b["logreg_mfcc"]
     console.print(
         f"baselines (test accuracy): majority {b['majority']['test']['accuracy']:.3f}, "
-        f"logistic regression on MFCC stats {b['logreg_mfcc']['test']['accuracy']:.3f}"
+        + (
+            f"logistic regression on MFCC stats {logreg['test']['accuracy']:.3f}"
+            if "test" in logreg
+            else f"logistic regression on MFCC stats skipped: {logreg['skipped']}"
+        )
         + (f", pocketsphinx {b['pocketsphinx']['test']['accuracy']:.3f}" if "pocketsphinx" in b else "")
         + (f"; best on {b['chosen_on']}: {b['best']}" if b.get("chosen_on") else "")
     )

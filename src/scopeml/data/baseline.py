@@ -46,6 +46,15 @@ def choose_best(scores: dict[str, dict], clips: dict[str, int]) -> tuple[str, st
     return max(scores, key=lambda name: scores[name][split]["accuracy"]), split
 
 
+def cannot_fit(y_train: np.ndarray, classes: list[str]) -> str | None:
+    """Why a classifier cannot be fitted on these training labels (fewer than two classes), or None."""
+    present = sorted({classes[i] for i in np.unique(y_train)})
+    if len(present) >= 2:
+        return None
+    have = f"only {present[0]!r}" if present else "no clips"
+    return f"the training split has {have} ({len(y_train)} clip(s)); a classifier needs at least two classes"
+
+
 def logreg_model(seed: int = 0):
     """The logistic-regression baseline's model (on mfcc_stats features), unfitted."""
     from sklearn.linear_model import LogisticRegression
@@ -67,14 +76,18 @@ def compute(data: KeywordData, seed: int = 0, pocketsphinx: bool = False, unknow
     for split, idx in evals.items():
         result["majority"][split] = classification_metrics(y[idx], np.full(len(idx), majority), n)
 
-    feats = mfcc_stats(data.waves, data.sample_rate)
-    model = logreg_model(seed)
-    model.fit(feats[train], y[train])
-    for split, idx in evals.items():
-        predicted = model.predict(feats[idx]) if len(idx) else np.zeros(0, dtype=np.int64)  # cv runs: no val split
-        result["logreg_mfcc"][split] = classification_metrics(y[idx], predicted, n)
-
-    names = ["majority", "logreg_mfcc"]
+    names = ["majority"]
+    unfit = cannot_fit(y[train], data.classes)
+    if unfit:  # a tiny or lopsided data set: say why instead of failing inside scikit-learn
+        result["logreg_mfcc"]["skipped"] = unfit
+    else:
+        feats = mfcc_stats(data.waves, data.sample_rate)
+        model = logreg_model(seed)
+        model.fit(feats[train], y[train])
+        for split, idx in evals.items():
+            predicted = model.predict(feats[idx]) if len(idx) else np.zeros(0, dtype=np.int64)  # cv runs: no val
+            result["logreg_mfcc"][split] = classification_metrics(y[idx], predicted, n)
+        names.append("logreg_mfcc")
     if pocketsphinx:
         from scopeml.data import recognizer  # imports pocketsphinx: only when the option is on
 

@@ -81,10 +81,14 @@ def _baseline_table(b: dict) -> str:
         + "</tr>"
         for name in names
     )
-    note = ""
+    note = "".join(
+        f"<p class=sub>{name} skipped: {html.escape(str(b[name]['skipped']))}</p>"
+        for name in names
+        if "skipped" in b[name]
+    )
     if "pocketsphinx" in b:
         ps = b["pocketsphinx"]
-        note = (
+        note += (
             f"<p class=sub>{html.escape(ps['model'])}, listening for "
             f"{html.escape(', '.join(ps['words'].values()))}; no hypothesis is "
             f"{html.escape(str(ps['no_hypothesis'] or 'counted wrong'))} "

@@ -162,9 +162,10 @@ def _lift(scores: dict, baseline: dict, split: str) -> dict:
     """The model minus the better baseline on `split` (chosen on that split too), by metric."""
     from scopeml.data.baseline import choose_best
 
-    if not all(split in baseline[name] for name in ("majority", "logreg_mfcc")):
+    scored = {name: baseline[name] for name in ("majority", "logreg_mfcc") if split in baseline[name]}
+    if not scored:
         return {}
-    best, _ = choose_best({name: baseline[name] for name in ("majority", "logreg_mfcc")}, {split: 1})
+    best, _ = choose_best(scored, {split: 1})
     ref = baseline[best][split]
     return {k: scores[k] - ref[k] for k in ("accuracy", "macro_f1") if k in scores and k in ref}
 
