@@ -326,7 +326,7 @@ def test_log_from_another_model_version_names_both_tags(store, tmp_path):
 def test_log_missing_a_feature_column(store, tmp_path):
     from scopeml.serving.log import COLUMNS
 
-    cols = [c for c in COLUMNS if c not in ("snr_db", "extra_features")]
+    cols = [c for c in COLUMNS if c not in ("snr_db", "extra_features", "job")]
     feats = [c for c in cols if c in FEATURES]
     db = sqlite3.connect(tmp_path / "log.sqlite")
     db.execute(f"CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, {', '.join(cols)})")

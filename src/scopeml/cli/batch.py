@@ -19,14 +19,16 @@ def build_parser():
         PROG,
         batch.__doc__,
         here={
-            stage.ExitCode.BAD_INPUT: "no such folder or manifest, no audio in it, paths outside the input root, "
-            "or no such model"
+            stage.ExitCode.BAD_INPUT: "no such folder or manifest, no audio in it, symbolic links or paths outside "
+            "the input root (each named), no such model, or an --out folder begun with another model"
         },
     )
     parser.add_argument(
         "source", type=Path, help="a folder of .wav/.flac files, or a CSV/JSONL manifest with a `path` column"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder (re-use it to resume)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output folder: one job (re-use it to resume; a new one is a new job)"
+    )
     parser.add_argument(
         "--root", type=Path, help="paths must stay under this folder (default: the folder, or the manifest's folder)"
     )

@@ -6,17 +6,24 @@
 Writes <out>/predictions.parquet (or .csv) with one row per file (label, confidence, every
 class probability, monitoring features, or the error for a file that could not be read),
 and appends the same records to the prediction log that the service writes, so monitoring
-reads batch and realtime traffic alike. Work is committed in chunks: a killed job started
-again with the same arguments skips what is done. Paths outside the input root are refused.
+reads batch and realtime traffic alike. Each --out folder is one job (its id and model in
+<out>/job.json, its id in every record it logs): another job or another model over the same files
+logs them again, while a killed job started again with the same arguments skips what is done and
+logs nothing twice. Work is committed in chunks. Symbolic links, and paths that resolve outside the
+input root, are refused (each one named, before anything is scored); links to folders are not followed.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
+JOB_FILE = "job.json"
+SHOWN_REFUSALS = 20  # refused paths named in the error; the rest are counted
 
 
 class BatchError(ValueError):
@@ -24,10 +31,16 @@ class BatchError(ValueError):
 
 
 def list_inputs(source: Path, root: Path | None) -> tuple[Path, list[Path]]:
+    """The input root and the audio files to score under it. Raises BatchError naming every refused path: a
+    symbolic link (or a path through one), or a path that resolves outside the root."""
     source = source.expanduser().resolve()
     if source.is_dir():
         root = (root or source).resolve()
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        candidates = []
+        for folder, _, names in os.walk(source):  # links to folders are listed among the folders, never entered
+            candidates += [Path(folder) / n for n in sorted(names) if Path(n).suffix.lower() in AUDIO_SUFFIXES]
+        named = {p: p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p) for p in candidates}
+        files = sorted(p for p in candidates if p.is_file() or p.is_symlink())  # a dangling link is refused too
     elif source.is_file():
         import pandas as pd
 
@@ -37,18 +50,41 @@ def list_inputs(source: Path, root: Path | None) -> tuple[Path, list[Path]]:
         if "path" not in table.columns:
             raise BatchError(f"{source}: manifest has no `path` column")
         root = (root or source.parent).resolve()
-        files = [(root / p).resolve() for p in table["path"].astype(str)]
+        named = {root / p: p for p in table["path"].astype(str)}
+        files = list(named)
     else:
         raise BatchError(f"{source}: no such folder or manifest")
-    outside = [p for p in files if not p.is_relative_to(root)]
-    if outside:
-        raise BatchError(f"{len(outside)} path(s) resolve outside the input root {root}, e.g. {outside[0]}")
+    checked = [(path, *_check_path(path, root)) for path in files]
+    refused = [f"{named[path]}: {reason}" for path, _, reason in checked if reason]
+    if refused:
+        shown = "\n  ".join(refused[:SHOWN_REFUSALS])
+        more = f"\n  ... and {len(refused) - SHOWN_REFUSALS} more" if len(refused) > SHOWN_REFUSALS else ""
+        raise BatchError(
+            f"{len(refused)} path(s) refused: symbolic links and paths that resolve outside the input root {root} "
+            f"are not scored\n  {shown}{more}"
+        )
     if not files:
         raise BatchError(f"{source}: no .wav or .flac files")
-    return root, files
+    return root, [resolved for _, resolved, _ in checked]
 
 
-def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
+def _check_path(path: Path, root: Path) -> tuple[Path, str | None]:
+    """(the file path, why it is refused or None). `path` is root-joined, not resolved: it is refused when resolving
+    it goes through a symbolic link (it then differs from the path with only `..` collapsed) or leaves the root."""
+    lexical = Path(os.path.normpath(path))
+    resolved = path.resolve()
+    outside = "" if resolved.is_relative_to(root) else ", outside the input root"
+    if resolved == lexical:
+        return resolved, f"resolves to {resolved}{outside}" if outside else None
+    link = next((p for p in (*reversed(lexical.parents), lexical) if p.is_relative_to(root) and p.is_symlink()), None)
+    if link is None:  # the link is in a `..` the lexical path collapsed
+        return resolved, f"goes through a symbolic link, to {resolved}{outside}"
+    shown = link.relative_to(root).as_posix()
+    kind = "a symbolic link" if link == lexical else f"under the symbolic link {shown}"
+    return resolved, f"{kind}, to {resolved}{outside}"
+
+
+def score_chunk(bundle, files: list[Path], root: Path, job: str | None = None) -> list[dict]:
     import numpy as np
 
     from scopeml.data.audio import to_mono
@@ -57,9 +93,9 @@ def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
     rows, waves, good = [], [], []
     for path in files:
         rel = path.relative_to(root).as_posix()
-        row = {"path": rel, "request_id": f"batch:{rel}", "error": None}
+        row = {"path": rel, "request_id": f"batch:{rel}", "job": job, "error": None}
         try:
-            samples, sr = decode_audio(path.read_bytes(), rel)
+            samples, sr = decode_audio(_read_no_follow(path, rel), rel)
             check_not_silent(to_mono(samples), rel)
             waves.append(bundle.prepare(samples, sr))
             row.update(bundle.features(waves[-1], samples.shape[-1] / sr))
@@ -79,6 +115,46 @@ def score_chunk(bundle, files: list[Path], root: Path) -> list[dict]:
     return rows
 
 
+def _read_no_follow(path: Path, rel: str) -> bytes:
+    """The file's bytes, refusing a symbolic link put in its place after the inputs were checked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        if path.is_symlink():
+            raise OSError(f"{rel}: a symbolic link (put there after the inputs were checked); not followed") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def start_job(out: Path, model_tag: str, source: Path, root: Path) -> str | None:
+    """This --out folder's job id: new, or the one a killed job recorded (a job resumes with the model it began
+    with). A folder a job wrote before job ids existed keeps none (its log records carry none either)."""
+    path = out / JOB_FILE
+    if path.is_file():
+        job = json.loads(path.read_text())
+        if job.get("model") not in (None, model_tag):
+            raise BatchError(
+                f"{out} holds a job scored with model {job['model']}; resuming it with model {model_tag} would mix "
+                "two models in one output. Use a new --out for the new model"
+            )
+        return job.get("job")
+    began = any((out / "parts").glob("part-*.parquet"))
+    now = datetime.now(timezone.utc)
+    job = None if began else f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    info = {
+        "job": job,
+        "model": model_tag,
+        "started_utc": now.isoformat(timespec="seconds"),
+        "source": str(source.resolve()),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{JOB_FILE}.tmp"
+    tmp.write_text(json.dumps({**info, "root": str(root)}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return job
+
+
 def run(
     source: Path,
     out: Path,
@@ -94,6 +170,7 @@ def run(
     from scopeml.serving.log import PredictionLog
 
     root, files = list_inputs(source, root)
+    job = start_job(out, bundle.tag, source, root)
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -103,10 +180,10 @@ def run(
     log = PredictionLog(log_path, custom_features=list(bundle.custom_features)) if log_path else None
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
-        rows = score_chunk(bundle, chunk, root)
-        if log:  # log first, deduplicated: a chunk redone after a kill is never logged twice
+        rows = score_chunk(bundle, chunk, root, job)
+        if log:  # log first, deduplicated within the job: a chunk redone after a kill is never logged twice
             now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            logged = log.existing([r["request_id"] for r in rows])
+            logged = log.existing([r["request_id"] for r in rows], job=job, model_tag=bundle.tag)
             log.append(
                 [
                     {
