@@ -36,6 +36,8 @@ def _log_to_wandb(config, run_dir: Path, report: dict) -> None:
         return
     import wandb
 
+    from scopeml.training.tracking import settings as tracking_settings
+
     run = wandb.init(
         project=config.tracker.project,
         entity=config.tracker.entity,
@@ -43,6 +45,7 @@ def _log_to_wandb(config, run_dir: Path, report: dict) -> None:
         dir=str(run_dir),
         name=f"data-{run_dir.name}",
         job_type="data-validation",
+        settings=tracking_settings(),
         group=config.tracker.group,
         config={"scoping": config.scoping.name, "data": report["fingerprint"]["recipe"]},
     )

@@ -32,7 +32,15 @@ def git_state(where: str | Path = ".") -> dict:
     }
 
 
-def collect(where: str | Path = ".") -> dict:
+def collect(where: str | Path = ".", hidden: set[str] = frozenset()) -> dict:
+    """Versions, git state and the command line (secret-named and `hidden` values redacted, scopeml.redact).
+
+    The host is kept as a short digest of its name: enough to tell machines apart, nothing to look up.
+    """
+    import hashlib
+
+    from scopeml.redact import redact_argv
+
     versions = {}
     for name in PACKAGES:
         try:
@@ -41,10 +49,10 @@ def collect(where: str | Path = ".") -> dict:
             versions[name] = None
     return {
         "git": git_state(where),
-        "argv": sys.argv,
+        "argv": redact_argv(sys.argv, set(hidden)),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "host": socket.gethostname(),
+        "host": hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12],
         "packages": versions,
         "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -102,9 +102,10 @@ class StageRun:
     prog: str  #: the command's name, for messages
     dir: Path  #: the run folder (Hydra's output dir), where status.json lives
     config: Any  #: the checked config (scopeml.config.Config)
-    resolved: dict  #: the composed config as plain data, interpolations resolved (what config.yaml saves)
+    resolved: dict  #: the composed config as plain data, interpolations resolved (what components are built from)
     multirun: bool = False  #: a job of a sweep (-m)
     group: str | None = None  #: in a sweep, the sweep folder's name (the W&B group)
+    public: dict = None  #: `resolved` with secrets and environment values redacted: what every written file gets
 
 
 def hydra_task(prog: str, bad_input: Iterable[type | str] = ()):
@@ -134,7 +135,9 @@ def hydra_task(prog: str, bad_input: Iterable[type | str] = ()):
             try:
                 config = load(cfg)  # every bad key at once, before any data or model work
                 group = Path(hydra_cfg.sweep.dir).name if multirun else None
-                run = StageRun(prog, run_dir, config, to_plain(cfg), multirun, group)
+                resolved = to_plain(cfg)
+                run = StageRun(prog, run_dir, config, resolved, multirun, group, public=_public(cfg, resolved, config))
+                _scrub_hydra_files(run_dir, Path(hydra_cfg.sweep.dir) if multirun else None, resolved, run.public)
                 result = work(run)
                 ok = True
             except Exception as exc:
@@ -148,6 +151,33 @@ def hydra_task(prog: str, bad_input: Iterable[type | str] = ()):
         return task
 
     return decorate
+
+
+def _public(cfg, resolved: dict, config) -> dict:
+    """The config as written to disk, W&B and BentoML: scopeml.redact's rule, with the config's safe keys."""
+    from omegaconf import OmegaConf
+
+    from scopeml.redact import environment_keys, redact
+
+    env = environment_keys(OmegaConf.to_container(cfg, resolve=False))
+    return redact(resolved, env, config.redact.safe_keys)
+
+
+def _scrub_hydra_files(run_dir: Path, sweep_dir: Path | None, resolved: dict, public: dict) -> None:
+    """Hydra's own copies of the command line (.hydra/*.yaml, the sweep's multirun.yaml) lose the redacted values."""
+    from scopeml.redact import REDACTED, hidden_values
+
+    hidden = sorted((h for h in hidden_values(resolved, public) if len(h) >= 3), key=len, reverse=True)
+    if not hidden:
+        return
+    files = list((run_dir / ".hydra").glob("*.yaml")) + ([sweep_dir / "multirun.yaml"] if sweep_dir else [])
+    for path in files:
+        if path.is_file():
+            text = original = path.read_text()
+            for value in hidden:
+                text = text.replace(value, REDACTED)
+            if text != original:
+                path.write_text(text)
 
 
 def hydra_command(main: Callable) -> Callable:

@@ -134,6 +134,8 @@ def _log_summary_to_wandb(config: DictConfig, sweep_dir: Path, rows: list[dict])
     import pandas as pd
     import wandb
 
+    from scopeml.training.tracking import settings as tracking_settings
+
     run = wandb.init(
         project=tracker.get("project"),
         entity=tracker.get("entity"),
@@ -142,6 +144,7 @@ def _log_summary_to_wandb(config: DictConfig, sweep_dir: Path, rows: list[dict])
         name=f"sweep-{sweep_dir.name}",
         group=tracker.get("group") or sweep_dir.name,
         job_type="sweep-summary",
+        settings=tracking_settings(),
     )
     run.log({"sweep_summary": wandb.Table(dataframe=pd.DataFrame(rows).astype(str))})
     run.summary.update({"jobs": len(rows), "failed": sum(r["status"] != "complete" for r in rows)})

@@ -25,7 +25,7 @@ def _quiet_libraries() -> None:
         lib.addFilter(lambda record: "litlogger" not in record.getMessage())  # an advert, not information
 
 
-def train(config: Config, run_dir: Path, resolved: dict, group: str | None = None) -> float:
+def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = None, group: str | None = None) -> float:
     """The training stage, top to bottom. Returns the primary metric on the validation split, or its
     cross-validation mean (what sweepers optimize); the test split is scored once and never returned."""
     import lightning as L
@@ -34,14 +34,16 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
     from scopeml import provenance
     from scopeml.data import build_dataset
     from scopeml.data.report import build_report
+    from scopeml.redact import hidden_values
     from scopeml.training import cross_validation, evaluate, report, tracking
     from scopeml.training.module import KeywordSpotter
     from scopeml.training.trainer import build_trainer, clear_stale_checkpoints, resume_checkpoint
 
     started = time.perf_counter()
     run_name = config.run_name or run_dir.name
-    artifacts.save_config(run_dir, resolved)
-    artifacts.write_json(run_dir / "provenance.json", provenance.collect())
+    public = resolved if public is None else public  # what is written: secrets and environment values redacted
+    artifacts.save_config(run_dir, public)
+    artifacts.write_json(run_dir / "provenance.json", provenance.collect(hidden=hidden_values(resolved, public)))
     ckpt_path = resume_checkpoint(config.resume, run_dir)
     if removed := clear_stale_checkpoints(run_dir, ckpt_path):
         log.warning(
@@ -80,7 +82,7 @@ def train(config: Config, run_dir: Path, resolved: dict, group: str | None = Non
         log.warning("data checks failed: %s (see data_report.json)", ", ".join(data_report["blocking_failures"]))
 
     artifacts.mark(run_dir, "running", stage="fit")
-    logger = tracking.build_logger(config.tracker, run_dir, run_name, group, resolved)
+    logger = tracking.build_logger(config.tracker, run_dir, run_name, group, public)
     tracking.log_data_version(logger, data.fingerprint, run_dir)
     hp = config.hparams
     cv, cv_seconds = None, 0.0

@@ -21,7 +21,7 @@ def main(run: stage.StageRun) -> stage.ExitCode:
     """Exits CHECK_FAILED when a check listed in data.checks.blocking fails."""
     from scopeml.data_app import report_data
 
-    passed = report_data(run.config, run.dir, run.resolved)
+    passed = report_data(run.config, run.dir, run.public)
     return stage.ExitCode.OK if passed else stage.ExitCode.CHECK_FAILED
 
 

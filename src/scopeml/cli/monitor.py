@@ -18,7 +18,7 @@ def main(run: stage.StageRun) -> stage.ExitCode:
     """Exits CHECK_FAILED on an alert of a kind listed in monitor.fail_on."""
     from scopeml.monitoring.monitor import monitor
 
-    summary = monitor(run.config, run.dir, run.resolved)
+    summary = monitor(run.config, run.dir, run.public)
     return stage.ExitCode(summary["exit_code"])
 
 

@@ -21,7 +21,7 @@ def main(run: stage.StageRun) -> float:
     """One run, or one job of a sweep (-m): returns the primary metric, which sweepers optimize."""
     from scopeml.train import train
 
-    return train(run.config, run.dir, resolved=run.resolved, group=run.group)
+    return train(run.config, run.dir, resolved=run.resolved, public=run.public, group=run.group)
 
 
 if __name__ == "__main__":

@@ -371,6 +371,26 @@ class TrainerConfig:
         return problems
 
 
+# --------------------------------------------------------------------------- redaction
+@dataclass
+class RedactConfig:
+    """What may be written although it came from an environment variable (scopeml.redact has the rule).
+
+    Secret-named keys (`*token*`, `*secret*`, `*password*`, `*api_key*`) are redacted whatever this says.
+    """
+
+    # glob patterns of dotted keys: paths a run needs to be reproduced, not secrets
+    safe_keys: list[str] = field(
+        default_factory=lambda: [
+            "data.cache_dir",
+            "data.source.root",
+            "data.components.*.cache_dir",
+            "data.components.*.source.root",
+            "deploy.prediction_log",
+        ]
+    )
+
+
 # --------------------------------------------------------------------------- tracker
 @dataclass
 class TrackerConfig:
@@ -521,6 +541,7 @@ class Config:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     callbacks: dict[str, CallbackComponent] = field(default_factory=dict)  # extra Lightning callbacks by name
+    redact: RedactConfig = field(default_factory=RedactConfig)  # what written files may keep from the environment
     seed: int = 0
     run_name: Optional[str] = None  # defaults to the run folder's name
     resume: Union[bool, str] = (

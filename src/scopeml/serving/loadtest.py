@@ -149,7 +149,17 @@ def log_to_wandb(run_dir: Path, card: dict, project: str = "scopeml") -> str | N
     import wandb
 
     run_id = runs[-1].name.rsplit("-", 1)[-1]
-    run = wandb.init(project=project, id=run_id, resume="allow", mode="offline", dir=str(run_dir), job_type="loadtest")
+    from scopeml.training.tracking import settings
+
+    run = wandb.init(
+        project=project,
+        id=run_id,
+        resume="allow",
+        mode="offline",
+        dir=str(run_dir),
+        job_type="loadtest",
+        settings=settings(),
+    )
     table = wandb.Table(
         columns=["concurrency", "requests", "error_rate", "qps", "p50_ms", "p95_ms", "p99_ms"],
         data=[

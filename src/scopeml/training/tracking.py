@@ -8,6 +8,14 @@ from pathlib import Path
 from scopeml.config.schema import TrackerConfig
 
 
+def settings():
+    """W&B settings every scopeml run uses: no system metadata (W&B would record the raw command line and the
+    host name, which scopeml.redact keeps out of every file); provenance.json holds the redacted version."""
+    import wandb
+
+    return wandb.Settings(x_disable_meta=True)
+
+
 def build_logger(cfg: TrackerConfig, run_dir: Path, name: str, group: str | None, config: dict):
     if cfg.kind == "none":
         return None
@@ -25,6 +33,7 @@ def build_logger(cfg: TrackerConfig, run_dir: Path, name: str, group: str | None
         mode=cfg.mode,
         config=config,
         job_type="train",
+        settings=settings(),
     )
 
 
