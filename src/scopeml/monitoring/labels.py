@@ -10,6 +10,7 @@ classes is refused too.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from datetime import datetime, timezone
@@ -30,14 +31,18 @@ def ingest(log_path: Path, table, classes: list[str] | None = None) -> dict:
     db = sqlite3.connect(log_path, timeout=10.0)
     try:
         db.execute("CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, received_utc TEXT)")
-        known = {r[0] for r in db.execute("SELECT request_id FROM predictions")}
+        # Each prediction's classes are the keys of its logged probabilities: the classes of the model that made it.
+        known = {rid: _classes(probs) for rid, probs in db.execute("SELECT request_id, probabilities FROM predictions")}
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         accepted, refused = [], []
         for rid, label in zip(table["request_id"].astype(str), table["label"].astype(str)):
+            allowed = classes if classes is not None else known.get(rid)
             if rid not in known:
                 refused.append({"request_id": rid, "reason": "unknown request id (no such prediction in the log)"})
-            elif classes is not None and label not in classes:
-                refused.append({"request_id": rid, "reason": f"label {label!r} is not one of the model's classes"})
+            elif allowed and label not in allowed:
+                refused.append(
+                    {"request_id": rid, "reason": f"label {label!r} is not one of the model's classes {list(allowed)}"}
+                )
             else:
                 accepted.append((rid, label, now))
         with db:
@@ -45,6 +50,14 @@ def ingest(log_path: Path, table, classes: list[str] | None = None) -> dict:
     finally:
         db.close()
     return {"accepted": len(accepted), "refused": refused}
+
+
+def _classes(probabilities: str | None) -> list[str] | None:
+    """The classes a logged prediction was made over (None when its probabilities are missing or unreadable)."""
+    try:
+        return list(json.loads(probabilities)) if probabilities else None
+    except (TypeError, ValueError):
+        return None
 
 
 def read_labels(log_path: Path):

@@ -57,6 +57,10 @@ def monitor(config, run_dir: Path, resolved: dict) -> dict:
     with timed(timings, "report"):
         results = Results(model, data, chunking, estimated, drift, realized, bounds=alert_bounds(config.scoping))
         summary = findings.summarize(results, config)
+        summary["classes"] = class_table(model, data)
+        summary["estimate_calibration"] = calibration = estimate_calibration(model)
+        if calibration["note"]:
+            summary["notes"].insert(0, calibration["note"])
         report.write_outputs(results, summary, run_dir)
     summary["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     artifacts.write_json(run_dir / "summary.json", summary)
@@ -191,6 +195,10 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
     }
     dropped = {k: v for k, v in dropped.items() if v}
     frame = frame[~incomplete & ~synthetic].sort_values(TIME, kind="stable").reset_index(drop=True)
+    # NannyML sorts by time again, with an unstable sort: rows logged at the same instant (a batch job logs a whole
+    # batch with one time) would change places, and its chunks would not hold the rows this frame has at their
+    # indices (slices, per-chunk explanations). Tied rows get nanosecond offsets, in log order.
+    frame[TIME] = frame[TIME] + pd.to_timedelta(frame.groupby(TIME).cumcount().to_numpy(), unit="ns")
     if frame.empty and synthetic.any():
         raise MonitorError(
             f"{where}: model {model.tag} has only load-test traffic in the log; nothing from production to monitor yet"
@@ -349,6 +357,69 @@ def realized_performance(model: Model, data: Analysis, chunking: dict, metrics: 
         return calc.fit(model.reference).calculate(data.frame)  # chunks without labels come out NaN (reported as null)
 
 
+# --------------------------------------------------------------------------- per class, and what CBPE could calibrate
+def class_table(model: Model, data: Analysis) -> list[dict]:
+    """Per class of the model: its share of the predictions (reference and log) and, on the labelled rows,
+    how many clips are truly of it and the fraction of those predicted as it (realized recall; null without any)."""
+    frame, ref = data.frame, model.reference
+    labelled = frame[frame["label"].notna()]
+    rows = []
+    for c in model.classes:
+        truth = labelled[labelled["label"] == c]
+        rows.append(
+            {
+                "class": c,
+                "reference_predicted_share": float((ref["pred"] == c).mean()),
+                "predicted_share": float((frame["pred"] == c).mean()),
+                "labelled": len(truth),
+                "realized_recall": float((truth["pred"] == c).mean()) if len(truth) else None,
+            }
+        )
+    return rows
+
+
+def estimate_calibration(model: Model) -> dict:
+    """Which classes NannyML's CBPE can calibrate on the reference, and a note when it cannot and that matters.
+
+    CBPE fits a calibrator per class (one-vs-rest) on the reference, but skips a class whose reference
+    probabilities already separate it perfectly (AUROC above 0.999, NannyML's rule) or that is alone or absent
+    there. A reference without errors (an easy task, a small held-out set) is skipped for every class: the
+    estimated accuracy is then the model's mean confidence, and its band has no width (the sampling error comes
+    from the reference's errors). Right for calibrated probabilities, off by the gap for under- or overconfident ones.
+    """
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    ref = model.reference
+    probs = ref[[f"prob_{c}" for c in model.classes]].to_numpy(dtype=float)
+    uncalibrated = []
+    for i, c in enumerate(model.classes):
+        truth = (ref["label"] == c).to_numpy()
+        if truth.all() or not truth.any() or roc_auc_score(truth, probs[:, i]) > 0.999:
+            uncalibrated.append(c)
+    rows = ref["pred"].isin(uncalibrated).to_numpy()
+    accuracy = float((ref["label"] == ref["pred"])[rows].mean()) if rows.any() else None
+    confidence = float(probs[rows].max(axis=1).mean()) if rows.any() else None
+    note = None
+    if rows.any() and abs(accuracy - confidence) > 0.05:
+        which = "every class" if len(uncalibrated) == len(model.classes) else f"class(es) {', '.join(uncalibrated)}"
+        note = (
+            f"CBPE uses the model's probabilities uncalibrated for {which}: the reference separates them perfectly "
+            "(NannyML calibrates only where the reference has errors to learn from), so the estimated accuracy there "
+            f"is the mean confidence, {confidence:.3f} on the reference against a realized {accuracy:.3f}; estimates "
+            f"read about {abs(accuracy - confidence):.2f} {'low' if confidence < accuracy else 'high'}"
+            + (" and their bands have no width" if np.isclose(accuracy, 1.0) else "")
+            + ". Trust realized accuracy (scopeml-label) until the model's probabilities are calibrated "
+            "or its reference (the held-out splits) has errors"
+        )
+    return {
+        "uncalibrated_classes": uncalibrated,
+        "reference_accuracy": accuracy,
+        "reference_mean_confidence": confidence,
+        "note": note,
+    }
+
+
 # --------------------------------------------------------------------------- tracking and helpers
 def _log_to_wandb(config, run_dir: Path, summary: dict) -> None:
     if config.tracker.kind == "none":
@@ -357,6 +428,8 @@ def _log_to_wandb(config, run_dir: Path, summary: dict) -> None:
     import wandb
 
     t = config.tracker
+    from scopeml.training.tracking import settings as tracking_settings
+
     run = wandb.init(
         project=t.project,
         entity=t.entity,
@@ -364,6 +437,7 @@ def _log_to_wandb(config, run_dir: Path, summary: dict) -> None:
         dir=str(run_dir),
         name=f"monitor-{run_dir.name}",
         job_type="monitoring",
+        settings=tracking_settings(),
         group=t.group,
         tags=list(t.tags),
         notes=t.notes,

@@ -118,6 +118,21 @@ def render_html(results, summary: dict) -> str:
         if summary["next_experiment"]
         else ""
     )
+    class_rows = summary.get("classes") or []
+    class_table = _html_table(
+        ["class", "predicted (reference)", "predicted (log)", "labelled", "realized recall"],
+        [
+            [
+                c["class"],
+                f"{c['reference_predicted_share']:.1%}",
+                f"{c['predicted_share']:.1%}",
+                c["labelled"],
+                fmt3(c["realized_recall"]),
+            ]
+            for c in class_rows
+        ],
+    )
+    classes = ", ".join(summary["model"]["classes"])
     notes = "".join(f"<li>{h(n)}</li>" for n in summary["notes"])
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Monitoring: {h(summary["model"]["tag"])}</title>
@@ -126,12 +141,14 @@ def render_html(results, summary: dict) -> str:
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}} .bad{{color:#b00;font-weight:bold}} .ok{{color:#070;font-weight:bold}}
 li.performance,li.realized{{color:#b00}} .scroll{{max-height:400px;overflow:auto}}</style></head><body>
 <h1>Monitoring report: {h(summary["model"]["tag"])}</h1>
+<p>Classes: {h(classes)}.</p>
 <p>Log {h(log["path"])}: {log["model_rows"]} prediction(s) of this model ({log["labeled"]} labelled) from {h(str(log["first_time"]))} to {h(str(log["last_time"]))};
 reference: {summary["reference"]["rows"]} held-out predictions. Chunking: {h(str({k: v for k, v in summary["chunking"].items() if k != "timestamp_column_name"}))}.
 Bound on estimated accuracy: {fmt3(b["estimated_accuracy"])} ({h(str(b["estimated_accuracy_source"]))}); realized accuracy target: {fmt3(b["realized_accuracy"])}.</p>
 {status}<ul>{notes}</ul>
 <section id="estimated-performance"><h2>Estimated performance (CBPE, no labels)</h2>{"".join(div["estimated"])}<div class="scroll">{chunk_table}</div></section>
 <section id="realized-vs-estimated"><h2>Realized vs estimated</h2>{"".join(div["comparison"])}<div class="scroll">{real_table}</div></section>
+<section id="classes"><h2>Per class</h2>{class_table if class_rows else "<p>-</p>"}</section>
 <section id="drift"><h2>Drift</h2>{"".join(div["drift"])}{drift_table}<h3>Slices that moved</h3><ul>{slices}</ul>
 {f"<h3>What moved in the alerting chunks</h3><ul>{explained}</ul>" if explained else ""}</section>
 <section id="alerts"><h2>Alerts</h2><ul>{alerts}</ul></section>
