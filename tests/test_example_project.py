@@ -277,7 +277,7 @@ def test_labels_for_the_users_predictions_are_stored_and_strangers_refused(monit
     """scopeml-label stores the 100 labels; a request never logged and a class the user's model lacks are refused."""
     label = monitored["label"]
     assert label.returncode == 1, label.stdout + label.stderr
-    assert "stored 100 label(s); refused 2" in label.stdout
+    assert "stored 100 label(s); refused 2: 1 label outside the model's classes, 1 unknown request id" in label.stdout
     assert "batch:never-sent.wav: unknown request id" in label.stderr
     assert "label 'siren' is not one of the model's classes ['whistle', 'buzz', 'hiss']" in label.stderr
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -82,7 +83,14 @@ def deliver(labels_path: Path, log_path: Path) -> bool:
     else:
         table = pd.read_csv(labels_path, dtype=str)
     result = ingest(log_path, table)
-    print(f"stored {result['accepted']} label(s); refused {len(result['refused'])}")
+    kinds = Counter(
+        "unknown request id" if r["reason"].startswith("unknown") else "label outside the model's classes"
+        for r in result["refused"]
+    )
+    by_kind = (
+        ": " + ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items())) if kinds else ""
+    )
+    print(f"stored {result['accepted']} label(s); refused {len(result['refused'])}{by_kind}")
     for r in result["refused"][:20]:
         print(f"  - {r['request_id']}: {r['reason']}", file=sys.stderr)
     return not result["refused"]
