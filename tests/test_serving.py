@@ -193,7 +193,7 @@ def test_oversized_body_gets_413_before_it_is_read(server):
         headers={"content-type": "application/octet-stream"},
         timeout=30,
     )
-    assert r.status_code == 413 and "limit" in r.json()["error"]
+    assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -511,7 +511,320 @@ def test_overload_is_shed_with_429_and_a_retry_hint(tiny_run, tmp_path):
         codes = [r.status_code for r in responses]
         assert 429 in codes and 200 in codes and not [c for c in codes if c >= 500], codes
         shed = next(r for r in responses if r.status_code == 429)
-        assert shed.headers["retry-after"] == "1" and "busy" in shed.json()["error"]
+        assert shed.headers["retry-after"] == "1" and "busy" in shed.json()["error"]["message"]
         assert post_audio(srv, encode(word("go"))).status_code == 200  # and it keeps serving
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------- the error contract (issue 13)
+ERROR_KEYS = {"status", "code", "message", "field", "request_id"}
+
+
+def assert_error(r: httpx.Response, status: int, field: str | None = None, code: str | None = None) -> dict:
+    """One body shape for every error: {"error": {status, code, message, field, request_id}}, no internal reprs."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert isinstance(body, dict) and set(body) == {"error"} and set(body["error"]) == ERROR_KEYS, body
+    err = body["error"]
+    assert err["status"] == status and isinstance(err["code"], str) and err["code"], err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert err["request_id"] == r.headers["x-request-id"], (err, r.headers)
+    assert not re.search(r"object at 0x|<[\w.]+ object|Traceback", err["message"]), err["message"]
+    if field is not None:
+        assert err["field"] == field and field.split("[")[0] in err["message"], err
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+def _multipart(srv: Server, route: str, files=None, data=None) -> httpx.Response:
+    return httpx.post(f"{srv.url}/{route}", files=files, data=data, timeout=30)
+
+
+CLIP_WAV = encode(tone())
+FIELD_CASES = [
+    # (id, route, request kwargs, status, field named)
+    ("classify file field named file", "classify", {"files": {"file": ("c.wav", CLIP_WAV, "audio/wav")}}, 400, "audio"),
+    ("segments file field named wav", "segments", {"files": {"wav": ("c.wav", CLIP_WAV, "audio/wav")}}, 400, "audio"),
+    (
+        "classify audio as a text value",
+        "classify",
+        {"files": {"audio": (None, "http://203.0.113.9/x.wav")}},
+        400,
+        "audio",
+    ),
+    (
+        "classify unknown extra part",
+        "classify",
+        {"files": {"audio": ("c.wav", CLIP_WAV, "audio/wav"), "extra": ("x.bin", b"\x80\xff\x00", "a/b")}},
+        400,
+        "extra",
+    ),
+    ("classify_array missing sample_rate", "classify_array", {"json": {"samples": [0.1, 0.2]}}, 400, "sample_rate"),
+    (
+        "classify_array samples misnamed",
+        "classify_array",
+        {"json": {"sample": [0.1], "sample_rate": 16000}},
+        400,
+        "samples",
+    ),
+    ("classify_many clips misnamed", "classify_many", {"json": {"clip": []}}, 400, "clips"),
+    (
+        "classify_many clip without sample_rate",
+        "classify_many",
+        {"json": {"clips": [{"samples": [0.1, 0.2]}]}},
+        400,
+        "clips[0].sample_rate",
+    ),
+    ("classify_array as multipart", "classify_array", {"files": {"samples": ("s", b"\x80\x81", "a/b")}}, 415, None),
+]
+
+
+@pytest.mark.parametrize("name,route,kwargs,status,field", FIELD_CASES, ids=[c[0] for c in FIELD_CASES])
+def test_missing_or_misnamed_fields_get_a_4xx_naming_the_field(server, name, route, kwargs, status, field):
+    r = httpx.post(f"{server.url}/{route}", timeout=30, **kwargs)
+    assert_error(r, status, field)
+
+
+def beyond_full_scale(peak: float = 1e30) -> np.ndarray:
+    return (peak * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+
+
+def test_samples_beyond_full_scale_are_refused_and_never_logged(server):
+    from scopeml.serving.log import read_log
+
+    loud = beyond_full_scale()
+    sent = {
+        "h13-fullscale-classify": lambda h: httpx.post(
+            f"{server.url}/classify", files={"audio": ("c.wav", encode(loud, subtype="FLOAT"))}, headers=h, timeout=30
+        ),
+        "h13-fullscale-segments": lambda h: httpx.post(
+            f"{server.url}/segments", files={"audio": ("c.wav", encode(loud, subtype="FLOAT"))}, headers=h, timeout=30
+        ),
+        "h13-fullscale-array": lambda h: httpx.post(
+            f"{server.url}/classify_array",
+            json={"samples": loud.tolist(), "sample_rate": 16000},
+            headers=h,
+            timeout=30,
+        ),
+        "h13-fullscale-many": lambda h: httpx.post(
+            f"{server.url}/classify_many",
+            json={
+                "clips": [
+                    {"samples": word("go").tolist(), "sample_rate": 16000},
+                    {"samples": loud.tolist(), "sample_rate": 16000},
+                ]
+            },
+            headers=h,
+            timeout=30,
+        ),
+    }
+    fields = {
+        "h13-fullscale-classify": "audio",
+        "h13-fullscale-segments": "audio",
+        "h13-fullscale-array": "samples",
+        "h13-fullscale-many": "clips[1]",
+    }
+    for rid, call in sent.items():
+        err = assert_error(call({"x-request-id": rid}), 422, fields[rid], "beyond_full_scale")
+        assert "full scale" in err["message"] and err["request_id"] == rid
+    # a float file a little over full scale (float headroom) is still served, with finite numbers
+    hot = httpx.post(
+        f"{server.url}/classify", files={"audio": ("c.wav", encode(1.5 * word("go"), subtype="FLOAT"))}, timeout=30
+    )
+    assert hot.status_code == 200 and np.isfinite(hot.json()["confidence"])
+    log = read_log(server.log_path)
+    assert not log["request_id"].astype(str).str.startswith("h13-fullscale").any()
+    numeric = log.select_dtypes("number")
+    assert np.isfinite(numeric.to_numpy(dtype=float)[~numeric.isna().to_numpy()]).all()
+
+
+def test_the_prediction_log_refuses_non_finite_numbers(tmp_path):
+    from scopeml.serving.log import PredictionLog, read_log
+
+    log = PredictionLog(tmp_path / "p.sqlite")
+    good = {
+        "time_utc": "2026-01-01T00:00:00+00:00",
+        "request_id": "ok",
+        "model_tag": "m:1",
+        "endpoint": "classify",
+        "source": "audio",
+        "label": "yes",
+        "confidence": 0.9,
+        "probabilities": {"yes": 0.9, "no": 0.1},
+        "duration_s": 1.0,
+        "rms_dbfs": -20.0,
+        "silence_ratio": 0.1,
+        "spectral_centroid_hz": 900.0,
+        "snr_db": float("inf"),  # a feature that cannot be measured is stored as NULL, never as infinity
+    }
+    log.append([good])
+    for bad in ({"confidence": float("nan")}, {"probabilities": {"yes": float("nan"), "no": 0.1}}):
+        with pytest.raises(ValueError, match="non-finite"):
+            log.append([{**good, "request_id": "bad", **bad}])
+    log.close()
+    table = read_log(tmp_path / "p.sqlite")
+    assert list(table["request_id"]) == ["ok"] and table["snr_db"].isna().all()
+
+
+def test_client_errors_are_one_log_line_with_the_request_id(server):
+    import time
+
+    before = server.server_log.stat().st_size
+    ids = {
+        "h13-log-misnamed": lambda h: httpx.post(
+            f"{server.url}/classify", files={"file": ("c.wav", CLIP_WAV)}, headers=h, timeout=30
+        ),
+        "h13-log-json": lambda h: httpx.post(
+            f"{server.url}/classify_array",
+            content=b"not json{",
+            headers={**h, "content-type": "application/json"},
+            timeout=30,
+        ),
+        "h13-log-silent": lambda h: post_audio_h(server, encode(np.zeros(16000, np.float32)), h),
+        "h13-log-corrupt": lambda h: post_audio_h(server, b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", h),
+    }
+    for rid, call in ids.items():
+        assert 400 <= call({"x-request-id": rid}).status_code < 500
+    time.sleep(0.5)
+    with open(server.server_log, "rb") as f:
+        f.seek(before)
+        new = f.read().decode(errors="replace")
+    assert "Traceback" not in new and "[ERROR]" not in new, new[-3000:]
+    for rid in ids:
+        lines = [line for line in new.splitlines() if rid in line]
+        assert len(lines) == 1 and ("[WARNING]" in lines[0] or "[INFO]" in lines[0]), (rid, lines)
+
+
+def post_audio_h(srv: Server, data: bytes, headers: dict) -> httpx.Response:
+    return httpx.post(f"{srv.url}/classify", files={"audio": ("c.wav", data)}, headers=headers, timeout=30)
+
+
+def test_server_errors_keep_their_traceback_and_client_errors_do_not():
+    """The log filter on BentoML's exception logger, fed the exceptions BentoML's handler catches."""
+    import logging
+
+    from bentoml._internal.server.http_app import log_exception
+    from bentoml.exceptions import BentoMLException
+    from pydantic import BaseModel, ValidationError
+    from starlette.requests import Request
+
+    from scopeml.serving.errors import ClientError, install_log_filter
+
+    install_log_filter()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("bentoml._internal.server.http_app")
+    logger.addHandler(handler)
+    request = Request({"type": "http", "method": "POST", "path": "/classify", "headers": [], "query_string": b""})
+
+    class Model(BaseModel):
+        x: int
+
+    try:
+        for exc in (
+            ClientError(422, "audio: silent", code="silent", field="audio"),
+            BentoMLException("bad", error_code=__import__("http").HTTPStatus.BAD_REQUEST),
+            RuntimeError("a bug"),
+        ):
+            try:
+                raise exc
+            except Exception:
+                log_exception(request)
+        try:
+            Model.model_validate({})
+        except ValidationError:
+            log_exception(request)
+    finally:
+        logger.removeHandler(handler)
+    assert len(records) == 1 and records[0].exc_info[0] is RuntimeError and records[0].levelno == logging.ERROR
+
+
+def test_every_error_has_one_body_shape_and_the_schema_documents_it(server):
+    cases = [
+        (
+            httpx.post(f"{server.url}/classify", files={"audio": ("c.wav", b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00")}),
+            400,
+        ),
+        (post_audio(server, b"just text"), 415),
+        (post_audio(server, encode(np.zeros(16000, np.float32))), 422),
+        (httpx.post(f"{server.url}/classify_array", content=b"[1,", headers={"content-type": "application/json"}), 400),
+        (httpx.post(f"{server.url}/classify_array", json={"samples": "x", "sample_rate": 16000}), 400),
+        (httpx.post(f"{server.url}/classify_many", json={"clips": []}), 422),
+        (httpx.post(f"{server.url}/info", content=b"{", headers={"content-type": "application/json"}), 400),
+        (
+            httpx.post(f"{server.url}/segments", content=b"\x00" * 10, headers={"content-type": "multipart/form-data"}),
+            400,
+        ),
+        (httpx.post(f"{server.url}/no_such_endpoint", json={}), 404),
+        (httpx.get(f"{server.url}/classify"), 405),
+        (
+            httpx.post(
+                f"{server.url}/classify", content=b"\0" * (6 * 1024 * 1024), headers={"content-type": "audio/wav"}
+            ),
+            413,
+        ),
+    ]
+    for r, status in cases:
+        assert_error(r, status)
+    corrupt = assert_error(cases[0][0], 400, "audio")
+    assert "corrupt" in corrupt["message"] and "0x" not in corrupt["message"]
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+    spec = httpx.get(f"{server.url}/docs.json").json()
+    schema = spec["components"]["schemas"]["Error"]
+    assert schema["required"] == ["error"] and set(schema["properties"]["error"]["required"]) == ERROR_KEYS
+    for route in ("/classify", "/classify_array", "/classify_many", "/segments", "/info"):
+        responses = spec["paths"][route]["post"]["responses"]
+        errors = {int(s): v for s, v in responses.items() if int(s) >= 400}
+        assert {400, 413, 415, 422, 429, 500} <= set(errors), (route, sorted(errors))
+        for response in errors.values():
+            assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_the_middleware_shapes_errors_it_did_not_write():
+    """In process: a handler's deliberate error keeps its headers (BentoML drops them), an exception that escapes
+    the app is a 500 in the same shape, and a request past the deadline is a 504."""
+    import asyncio
+
+    from scopeml.serving.errors import ClientError
+    from scopeml.serving.limits import RequestLimits
+
+    async def app(scope, receive, send):
+        await receive()
+        if scope["path"] == "/shed":
+            ClientError(
+                503, "the batched model is overloaded; retry shortly", code="unavailable", headers={"retry-after": "1"}
+            )
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b'[{"error": "the batched model is overloaded"}]'})
+        elif scope["path"] == "/slow":
+            await asyncio.sleep(5)
+        else:
+            raise RuntimeError("a bug")
+
+    async def call(path):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", b"rid-1")]
+        middleware = RequestLimits(app, 1 << 20, 4, deadline_s=0.2)
+        await middleware({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
+        start, body = sent
+        return start["status"], dict(start["headers"]), json.loads(body["body"])
+
+    status, headers, body = asyncio.run(call("/shed"))
+    assert status == 503 and headers[b"retry-after"] == b"1" and headers[b"x-request-id"] == b"rid-1"
+    assert body["error"]["code"] == "unavailable" and "overloaded" in body["error"]["message"]
+    status, _, body = asyncio.run(call("/bug"))
+    assert status == 500 and body["error"]["code"] == "internal_error" and "a bug" not in body["error"]["message"]
+    status, _, body = asyncio.run(call("/slow"))
+    assert status == 504 and body["error"]["code"] == "timeout" and body["error"]["request_id"] == "rid-1"

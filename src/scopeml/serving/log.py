@@ -74,6 +74,9 @@ class PredictionLog:
             raise
 
     def append(self, records: list[dict]) -> None:
+        from scopeml.serving.decode import finite_record  # no NaN or infinity is ever stored (ValueError, or NULL)
+
+        records = [finite_record(r) for r in records]
         cols = self.columns
         rows = [
             tuple(

@@ -3,8 +3,10 @@
 Endpoints (POST): /classify (multipart `audio`: WAV or FLAC), /classify_array (JSON samples +
 sample_rate), /classify_many (JSON list of clips), /segments (long audio: VAD first, then one
 prediction per voiced segment), /info. BentoML adds /livez, /readyz and Prometheus /metrics.
-Bad input gets a 4xx with a JSON error; overload beyond deploy.max_concurrency gets 429 with
-Retry-After; every prediction is committed to the prediction log before the response is sent.
+Bad input gets a 4xx naming the field and the reason, in the one error body of scopeml.serving.errors (for every
+endpoint and status); overload beyond deploy.max_concurrency gets 429 with Retry-After; every prediction is
+committed to the prediction log before the response is sent, and no prediction with a non-finite number is
+answered or logged.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
+from scopeml.serving.errors import ClientError, install_log_filter
 from scopeml.serving.limits import RequestLimits
 
 MODEL_TAG = os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest")
@@ -41,14 +43,8 @@ def _settings() -> dict:
 
 DEPLOY = _settings()
 BATCHING = DEPLOY["batching"]
-
-
-class ClientError(BentoMLException):
-    """BentoML answers with this exception's status and {"error": message}."""
-
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
-        self.error_code = status
+TIMEOUT_S = 60  # BentoML's traffic timeout; the middleware answers 504 itself a little before it
+install_log_filter()  # client errors: one line from the middleware, not BentoML's traceback
 
 
 class Clip(BaseModel):
@@ -95,7 +91,7 @@ def _torch_threads() -> None:
     torch.set_num_threads(DEPLOY.get("torch_threads") or max(1, (os.cpu_count() or 1) // DEPLOY["workers"]))
 
 
-@bentoml.service(workers=1, traffic={"timeout": 60})
+@bentoml.service(workers=1, traffic={"timeout": TIMEOUT_S})
 class Classifier:
     """The model alone, behind BentoML's adaptive batching (used when deploy.batching.enabled)."""
 
@@ -111,7 +107,7 @@ class Classifier:
         return self.bundle.predict(waves)
 
 
-@bentoml.service(name="scopeml-kws", workers=DEPLOY["workers"], traffic={"timeout": 60})
+@bentoml.service(name="scopeml-kws", workers=DEPLOY["workers"], traffic={"timeout": TIMEOUT_S})
 class KeywordSpotting:
     """Handlers are async: decoding, preprocessing and logging are short CPU steps run on the worker's
     event loop (one core per worker; deploy.workers scales across cores), and with batching on,
@@ -126,6 +122,7 @@ class KeywordSpotting:
         from scopeml.serving.log import PredictionLog
 
         _torch_threads()
+        install_log_filter()
         self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
         self.log = PredictionLog(
             os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
@@ -159,6 +156,8 @@ class KeywordSpotting:
             raise ClientError(
                 HTTPStatus.UNPROCESSABLE_ENTITY,
                 f"clips: send 1 to {DEPLOY['max_clips_per_request']} clips, got {len(clips)}",
+                code="too_many_clips",
+                field="clips",
             )
         decoded = [_guard(from_array, c.samples, c.sample_rate, f"clips[{i}]") for i, c in enumerate(clips)]
         results = await self._predict_and_log(decoded, ctx, "classify_many", [f"clips[{i}]" for i in range(len(clips))])
@@ -220,7 +219,7 @@ class KeywordSpotting:
             check_length(samples, sr, DEPLOY["max_clip_seconds"], source)
             check_not_silent(to_mono(samples), source)
         except RequestError as exc:
-            raise ClientError(exc.status, str(exc)) from None
+            raise ClientError(exc.status, str(exc), code=exc.code, field=exc.field) from None
         (result,) = await self._predict_and_log([(samples, sr)], ctx, endpoint, [source])
         return Classified(**result, latency_ms=1000 * (time.perf_counter() - started))
 
@@ -236,18 +235,30 @@ class KeywordSpotting:
                 return await self.classifier.to_async.predict(waves)
             except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):
                 if attempt == 2:
-                    ctx.response.headers["retry-after"] = "1"
                     raise ClientError(
-                        HTTPStatus.SERVICE_UNAVAILABLE, "the batched model is overloaded; retry shortly"
+                        HTTPStatus.SERVICE_UNAVAILABLE,
+                        "the batched model is overloaded; retry shortly",
+                        code="unavailable",
+                        headers={"retry-after": "1"},
                     ) from None
         raise AssertionError("unreachable")
 
     async def _predict_and_log(
         self, clips: list[tuple[np.ndarray, int]], ctx: bentoml.Context, endpoint: str, sources: list[str]
     ) -> list[dict]:
-        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex
+        from scopeml.serving.decode import finite_record
+
+        request_id = ctx.request.headers.get("x-request-id") or uuid.uuid4().hex  # the middleware's, normally
         waves = np.stack([self.bundle.prepare(s, sr) for s, sr in clips])
         probs = await self._batched_predict(waves, ctx) if BATCHING["enabled"] else self.bundle.predict(waves)
+        for p, source in zip(probs, sources):  # the input checks make this unreachable; never answer or log NaN
+            if not np.isfinite(p).all():
+                raise ClientError(
+                    HTTPStatus.UNPROCESSABLE_ENTITY,
+                    f"{source}: the model gave non-finite probabilities for this clip; nothing was answered or logged",
+                    code="non_finite_result",
+                    field=source.split("@")[0],
+                )
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         results, records = [], []
         for k, ((samples, sr), wave, p, source) in enumerate(zip(clips, waves, probs, sources)):
@@ -267,7 +278,8 @@ class KeywordSpotting:
                     **self.bundle.features(wave, samples.shape[-1] / sr),
                 }
             )
-        self.log.append(records)  # committed before the response: an acknowledged prediction is never lost
+        # committed before the response: an acknowledged prediction is never lost; a non-finite feature is NULL
+        self.log.append([finite_record(r) for r in records])
         ctx.response.headers["x-request-id"] = request_id
         return results
 
@@ -287,9 +299,27 @@ def _guard(fn, *args):
     try:
         return fn(*args)
     except RequestError as exc:
-        raise ClientError(exc.status, str(exc)) from None
+        raise ClientError(exc.status, str(exc), code=exc.code, field=exc.field) from None
+
+
+def _endpoints(service) -> dict[str, dict]:
+    """Each POST endpoint's input, from its BentoML API: file fields (multipart), other fields, required ones."""
+    endpoints = {}
+    for api in service.apis.values():
+        spec = api.input_spec
+        files = list(getattr(spec, "multipart_fields", None) or [])
+        endpoints[api.route] = {
+            "files": files,
+            "fields": [f for f in spec.model_fields if f not in files],
+            "required": [f for f, info in spec.model_fields.items() if info.is_required()],
+        }
+    return endpoints
 
 
 KeywordSpotting.add_asgi_middleware(
-    RequestLimits, max_body_bytes=int(DEPLOY["max_body_mb"] * 1024 * 1024), max_concurrency=DEPLOY["max_concurrency"]
+    RequestLimits,
+    max_body_bytes=int(DEPLOY["max_body_mb"] * 1024 * 1024),
+    max_concurrency=DEPLOY["max_concurrency"],
+    endpoints=_endpoints(KeywordSpotting),
+    deadline_s=TIMEOUT_S - 5,
 )
