@@ -110,7 +110,9 @@ def test_check_passes_on_the_real_config_tree():
     # -v lists each config: data=fsdd speaks digits, so it is checked with its companion, found
     # by retrying the scoping options; data=manifest's `???` is left for the command line.
     assert re.search(r"ok\s+data=fsdd\s+\(composed with scoping=digits\)", proc.stderr), proc.stderr
-    assert re.search(r"ok\s+data=manifest\s+\(needs data.manifest=\.\.\. at run time\)", proc.stderr), proc.stderr
+    assert re.search(r"ok\s+data=manifest\s+\(needs data.source.manifest=\.\.\. at run time\)", proc.stderr), (
+        proc.stderr
+    )
     for target in (
         "config",
         "data_report",
