@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT
 
 from scopeml.config.invalidation import propagate
+from scopeml.config.snapshot import KeyChange, followers
 from scopeml.config.targets import discover
 
 CONF = ROOT / "conf"
@@ -101,6 +102,11 @@ def tree_configs(conf: Path) -> list[str]:
     return [t.label for t in discover(conf) if t.kind != "standalone"]
 
 
+def key_lines(out: str) -> list[str]:
+    """The changed-key lines of a text report (`key: old -> new  (N of M configs...)`)."""
+    return re.findall(r"(?m)^[+-]? ?[\w.]+: .*  \(\d+ of \d+ configs.*\)$", out)
+
+
 # --------------------------------------------------------------------------- check
 def test_check_passes_on_the_real_config_tree():
     proc = config_cli("check", "-v")
@@ -168,23 +174,68 @@ def test_one_changed_key_is_one_line_with_the_configs_it_reaches(repo):
     old = json.dumps(float(edit(repo / "conf/hparams/default.yaml", r"^lr: .*$", "lr: 0.0123")))
     proc = diff(repo)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("hparams.lr:")]
-    assert len(lines) == 1, proc.stdout  # one line, not one per config that inherits the default
+    lines = key_lines(proc.stdout)
+    # One line: not one per config that inherits the default, nor one per key that interpolates it.
+    assert len(lines) == 1, proc.stdout
     match = re.fullmatch(
-        rf"hparams\.lr: {re.escape(old)} -> 0\.0123  \((\d+) of (\d+) configs; not in: (.*)\)", lines[0]
+        rf"hparams\.lr: {re.escape(old)} -> 0\.0123  \((\d+) of (\d+) configs; not in: (.*); followed by (.*)\)",
+        lines[0],
     )
     assert match, lines[0]
     every = tree_configs(repo / "conf")  # each of them holds hparams.lr
     assert int(match.group(2)) == len(every)
     assert set(match.group(3).split(", ")) == OWN_LR
     assert int(match.group(1)) == len(every) - len(OWN_LR)
-    # Besides the edited key, only the keys that interpolate it (${hparams.lr}) change, by the same values.
-    others = re.findall(r"(?m)^([\w.]+): (\S+) -> (\S+)  ", proc.stdout.split("lifecycle stages")[0])
-    assert {(k, a, b) for k, a, b in others if k != "hparams.lr"} == {
-        ("hparams.optimizer.lr", old, "0.0123"),
-        ("hparams.scheduler.max_lr", old, "0.0123"),
-    }, proc.stdout
-    assert re.search(rf"3 changed keys in {match.group(1)} of \d+ configs", proc.stdout)
+    # The optimizer's lr and the schedule's max_lr are written ${hparams.lr}: they change with it, on its line.
+    assert match.group(4).split(", ") == ["hparams.optimizer.lr", "hparams.scheduler.max_lr"]
+    assert re.search(rf"(?m)^1 changed key in {match.group(1)} of \d+ configs", proc.stdout), proc.stdout
+
+
+def test_a_key_edited_in_its_own_right_keeps_its_own_line(repo):
+    conf = repo / "conf"
+    old = json.dumps(float(edit(conf / "hparams/default.yaml", r"^lr: .*$", "lr: 0.0123")))
+    edit(conf / "hparams/optimizer/adamw.yaml", r"^lr: .*$", "lr: 0.02")  # was ${hparams.lr}
+    proc = diff(repo)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    lines = key_lines(proc.stdout)
+    (lr,) = [ln for ln in lines if ln.startswith("hparams.lr:")]
+    # the schedule still follows it, and so does the optimizer's lr where it is SGD's (hparams/optimizer=sgd)
+    assert lr.endswith("; followed by hparams.optimizer.lr, hparams.scheduler.max_lr)"), lr
+    # AdamW's lr changed as written: lines of its own, from the default lr and from the lr of configs setting theirs.
+    (own,) = [ln for ln in lines if ln.startswith(f"hparams.optimizer.lr: {old} -> 0.02  (")]
+    assert "hparams/optimizer=sgd" in own, own  # the configs it skips: sgd still follows hparams.lr
+    assert [ln for ln in lines if ln.startswith("hparams.optimizer.lr: 0.005 -> 0.02  (")], proc.stdout
+    assert not [ln for ln in lines if ln.startswith("hparams.scheduler.max_lr")], proc.stdout
+
+
+def test_followers_trace_interpolations_back_to_the_key_edited():
+    old = {"a": 1, "b": "${a}", "c": "${b}", "d": "x${a}", "e": 2, "f": "${e}", "m.k": 1, "n": "${m}", "p": 7}
+    new = {**old, "a": 4, "f": "${a}", "m.k": 5, "p": 8}
+    changes = [
+        KeyChange("a", 1, 4),
+        KeyChange("b", 1, 4),  # ${a}
+        KeyChange("c", 1, 4),  # ${b}, which is ${a}
+        KeyChange("d", "x1", "x4"),  # x${a}
+        KeyChange("f", 2, 4),  # retargeted from ${e} to ${a}: a change of its own
+        KeyChange("m.k", 1, 5),
+        KeyChange("n.k", 1, 5),  # ${m}: the mapping, key by key
+        KeyChange("p", 7, 8),
+    ]
+    assert followers(changes, (old, new)) == {"b": "a", "c": "a", "d": "a", "n.k": "m.k"}
+    # a source that did not change is no source: the key keeps its own line
+    assert followers([KeyChange("b", 1, 4)], (old, new)) == {}
+
+
+def test_one_key_edit_composes_the_default_config_only(repo):
+    """What keeps a one-key review fast: every other config is inferred from `config` (composed on both sides),
+    interpolations into an override's region included, or not reached; none is composed."""
+    edit(repo / "conf/hparams/default.yaml", r"^lr: .*$", "lr: 0.0123")
+    proc = diff(repo, "-v", "--format", "markdown")
+    assert proc.returncode == 0, proc.stderr
+    listed = re.findall(r"(?m)^  (composed|inferred|not reached) +(\S+)", proc.stderr)
+    assert [label for kind, label in listed if kind == "composed"] == ["config"], proc.stderr
+    assert len(listed) == len(discover(repo / "conf"))
+    assert "scopeml-config diff: 2 compositions" in proc.stdout
 
 
 def test_diff_reports_semantic_changes_only(repo):
@@ -225,9 +276,10 @@ def test_diff_reports_semantic_changes_only(repo):
     # bcresnet no longer composes, so it is not among the configs compared; dscnn_light_aug sets its own lr
     compared = len(list((conf / "experiment").glob("*.yaml"))) - 2  # not long_run (new), not bcresnet (broken)
     holding = rf"\({compared - 1} of {compared} configs"
-    assert re.search(rf"(?m)^hparams\.lr: .* {holding}; not in: experiment=dscnn_light_aug\)$", proc.stdout), (
-        proc.stdout
-    )
+    followed = r"followed by hparams\.optimizer\.lr, hparams\.scheduler\.max_lr"
+    assert re.search(
+        rf"(?m)^hparams\.lr: .* {holding}; not in: experiment=dscnn_light_aug; {followed}\)$", proc.stdout
+    ), proc.stdout
     assert "model=cnn" not in proc.stdout
 
     git(repo, "add", "-A")
@@ -258,6 +310,9 @@ def test_diff_reports_semantic_changes_only(repo):
             "model_name: kws2",
         ),  # reaches monitor.model through an interpolation
         ("config.yaml", r"- model: cnn", "- model: dscnn"),  # the default config picks another option
+        ("hparams/optimizer/adamw.yaml", r"^lr: .*$", "lr: 0.02"),  # an interpolation becomes a literal
+        ("hparams/optimizer/sgd.yaml", r"^momentum: .*$", "momentum: 0.8"),  # reached through `override optimizer`
+        ("scoping/keywords.yaml", r"^classes: .*$", "classes: [yes, no, up]"),  # read by the data recipe's words
     ],
 )
 def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, pattern, replacement):
@@ -281,12 +336,16 @@ def test_markdown_is_a_pull_request_comment_and_imports_no_model_code(repo):
     assert "HEAVY []" in proc.stderr  # torch & co. would cost seconds before the first line
     body = proc.stdout
     assert body.splitlines()[0] == "<!-- scopeml-config-review -->"  # how CI finds its comment again
-    assert "| key | old | new | configs | exceptions |" in body
+    assert "| key | old | new | configs | exceptions | followed by |" in body
     n = len(tree_configs(repo / "conf"))
-    row = re.search(r"(?m)^\| `hparams\.lr` \| `(.*?)` \| `0\.0123` \| (\d+) of (\d+) \| not in: (.*) \|$", body)
+    row = re.search(
+        r"(?m)^\| `hparams\.lr` \| `(.*?)` \| `0\.0123` \| (\d+) of (\d+) \| not in: (.*?) \| (.*) \|$", body
+    )
     assert row, body
     assert float(row.group(1)) == float(old) and (int(row.group(2)), int(row.group(3))) == (n - len(OWN_LR), n)
     assert set(re.findall(r"`([^`]+)`", row.group(4))) == OWN_LR
+    assert re.findall(r"`([^`]+)`", row.group(5)) == ["hparams.optimizer.lr", "hparams.scheduler.max_lr"]
+    assert len(re.findall(r"(?m)^\| `", body.split("Lifecycle stages")[0])) == 1, body  # one key, one row
     assert "| lifecycle | first stage | re-runs | because |" in body
 
 

@@ -2,9 +2,10 @@
 
 `check` composes and validates every config a user can ask for, reporting every problem at
 once (scopeml/config/check_all.py). `diff REV` composes the same configs at a git revision
-and in the working tree, and reports each changed key once with the configs it reaches, the
-lifecycle stages it would re-run and the recorded runs it makes stale (scopeml/config/diff.py,
-key_groups.py, invalidation.py). No model code is imported: the command answers in seconds.
+and in the working tree, and reports each changed key once with the configs it reaches (and the
+keys that only interpolate it), the lifecycle stages it would re-run and the recorded runs it
+makes stale (scopeml/config/diff.py, inference.py, key_groups.py, invalidation.py). No model
+code is imported, and for an edit of a few keys only `config` is composed: about a second.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ DIFF_HELP = """\
 Show what a config edit changes: the configs at git revision REV against the working tree
 (or revision --against REV2). Both sides compose the same configs (default, primary configs,
 each experiment, each group option, each standalone file) and resolve them to plain values;
-each changed key is printed once, with how many of the configs holding it change that way
-and which do not (they set their own value, or change differently):
+each changed key is printed once, with how many of the configs holding it change that way,
+which do not (they set their own value, or change differently), and the keys that change only
+because they interpolate it (`${hparams.lr}`), named after "followed by" instead of printed:
 
-  hparams.lr: 0.003 -> 0.004  (39 of 42 configs; not in: experiment=bcresnet, hparams=fast, hparams=sgd_cosine)
-  + data.max_per_word: 100  (12 of 12 configs)            (key added; - for a removed key)
+  hparams.lr: 0.003 -> 0.004  (39 of 42 configs; not in: hparams=fast; followed by hparams.optimizer.lr)
+  + data.source.max_per_word: 100  (12 of 12 configs)            (key added; - for a removed key)
   simulate/noisy: clips: 300 -> 200                        (a standalone file)
   + experiment=new: new config (only in working tree); vs config: hparams.max_epochs: 15 -> 99
 

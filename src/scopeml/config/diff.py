@@ -6,8 +6,9 @@ the work proportional to the edit instead:
 
 1. Not reached. The files a config may read are known statically (tree_facts.reach); a config
    none of whose files differ between the trees is unchanged.
-2. Inferred. A config that is `config` plus overrides isolated from the edit changes like
-   `config` outside the overridden regions (inference.py); only `config` is composed.
+2. Inferred. A config that is `config` plus overrides changes like `config` outside the
+   overridden regions; inside them, and where an interpolation reads them, its changes are
+   worked out from the files the overrides load (inference.py). Only `config` is composed.
 3. Composed. Everything else is composed on both sides, with one Hydra initialization per side.
 
 `compose_all=True` skips steps 1 and 2 (the reference the shortcuts are tested against).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from scopeml.config.composer import Composed, Composer, load_standalone_plain
 from scopeml.config.inference import Base, Inferred, infer
-from scopeml.config.snapshot import KeyChange, key_changes, snapshot
+from scopeml.config.snapshot import KeyChange, flatten, followers, key_changes, snapshot
 from scopeml.config.targets import Target, discover, wanted
 from scopeml.config.tree_facts import TreeFacts
 
@@ -57,6 +58,7 @@ class Outcome:
     vs_config: list[KeyChange] = field(default_factory=list)  # for a config on one side only: what it sets
     holds: Callable[[str], bool] = lambda key: False  # whether the config has a key (on either side)
     note: str = ""  # why it was composed rather than inferred (-v)
+    follows: dict[str, str] = field(default_factory=dict)  # changed key -> the changed key it interpolates
 
     @property
     def counted(self) -> bool:
@@ -72,6 +74,7 @@ class Comparison:
     old_error: str = ""
     new_error: str = ""
     how: str = COMPOSED
+    follows: dict[str, str] = field(default_factory=dict)  # changed key -> the changed key it interpolates
 
     @property
     def changed(self) -> bool:
@@ -187,7 +190,8 @@ class DiffEngine:
                 note=note,
             )
         changes = key_changes(self.flat(a), self.flat(b))
-        return Outcome(t, "changed" if changes else "same", COMPOSED, changes, holds=holds, note=note)
+        follows = followers(changes, written(a, b))
+        return Outcome(t, "changed" if changes else "same", COMPOSED, changes, holds=holds, note=note, follows=follows)
 
     def from_inferred(self, t: Target, inferred: Inferred) -> Outcome:
         base = self.bases[inferred.base_label]
@@ -199,6 +203,7 @@ class DiffEngine:
             inferred.changes,
             holds=lambda key: inferred.contains(key, base_holds(key)),
             note=f"from {inferred.base_label}",
+            follows=followers(inferred.changes, inferred.raw),
         )
 
     def not_reached(self, t: Target) -> Outcome:
@@ -234,14 +239,16 @@ class DiffEngine:
             if config_name == "config":
                 inferred, _ = self.infer_from_bases(config_name, list(overrides[0]))
                 if inferred is not None:  # the stages key on the config without its hydra node
-                    return Comparison([c for c in inferred.changes if not c.key.startswith("hydra.")], how=INFERRED)
+                    changes = [c for c in inferred.changes if not c.key.startswith("hydra.")]
+                    return Comparison(changes, how=INFERRED, follows=followers(changes, inferred.raw))
         pair = [Target("probe", "option", config_name=config_name, overrides=list(o)) for o in overrides]
         for side, t in enumerate(pair):
             self.compose_side(side, [t])
         a, b = self.get(0, pair[0]), self.get(1, pair[1])
         if a.error or b.error:
             return Comparison([], a.error or "", b.error or "")
-        return Comparison(key_changes(self.flat(a, hydra=False), self.flat(b, hydra=False)))
+        changes = key_changes(self.flat(a, hydra=False), self.flat(b, hydra=False))
+        return Comparison(changes, follows=followers(changes, written(a, b)))
 
     # ------------------------------------------------------------------ composing
     def compose_both(self, targets: list[Target]) -> None:
@@ -304,10 +311,17 @@ class DiffEngine:
         return keys.__contains__
 
 
+def written(a: Composed, b: Composed) -> tuple[dict, dict]:
+    """Two composed configs flattened as written (interpolations unresolved), without their hydra node."""
+    return flatten(a.raw or {}), flatten(b.raw or {})
+
+
 def edited_files(old: TreeFacts, new: TreeFacts) -> set[str]:
-    """Config paths of the YAML files that differ between the trees, added and removed ones included."""
+    """Config paths of the YAML files that differ between the trees, added and removed ones included (the
+    schema's nodes are the same on both sides: both are composed with this process's schema)."""
     paths = old.files.keys() | new.files.keys()
-    return {p for p in paths if _digest(old, p) != _digest(new, p)}
+    stored = {p for facts in (old, new) for p, f in facts.files.items() if f.stored}
+    return {p for p in paths - stored if _digest(old, p) != _digest(new, p)}
 
 
 def _digest(facts: TreeFacts, path: str) -> str | None:

@@ -101,9 +101,11 @@ def comparison_reason(comparison, what: str) -> str:
         return f"{what} no longer composes: {comparison.new_error}"
     if comparison.old_error and not comparison.new_error:
         return f"{what} composes again"
-    keys = [describe(c) for c in comparison.changes]
+    keys = [describe(c) for c in comparison.changes if c.key not in comparison.follows]
     more = f" (+{len(keys) - 2} more)" if len(keys) > 2 else ""
-    return f"{what} changes at {', '.join(keys[:2])}{more}"
+    followed = sorted(comparison.follows)
+    also = f"; followed by {', '.join(followed[:3])}" + (f" and {len(followed) - 3} more" if len(followed) > 3 else "")
+    return f"{what} changes at {', '.join(keys[:2])}{more}{also if followed else ''}"
 
 
 def propagate(triggered: set[str]) -> list[str]:

@@ -46,7 +46,7 @@ class Review:
 
 # --------------------------------------------------------------------------- text
 def as_text(review: Review) -> str:
-    out = [f"{describe(line.change)}  ({reach_text(line, str)})" for line in review.lines]
+    out = [f"{describe(line.change)}  ({reach_text(line, str)}{follow_text(line, str)})" for line in review.lines]
     out += [f"{o.target.label}: {describe(c)}" for o in file_changes(review.outcomes) for c in o.changes]
     out += [event_text(o, review) for o in config_events(review.outcomes)]
     if review.changed and review.stages:
@@ -66,6 +66,11 @@ def reach_text(line: KeyLine, name) -> str:
     if len(others) <= n:
         return f"{n} of {m} configs; not in: {names(others, name)}"
     return f"{n} of {m} configs: {names(line.configs, name)}"
+
+
+def follow_text(line: KeyLine, name) -> str:
+    """`; followed by KEY, ...`: the keys that interpolate the changed one and change with it."""
+    return f"; followed by {names(line.followers, name)}" if line.followers else ""
 
 
 def names(labels: list[str], name) -> str:
@@ -120,11 +125,16 @@ def as_markdown(review: Review) -> str:
         return "\n".join(out) + "\n"
     out += [f"**{review.summary()}**", ""]
     if review.lines:
-        out += ["| key | old | new | configs | exceptions |", "| --- | --- | --- | --- | --- |"]
+        followed = any(line.followers for line in review.lines)
+        out += [
+            "| key | old | new | configs | exceptions |" + (" followed by |" if followed else ""),
+            "| --- | --- | --- | --- | --- |" + (" --- |" if followed else ""),
+        ]
         for line in review.lines:
             c = line.change
             reach = f"{len(line.configs)} of {len(line.holders)}"
-            out.append(f"| {code(c.key)} | {value(c.old)} | {value(c.new)} | {reach} | {exceptions_md(line)} |")
+            row = f"| {code(c.key)} | {value(c.old)} | {value(c.new)} | {reach} | {exceptions_md(line)} |"
+            out.append(row + (f" {names(line.followers, code)} |" if followed else ""))
         out.append("")
     files = file_changes(review.outcomes)
     if files:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scopeml.config.composer import Composed
+from scopeml.config.tree_facts import UNKNOWN, reference_target
 
 # hydra.* keys left out of the diff: runtime facts (paths, versions, the overrides used to
 # compose, which differ between targets by construction) and the --help text templates.
@@ -95,6 +96,67 @@ def key_changes(old: dict[str, Any], new: dict[str, Any]) -> list[KeyChange]:
         if a is ABSENT or b is ABSENT or not same(a, b):
             changes.append(KeyChange(key, a, b))
     return changes
+
+
+def followers(changes: list[KeyChange], raw: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, str]:
+    """{key: the changed key it follows} for the changes that only follow another: the key is written the same
+    on both sides (raw: the config flattened as written, old and new) as an interpolation, `${hparams.lr}`,
+    and what it reads changed. It follows the changed key it reads, back along a chain of interpolations to a
+    key that changed in its own right. A key whose source is not among the changes is not a follower."""
+    changed = {c.key for c in changes}
+    reads: dict[str, list[str]] = {}
+    for change in changes:
+        leaf = written_key(change.key, raw)
+        if leaf is None or leaf not in raw[0] or leaf not in raw[1] or not same(raw[0][leaf], raw[1][leaf]):
+            continue
+        refs = [r for r in _references(raw[0][leaf]) if r != UNKNOWN]
+        pure = pure_reference(raw[0][leaf])
+        if pure is not None and pure + change.key[len(leaf) :] in changed:
+            sources = [pure + change.key[len(leaf) :]]  # ${data.preprocess} for data.components.real.preprocess.x
+        else:
+            sources = sorted(k for k in changed if any(_under(k, r) or _under(r, k) for r in refs))
+        if sources := [k for k in sources if k != change.key]:
+            reads[change.key] = sources
+
+    def source(key: str, seen: frozenset) -> str | None:
+        if key not in reads:
+            return key
+        for read in reads[key]:
+            if read not in seen and (found := source(read, seen | {key})) is not None:
+                return found
+        return None
+
+    return {key: root for key in reads if (root := source(key, frozenset())) not in (None, key)}
+
+
+def written_key(key: str, raw: tuple[dict[str, Any], dict[str, Any]]) -> str | None:
+    """The key as written that holds a resolved key: itself, or an interpolation of a mapping above it."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:i])
+        if candidate in raw[0] or candidate in raw[1]:
+            return candidate
+    return None
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return reference_target(value)
+    if isinstance(value, list):
+        return [ref for item in value for ref in _references(item)]
+    return []
+
+
+def pure_reference(value: Any) -> str | None:
+    """S when the value is exactly `${S}` (it then *is* S's value, mapping included)."""
+    if not isinstance(value, str):
+        return None
+    refs = reference_target(value)
+    return refs[0] if len(refs) == 1 and refs[0] != UNKNOWN and value.replace(" ", "") == f"${{{refs[0]}}}" else None
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
 
 
 def describe(change: KeyChange) -> str:

@@ -4,6 +4,11 @@ configs an edit cannot reach and to infer configs whose result follows from anot
 
 Everything here over-approximates: a file a config *might* load is counted as loaded, a
 reference that cannot be parsed is UNKNOWN, and callers treat UNKNOWN as "could be anything".
+
+A group option may load a node of Hydra's ConfigStore instead of a file (a data recipe's
+`- /schema/data_mixture@_here_`, its defaults from the schema): such a node is described like a
+file (`stored=True`). It is the same on both sides of a diff (both compose with this process's
+schema), so it is never an edited file.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ class FileFacts:
     header: str | None = None  # the `# @package` value, None when absent
     defaults: list = field(default_factory=list)
     body: Any = None  # the content without its defaults list
+    stored: bool = False  # a ConfigStore node (the schema's), not a file of the tree
 
     @property
     def group(self) -> str:
@@ -64,6 +70,7 @@ class TreeFacts:
     def __init__(self, conf: Path | None):
         self.conf = conf
         self.files: dict[str, FileFacts] = {}
+        self._reach: dict[tuple, frozenset[str] | None] = {}
         if conf is not None and conf.is_dir():
             for path in sorted(conf.rglob("*.yaml")):
                 rel = path.relative_to(conf).with_suffix("").as_posix()
@@ -71,6 +78,25 @@ class TreeFacts:
                     self.files[rel] = read_facts(rel, path.read_bytes())
                 except OSError:  # a dangling link: Hydra will say what is wrong when it composes
                     self.files[rel] = FileFacts(rel, digest="", parsed=False)
+            self._add_stored_nodes()
+
+    def _add_stored_nodes(self) -> None:
+        """ConfigStore nodes that group options name in their defaults lists (`- /schema/data_mixture@_here_`)."""
+        wanted = set()
+        for facts in list(self.files.values()):
+            if not facts.group:
+                continue  # a primary config's (scopeml_defaults): merged before every group, never a region's part
+            for entry in facts.defaults:
+                wanted |= {path for path, _ in entry_files(facts, entry) or [] if path not in self.files}
+        for path in sorted(wanted):
+            node = stored_node(path)
+            if node is not None:
+                self.files[path] = node
+
+    def content(self, path: str) -> dict:
+        """A file's (or stored node's) keys as Hydra loads them, without its defaults list."""
+        body = self.files[path].body
+        return body if isinstance(body, dict) else {}
 
     def is_group(self, name: str) -> bool:
         return self.conf is not None and (self.conf / name).is_dir()
@@ -83,8 +109,7 @@ class TreeFacts:
             for entry in facts.defaults:
                 for path, package in entry_files(facts, entry) or []:
                     if package is not None:  # relative to the package of the file naming it
-                        where = None if facts.package is None else ".".join(p for p in (facts.package, package) if p)
-                        out.setdefault(path, set()).add(where)
+                        out.setdefault(path, set()).add(explicit_package(facts.package, package))
         return out
 
     def packages(self, path: str) -> set[str] | None:
@@ -93,12 +118,18 @@ class TreeFacts:
         found = {file.package} | self._explicit_packages.get(path, set())
         return None if None in found else found
 
-    def reach(self, config_name: str, overrides: list[str]) -> set[str] | None:
+    def reach(self, config_name: str, overrides: list[str]) -> frozenset[str] | None:
         """The files composing config_name with overrides may read (None: cannot tell, assume all).
 
         Every entry of every defaults list met is followed, so an option an experiment overrides
         still counts: the set is larger than what Hydra reads, never smaller. hydra/ counts whole.
         """
+        key = (config_name, tuple(overrides))
+        if key not in self._reach:
+            self._reach[key] = self._find_reach(config_name, overrides)
+        return self._reach[key]
+
+    def _find_reach(self, config_name: str, overrides: list[str]) -> frozenset[str] | None:
         todo = [config_name] + [f"{group}/{option}" for group, option in group_overrides(self, overrides)]
         seen = {p for p in self.files if p.startswith("hydra/")}
         while todo:
@@ -116,7 +147,72 @@ class TreeFacts:
                 if listed is None:
                     return None
                 todo += [p for p, _ in listed]
-        return seen
+        return frozenset(seen)
+
+
+@cache
+def yaml_loader() -> type:
+    """PyYAML's C loader typing values the way OmegaConf.load does (1e-3 is a float, a date a string, a
+    duplicate key an error), so a file's body is what Hydra merges."""
+    import yaml
+
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        def construct_mapping(self, node, deep=False):
+            keys = set()
+            for key_node, _ in node.value:
+                if key_node.tag == yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG:
+                    if key_node.value in keys:
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping", node.start_mark, f"found duplicate key {key_node.value}"
+                        )
+                    keys.add(key_node.value)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        from omegaconf._utils import get_yaml_loader
+
+        Loader.yaml_implicit_resolvers = get_yaml_loader().yaml_implicit_resolvers
+    except ImportError:  # an OmegaConf without it: PyYAML's own types (a float needs its dot)
+        pass
+    return Loader
+
+
+def explicit_package(parent: str | None, package: str) -> str | None:
+    """Where `- name@package` puts a config named in a file placed at parent (None: cannot tell)."""
+    if package == "_global_" or package.startswith("_global_."):
+        return package[len("_global_.") :]
+    if parent is None:
+        return None
+    if package == "_here_":
+        return parent
+    return ".".join(p for p in (parent, package) if p)
+
+
+def stored_node(path: str) -> FileFacts | None:
+    """A ConfigStore node (`schema/data_mixture`) described like a file; None when the store has no such node."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    import scopeml.config.paths  # noqa: F401  (registers the schema's nodes)
+
+    try:
+        node = ConfigStore.instance().load(f"{path}.yaml")
+        content = OmegaConf.to_container(node.node, resolve=False)
+    except Exception:
+        return None
+    if not isinstance(content, dict):
+        return None
+    defaults = content.pop("defaults", [])
+    digest = "stored:" + hashlib.sha1(repr(content).encode()).hexdigest()
+    return FileFacts(
+        path,
+        digest,
+        parsed=isinstance(defaults, list),
+        header=node.package,
+        defaults=defaults or [],
+        body=content,
+        stored=True,
+    )
 
 
 def read_facts(rel: str, data: bytes) -> FileFacts:
@@ -131,7 +227,7 @@ def read_facts(rel: str, data: bytes) -> FileFacts:
         if match := _PACKAGE.match(line):
             header = match.group(1)
     try:
-        content = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        content = yaml.load(text, Loader=yaml_loader())
     except yaml.YAMLError:
         return FileFacts(rel, digest, parsed=False, header=header)
     content = {} if content is None else content
