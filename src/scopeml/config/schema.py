@@ -387,6 +387,7 @@ class RedactConfig:
             "data.components.*.cache_dir",
             "data.components.*.source.root",
             "deploy.prediction_log",
+            "monitor.log",
         ]
     )
 
