@@ -33,8 +33,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scopeml.config.composer import Composed
-from scopeml.config.snapshot import ABSENT, KeyChange, flatten, key_changes, pure_reference, same, written_key
-from scopeml.config.tree_facts import UNKNOWN, TreeFacts, entry_files, reference_target
+from scopeml.config.snapshot import (
+    ABSENT,
+    KeyChange,
+    flatten,
+    key_changes,
+    pure_reference,
+    references,
+    same,
+    written_key,
+)
+from scopeml.config.tree_facts import UNKNOWN, TreeFacts, entry_files
 
 GROUP, VALUE, HYDRA = "group", "value", "hydra"
 FORCED = "forced"  # a value set with ++key=value: the key may be new
@@ -531,7 +540,7 @@ def target_changes(regions: list[Region], base: Base, raw: tuple[dict, dict]) ->
     def inside(key: str) -> bool:
         return any(r.holds(key) for r in regions)
 
-    graphs = [{k: refs for k, v in flat.items() if (refs := _refs_of(v))} for flat in raw]
+    graphs = [{k: refs for k, v in flat.items() if (refs := references(v))} for flat in raw]
     resolve: set[str] = set()
     involved: set[str] = set()
     for key in {k for flat in raw for k, v in flat.items() if _has_interpolation(v)}:  # ${oc.env:...} included
@@ -641,14 +650,6 @@ def _placed_nodes(node: Any, prefix: str) -> list[tuple[str, bool]]:
             out.append((path, isinstance(v, dict)))
             out += _placed_nodes(v, path)
     return out
-
-
-def _refs_of(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return reference_target(value)
-    if isinstance(value, list):
-        return [ref for item in value for ref in _refs_of(item)]
-    return []
 
 
 def _leaves_under(raw: dict[str, Any], target: str) -> set[str]:

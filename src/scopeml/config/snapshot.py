@@ -109,7 +109,7 @@ def followers(changes: list[KeyChange], raw: tuple[dict[str, Any], dict[str, Any
         leaf = written_key(change.key, raw)
         if leaf is None or leaf not in raw[0] or leaf not in raw[1] or not same(raw[0][leaf], raw[1][leaf]):
             continue
-        refs = [r for r in _references(raw[0][leaf]) if r != UNKNOWN]
+        refs = [r for r in references(raw[0][leaf]) if r != UNKNOWN]
         pure = pure_reference(raw[0][leaf])
         if pure is not None and pure + change.key[len(leaf) :] in changed:
             sources = [pure + change.key[len(leaf) :]]  # ${data.preprocess} for data.components.real.preprocess.x
@@ -139,11 +139,12 @@ def written_key(key: str, raw: tuple[dict[str, Any], dict[str, Any]]) -> str | N
     return None
 
 
-def _references(value: Any) -> list[str]:
+def references(value: Any) -> list[str]:
+    """The keys a written value interpolates (in a list: every item's)."""
     if isinstance(value, str):
         return reference_target(value)
     if isinstance(value, list):
-        return [ref for item in value for ref in _references(item)]
+        return [ref for item in value for ref in references(item)]
     return []
 
 

@@ -50,7 +50,7 @@ def recipe_name(cfg: DataConfig) -> str:
     """How caches, reports and W&B artifacts name a data set: "mixture", or its source class in snake case."""
     from scopeml.data import source
 
-    return "mixture" if isinstance(cfg, MixtureData) else source.recipe_name(cfg)
+    return source.RECIPE_MIXTURE if isinstance(cfg, MixtureData) else source.recipe_name(cfg)
 
 
 def _load_or_make(cfg: SourceData, progress: bool) -> tuple[pd.DataFrame, np.ndarray, dict]:
@@ -168,7 +168,7 @@ def _build_mixture(cfg: MixtureData, classes: list[str], progress: bool, tolerat
     )
     combined = hash_config([prints[n]["fingerprint"] for n in sorted(prints)] + [cfg.weights, cfg.eval_component])
     data.fingerprint = {
-        "recipe": "mixture",
+        "recipe": recipe_name(cfg),
         "config_sha256": hash_config([prints[n]["config_sha256"] for n in sorted(prints)] + [cfg.weights]),
         "content_sha256": hash_config([prints[n]["content_sha256"] for n in sorted(prints)]),
         "fingerprint": combined[:16],

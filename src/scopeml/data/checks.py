@@ -14,17 +14,9 @@ import pandas as pd
 
 from scopeml.config.schema import ChecksConfig
 from scopeml.data.dataset import SPLITS, KeywordData
+from scopeml.data.preprocess import MEASURES
 
-STATS = (
-    "duration_ms",
-    "lead_ms",
-    "trail_ms",
-    "speech_ms",
-    "rms_dbfs",
-    "peak_dbfs",
-    "loudness_lufs",
-    "clipped_fraction",
-)
+STATS = tuple(m for m in MEASURES if m != "silent")  # the measures with a distribution
 
 
 def run_checks(data: KeywordData, cfg: ChecksConfig) -> dict:

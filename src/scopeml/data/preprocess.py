@@ -63,6 +63,20 @@ def _loudness(x: np.ndarray, sr: int) -> float:
     return float(F.loudness(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], sr))
 
 
+# What measure() returns for every clip: manifest columns of every data set.
+MEASURES = (
+    "duration_ms",
+    "lead_ms",
+    "trail_ms",
+    "speech_ms",
+    "rms_dbfs",
+    "peak_dbfs",
+    "loudness_lufs",
+    "clipped_fraction",
+    "silent",
+)
+
+
 def measure(
     x: np.ndarray, sr: int, threshold_db: float = -35.0, frame_ms: float = 10.0, clip_level: float = 0.999
 ) -> dict:

@@ -35,6 +35,7 @@ from scopeml.config.schema import SourceData
 from scopeml.data.dataset import DataError
 from scopeml.data.files import Entry, read_entries
 from scopeml.data.fingerprint import hash_array, hash_config, hash_files
+from scopeml.data.preprocess import MEASURES
 
 FIELDS = ("label", "path", "samples", "sample_rate", "speaker", "clip_id", "problem")
 # Columns scopeml writes itself: a source's metadata may not reuse their names.
@@ -48,15 +49,7 @@ RESERVED = {
     "augmented",
     "orig_sample_rate",
     "orig_channels",
-    "duration_ms",
-    "lead_ms",
-    "trail_ms",
-    "speech_ms",
-    "rms_dbfs",
-    "peak_dbfs",
-    "loudness_lufs",
-    "clipped_fraction",
-    "silent",
+    *MEASURES,
 }
 
 

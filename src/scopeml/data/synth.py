@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,17 @@ class SynthKeywords:
                 "rate": rate,
                 **meta,
             }
+
+
+def from_source(source: Any) -> SynthKeywords | None:
+    """The synthesized-speech source a data config's `source` mapping names (its defaults filled in by its
+    constructor), or None when the data came from any other source: what monitoring borrows ranges from."""
+    if not isinstance(source, dict) or "_target_" not in source:
+        return None
+    from scopeml.components import build
+
+    built = build(source, "data.source", progress=False)
+    return built if isinstance(built, SynthKeywords) else None
 
 
 def voice_family(voice: str) -> str:

@@ -474,12 +474,11 @@ def _recipe(data: dict) -> str:
 
 def _synth_ranges(data: dict) -> dict | None:
     """The ranges of the model's synthesized training data (constructor defaults filled in), or None."""
-    source = data.get("source")
-    if not isinstance(source, dict) or source.get("_target_") != "scopeml.data.synth.SynthKeywords":
-        return None
-    from scopeml.components import build
+    from scopeml.data.synth import from_source
 
-    synth = build(source, "data.source", progress=False)
+    synth = from_source(data.get("source"))
+    if synth is None:
+        return None
     return {"noise_snr_db": synth.noise_snr_db, "pitches": synth.pitches, "gain_db": synth.gain_db}
 
 

@@ -63,14 +63,9 @@ def model_data(run_dir: Path):
 
 def _synth_source(data):
     """The model's synthesized training data (a SynthKeywords source), or None when it trained on other data."""
-    from scopeml.components import build
-    from scopeml.config.schema import SourceData
-    from scopeml.data.synth import SynthKeywords
+    from scopeml.data.synth import from_source
 
-    if not isinstance(data, SourceData):
-        return None
-    source = build(data.source, "data.source", progress=False)
-    return source if isinstance(source, SynthKeywords) else None
+    return from_source(getattr(data, "source", None))
 
 
 def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> list[tuple[np.ndarray, int, str]]:
