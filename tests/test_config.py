@@ -62,6 +62,9 @@ def test_the_default_config_is_the_documented_one():
     assert config.scoping.primary_metric in config.scoping.targets
     assert config.data.source["words"] == config.scoping.classes  # the recipe speaks exactly the scoped classes
     assert "yes" in config.scoping.classes  # YAML 1.1 would have made this `True`
+    # the field's 12-class form: ten commands, every other word `unknown`, no speech `silence`
+    assert len(config.scoping.classes) == 12 and config.scoping.classes[-2:] == ["unknown", "silence"]
+    assert config.scoping.targets["false_accept_rate"].max is not None
 
 
 BAD_OVERRIDES = [
@@ -100,6 +103,8 @@ BAD_OVERRIDES = [
     ("data.preprocess.trim.method=spectral", "data.preprocess.trim.method", "one of"),
     ("scoping.primary_metric=auc", "scoping.primary_metric", "unknown metric"),
     ("scoping.classes=[only_one]", "scoping.classes", "at least two"),
+    # the default's false-accept target is about clips that are not keywords: a scoping without any cannot judge it
+    ("scoping.classes=[yes,no]", "scoping.targets.false_accept_rate", "needs a class that is not a keyword"),
     ("+scoping.targets.f2={min:0.5}", "scoping.targets.f2", "unknown metric"),
     ("scoping.targets.accuracy.min=null", "scoping.targets.accuracy", "exactly one of min or max"),
     ("tracker.kind=mlflow", "tracker.kind", "one of"),

@@ -7,7 +7,7 @@ Only numpy here: serving and monitoring import this without torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,21 @@ METRICS: dict[str, Metric] = {
         Metric("accuracy", True, "offline", "", "fraction of test clips whose top class is the label"),
         Metric("macro_f1", True, "offline", "", "unweighted mean of per-class F1 on the test split"),
         Metric("min_class_recall", True, "offline", "", "recall of the worst class on the test split"),
+        Metric(
+            "keyword_recall",
+            True,
+            "offline",
+            "",
+            "fraction of keyword clips (labels that are not a category class) whose top class is their keyword",
+        ),
+        Metric(
+            "false_accept_rate",
+            False,
+            "offline",
+            "",
+            "fraction of clips of a category class (unknown words, silence) answered with a keyword; "
+            "needs such a class in scoping.classes",
+        ),
         Metric("model_size_mb", False, "offline", "MB", "serialized float32 weights (state_dict), megabytes"),
         Metric("params", False, "offline", "", "trainable parameter count"),
         Metric("train_minutes", False, "offline", "min", "wall time of fit + test"),
@@ -38,8 +53,30 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
-    """Accuracy, macro-F1 and worst-class recall from integer labels."""
+# What classification_metrics measures: the offline quality metrics every phase reports in this order
+# (the last two only when the classes include a category class).
+QUALITY = ("accuracy", "macro_f1", "min_class_recall", "keyword_recall", "false_accept_rate")
+
+# Classes that name a kind of clip rather than a word someone says: a prediction of one is a rejection
+# ("not a keyword"), so answering one of their clips with any other class is a false accept.
+CATEGORY_NAMES = ("unknown", "silence", "noise", "background", "other")
+
+
+def is_category(name: str, unknown: str | None = None) -> bool:
+    """A class that names a kind of clip, not a word someone says."""
+    return name == unknown or name.startswith("_") or name.endswith("_") or name.lower() in CATEGORY_NAMES
+
+
+def category_indices(classes: Sequence[str]) -> list[int]:
+    """Positions of the category classes in `classes`: what keyword_recall and false_accept_rate need."""
+    return [i for i, name in enumerate(classes) if is_category(name)]
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, categories: Sequence[int] = ()
+) -> dict[str, float]:
+    """Accuracy, macro-F1 and worst-class recall from integer labels; with `categories` (category_indices),
+    keyword recall and the false-accept rate too (NaN when the split has no clip of that kind)."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     cm = confusion_matrix(y_true, y_pred, n_classes)
@@ -51,11 +88,19 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
         precision = np.where(predicted > 0, tp / predicted, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     present = support > 0  # classes absent from y_true say nothing about this split
-    return {
+    out = {
         "accuracy": float(tp.sum() / max(len(y_true), 1)),
         "macro_f1": float(np.mean(f1[present])) if present.any() else float("nan"),
         "min_class_recall": float(np.nanmin(recall)) if present.any() else float("nan"),
     }
+    if len(categories):
+        rejected_true, rejected_pred = np.isin(y_true, categories), np.isin(y_pred, categories)
+        keyword = ~rejected_true
+        out["keyword_recall"] = float(np.mean(y_pred[keyword] == y_true[keyword])) if keyword.any() else float("nan")
+        out["false_accept_rate"] = (
+            float(np.mean(~rejected_pred[rejected_true])) if rejected_true.any() else float("nan")
+        )
+    return out
 
 
 def per_class_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, dict[str, float]]:

@@ -14,6 +14,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from scopeml.metrics import QUALITY
 from scopeml.run_files import RunFileError, RunMetrics, RunStatus, read_metrics, read_status
 
 log = logging.getLogger("scopeml.sweep")
@@ -90,7 +91,9 @@ def summarize(sweep_dir: Path) -> list[dict]:
         cv = metrics.cv or {}
         chosen_on = metrics.selection_scores
         row["split"] = metrics.selection_split if status.status == "complete" else None
-        for key in ("accuracy", "macro_f1", "min_class_recall"):
+        for key in QUALITY:
+            if key not in chosen_on and key in ("keyword_recall", "false_accept_rate"):
+                continue  # a scoping without category classes has no such column
             row[key] = chosen_on.get(key)
             if cv:
                 row[f"{key}_std"] = cv.get("std", {}).get(key)

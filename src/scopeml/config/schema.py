@@ -28,7 +28,7 @@ from scopeml.config.components import (
     SchedulerComponent,
     SourceComponent,
 )
-from scopeml.metrics import METRICS
+from scopeml.metrics import METRICS, category_indices
 
 Problems = list[tuple[str, str]]
 REQUIRED: Any = MISSING_VALUE  # no default here: every option file of the group sets it
@@ -88,6 +88,14 @@ class ScopingConfig:
             if metric is None:
                 problems.append((f"targets.{name}", f"unknown metric; known: {sorted(METRICS)}"))
                 continue
+            if name in ("keyword_recall", "false_accept_rate") and not category_indices(self.classes):
+                problems.append(
+                    (
+                        f"targets.{name}",
+                        "needs a class that is not a keyword in scoping.classes (unknown, silence, ...): "
+                        "without one every clip is answered with a keyword",
+                    )
+                )
             if (t.min is None) == (t.max is None):
                 problems.append((f"targets.{name}", "set exactly one of min or max"))
             elif (t.min is not None) != metric.higher_is_better:
@@ -518,12 +526,16 @@ class ScenarioConfig:
     fsdd_root: Optional[str] = None
     fsdd_speakers: list[str] = field(default_factory=list)
     label_swap: dict[str, str] = field(default_factory=dict)  # concept drift: the truth changes, the audio does not
+    words: list[str] = field(default_factory=list)  # synth: words to say instead of the model's classes
+    true_label: Optional[str] = None  # every clip's true class (out-of-vocabulary words: unknown)
     seed: int = 0
 
     def check(self) -> Problems:
         problems: Problems = []
         if self.clips < 1:
             problems.append(("clips", "must be >= 1"))
+        if self.words and self.source != "synth":
+            problems.append(("words", "only a synthesized scenario says words of its own"))
         if self.source == "fsdd" and not (self.fsdd_root and self.fsdd_speakers):
             problems.append(("fsdd_root", "an fsdd scenario needs fsdd_root and fsdd_speakers"))
         return problems

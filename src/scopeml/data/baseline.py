@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from scopeml.data.dataset import KeywordData
-from scopeml.metrics import classification_metrics
+from scopeml.metrics import category_indices, classification_metrics
 
 #: part of the data report's cache key: 2 chooses the best baseline on val (1 chose it on test)
 VERSION = 2
@@ -70,11 +70,11 @@ def compute(data: KeywordData, seed: int = 0, pocketsphinx: bool = False, unknow
     y = data.targets
     train = data.indices("train")
     evals = {s: data.indices(s) for s in CHOICE_SPLITS if s != "cv" or len(data.indices(s))}  # val, test always
-    n = len(data.classes)
+    n, categories = len(data.classes), category_indices(data.classes)
     majority = int(np.bincount(y[train], minlength=n).argmax())
     result = {"majority": {"class": data.classes[majority]}, "logreg_mfcc": {"features": "mean+std of 20 MFCCs"}}
     for split, idx in evals.items():
-        result["majority"][split] = classification_metrics(y[idx], np.full(len(idx), majority), n)
+        result["majority"][split] = classification_metrics(y[idx], np.full(len(idx), majority), n, categories)
 
     names = ["majority"]
     unfit = cannot_fit(y[train], data.classes)
@@ -86,7 +86,7 @@ def compute(data: KeywordData, seed: int = 0, pocketsphinx: bool = False, unknow
         model.fit(feats[train], y[train])
         for split, idx in evals.items():
             predicted = model.predict(feats[idx]) if len(idx) else np.zeros(0, dtype=np.int64)  # cv runs: no val
-            result["logreg_mfcc"][split] = classification_metrics(y[idx], predicted, n)
+            result["logreg_mfcc"][split] = classification_metrics(y[idx], predicted, n, categories)
         names.append("logreg_mfcc")
     if pocketsphinx:
         from scopeml.data import recognizer  # imports pocketsphinx: only when the option is on

@@ -27,16 +27,10 @@ import numpy as np
 
 from scopeml.data.audio import resample
 from scopeml.data.dataset import DataError, KeywordData
-from scopeml.metrics import classification_metrics
+from scopeml.metrics import category_indices, classification_metrics, is_category
 
 SAMPLE_RATE = 16000  # the en-US acoustic model's rate
-CATEGORY_NAMES = ("unknown", "silence", "noise", "background", "other")
 SILENCE_LIKE = ("silence", "background", "noise")
-
-
-def is_category(name: str, unknown: str | None = None) -> bool:
-    """A class that names a kind of clip, not a word someone says."""
-    return name == unknown or name.startswith("_") or name.endswith("_") or name.lower() in CATEGORY_NAMES
 
 
 def class_phrases(
@@ -137,7 +131,8 @@ def scores(data: KeywordData, evals: dict[str, np.ndarray], unknown: str | None 
             seconds += time.perf_counter() - began
         clips += len(idx)
         pred = np.array([index.get(c, n) for c in heard], dtype=np.int64)  # n: heard nothing, no class for it
-        out[split] = classification_metrics(y[idx], pred, n + 1)  # the extra column never has support
+        # the extra column (heard nothing) never has support, and is a rejection like a category class
+        out[split] = classification_metrics(y[idx], pred, n + 1, [*category_indices(data.classes), n])
         out["no_hypothesis_clips"][split] = int(sum(c is None or c == rec.fallback for c in heard))
     out["ms_per_clip"] = 1000 * seconds / max(clips, 1)
     return out

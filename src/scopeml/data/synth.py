@@ -6,6 +6,9 @@ trailing silence, gain and pink background noise are drawn from a per-clip
 seed, so the same config always produces the same audio whatever order clips
 are made in. The raw recording then goes through the configured preprocessing,
 exactly as a file from disk would.
+
+Two classes are not words: `unknown` is every other word (near-misses such as "yet" for "yes" among
+them), spoken by the same voices, and `silence` is background noise with no word in it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class SynthKeywords:
     each clip carries its voice, pitch, rate and the silence, noise and gain planted in it.
     `voices` empty means every variant of `language`; `exclude_voices` drops variants that only
     duplicate another voice. Ranges are [low, high].
+
+    A word equal to `unknown_label` is not spoken as itself: each of its clips says one of
+    `unknown_words` (`unknown_clips` per voice, pitch and rate); a word equal to `silence_label` is a
+    clip of background noise at a level in `silence_dbfs` (RMS) with no word in it.
     """
 
     def __init__(
@@ -41,10 +48,17 @@ class SynthKeywords:
         lead_silence_ms: list[float] = (20.0, 250.0),
         gain_db: list[float] = (-18.0, 0.0),
         noise_snr_db: list[float] = (10.0, 40.0),
+        unknown_words: list[str] = (),
+        unknown_clips: int = 2,
+        unknown_label: str = "unknown",
+        silence_label: str = "silence",
+        silence_dbfs: list[float] = (-55.0, -25.0),
         seed: int = 1234,
         progress: bool = True,
     ):
         self.words, self.language, self.seed, self.progress = list(words), language, seed, progress
+        self.unknown_words, self.unknown_clips = list(unknown_words), unknown_clips
+        self.unknown_label, self.silence_label, self.silence_dbfs = unknown_label, silence_label, list(silence_dbfs)
         self.voices, self.exclude_voices = list(voices), list(exclude_voices)
         self.pitches, self.rates = list(pitches), list(rates)
         self.lead_silence_ms, self.gain_db, self.noise_snr_db = list(lead_silence_ms), list(gain_db), list(noise_snr_db)
@@ -56,7 +70,14 @@ class SynthKeywords:
         problems = []
         if not self.words:
             problems.append(("words", "needs at least one word to synthesize"))
-        for key in ("lead_silence_ms", "gain_db", "noise_snr_db"):
+        if self.unknown_label in self.words and not self.unknown_words:
+            problems.append(("unknown_words", f"the class {self.unknown_label!r} needs other words to speak"))
+        clash = sorted(set(self.unknown_words) & set(self.words))
+        if clash:
+            problems.append(("unknown_words", f"{clash} are keywords: a clip cannot be both"))
+        if self.unknown_clips < 1:
+            problems.append(("unknown_clips", "must be >= 1"))
+        for key in ("lead_silence_ms", "gain_db", "noise_snr_db", "silence_dbfs"):
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
                 problems.append((key, "must be [low, high] with low <= high"))
@@ -79,23 +100,57 @@ class SynthKeywords:
     def clips(self) -> Iterator[dict]:
         """Speak every (voice, word, pitch, rate) and build a raw recording around it; scopeml preprocesses it."""
         sr = espeak.sample_rate()
-        combos = list(itertools.product(self.selected_voices(), self.words, self.pitches, self.rates))
-        for i, (voice, word, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", self.progress)):
+        takes = [range(self.unknown_clips) if w == self.unknown_label else [0] for w in self.words]
+        combos = [
+            (voice, word, take, pitch, rate)
+            for voice in self.selected_voices()
+            for word, word_takes in zip(self.words, takes)
+            for take in word_takes
+            for pitch, rate in itertools.product(self.pitches, self.rates)
+        ]
+        # Each voice says the unknown words in its own shuffled order, without repeats until all are said.
+        said_by: dict[str, int] = {}
+        order = {
+            v: np.random.default_rng([self.seed, k]).permutation(max(len(self.unknown_words), 1))
+            for k, v in enumerate(self.selected_voices())
+        }
+        for i, (voice, label, take, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", self.progress)):
+            spoken = None
+            if label == self.unknown_label:
+                said_by[voice] = said_by.get(voice, -1) + 1
+                spoken = self.unknown_words[order[voice][said_by[voice] % len(self.unknown_words)]]
             # Seeded per clip: the same clip whatever else is generated.
-            raw, meta = render(
-                word, voice, pitch, rate, [self.seed, i], self.lead_silence_ms, self.noise_snr_db, self.gain_db
-            )
+            raw, meta = self.speak(label, voice, pitch, rate, [self.seed, i], spoken)
+            said = f"{label}:{meta['spoken']}" if meta["spoken"] not in (label, "") else label
             yield {
                 "samples": raw,
                 "sample_rate": sr,
-                "label": word,
+                "label": label,
                 "speaker": voice_family(voice),
-                "clip_id": f"{voice}/{word}/p{pitch}/r{rate}",
+                "clip_id": f"{voice}/{said}/p{pitch}/r{rate}" + (f"/t{take}" if take else ""),
                 "voice": voice,
                 "pitch": pitch,
                 "rate": rate,
                 **meta,
             }
+
+    def speak(
+        self, label: str, voice: str, pitch: int, rate: int, seed: list[int], spoken: str | None = None, **ranges
+    ) -> tuple[np.ndarray, dict]:
+        """One raw recording of a class at eSpeak's rate: the word itself, one of the unknown words (`spoken`,
+        or drawn from the seed), or background noise for silence. `ranges` replaces lead_silence_ms,
+        noise_snr_db or gain_db (a scenario's own). The meta says what was spoken ("" for silence)."""
+        lead, snr, gain = (ranges.get(k) or getattr(self, k) for k in ("lead_silence_ms", "noise_snr_db", "gain_db"))
+        rng = np.random.default_rng([*seed, 7])
+        if label == self.silence_label:
+            raw, meta = background(rng, espeak.sample_rate(), self.silence_dbfs, lead)
+            return raw, {**meta, "spoken": ""}
+        if label != self.unknown_label:
+            spoken = label
+        elif spoken is None:
+            spoken = self.unknown_words[rng.integers(len(self.unknown_words))]
+        raw, meta = render(spoken, voice, pitch, rate, seed, lead, snr, gain)
+        return raw, {**meta, "spoken": spoken}
 
 
 def from_source(source: Any) -> SynthKeywords | None:
@@ -142,6 +197,20 @@ def render(
         "gain_db": gain,
         "snr_db": snr_db,
     }
+
+
+def background(rng: np.random.Generator, sr: int, level_dbfs, lead_silence_ms) -> tuple[np.ndarray, dict]:
+    """A clip with no word in it: pink, white or brown noise at an RMS level in `level_dbfs`, as long as a
+    word clip with its silences (so length says nothing about the class)."""
+    n = int(sr * (rng.uniform(0.35, 0.8) + 2 * rng.uniform(*lead_silence_ms) / 1000))
+    colour = ("pink", "white", "brown")[rng.integers(3)]
+    noise = {"pink": _pink_noise(rng, n), "white": rng.standard_normal(n).astype(np.float32)}.get(colour)
+    if noise is None:
+        noise = np.cumsum(rng.standard_normal(n)).astype(np.float32)
+        noise -= np.linspace(noise[0], noise[-1], n, dtype=np.float32)  # no drift: a rumble, not a ramp
+    level = rng.uniform(*level_dbfs)
+    raw = np.clip(noise / max(_rms(noise), 1e-9) * 10 ** (level / 20), -1.0, 1.0).astype(np.float32)
+    return raw, {"planted_lead_ms": 1000 * n / sr, "planted_trail_ms": 0.0, "gain_db": level, "snr_db": float("nan")}
 
 
 def _trim(x: np.ndarray, threshold: float = 0.02) -> np.ndarray:

@@ -84,7 +84,6 @@ def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> li
             out.append((samples[0], sr, digits[int(p.name[0])]))
         return out
     from scopeml.data import espeak
-    from scopeml.data.synth import render
 
     config, test_voices = model_data(run_dir)
     synth = _synth_source(config.data)
@@ -102,18 +101,19 @@ def clips_for(scenario: ScenarioConfig, classes: list[str], run_dir: Path) -> li
     voices = list(scenario.voices) or test_voices
     pitches = list(scenario.pitches) or synth.pitches
     rates = list(scenario.rates) or synth.rates
+    words = list(scenario.words) or classes
     out = []
     for k in range(scenario.clips):
-        word, voice = classes[rng.integers(len(classes))], voices[rng.integers(len(voices))]
-        raw, _ = render(
+        word, voice = words[rng.integers(len(words))], voices[rng.integers(len(voices))]
+        raw, _ = synth.speak(
             word,
             voice,
             int(rng.choice(pitches)),
             int(rng.choice(rates)),
             [scenario.seed, k],
-            scenario.lead_silence_ms or synth.lead_silence_ms,
-            scenario.noise_snr_db or synth.noise_snr_db,
-            scenario.gain_db or synth.gain_db,
+            lead_silence_ms=scenario.lead_silence_ms,
+            noise_snr_db=scenario.noise_snr_db,
+            gain_db=scenario.gain_db,
         )
         out.append((raw, espeak.sample_rate(), word))
     return out
@@ -145,8 +145,17 @@ def run_scenario(
 ) -> dict:
     import pandas as pd
 
+    if scenario.true_label is not None and scenario.true_label not in classes:
+        from scopeml.config import ConfigError
+
+        raise ConfigError(
+            [
+                f"simulate/{scenario.name}.true_label: {scenario.true_label!r} is not a class of the served model "
+                f"{classes}; out-of-vocabulary traffic needs a model with such a class (scoping=keywords)"
+            ]
+        )
     clips = clips_for(scenario, classes, run_dir)
-    truth = [scenario.label_swap.get(label, label) for _, _, label in clips]
+    truth = [scenario.true_label or scenario.label_swap.get(label, label) for _, _, label in clips]
     if batch_dir is not None:
         folder = batch_dir / scenario.name
         folder.mkdir(parents=True, exist_ok=True)

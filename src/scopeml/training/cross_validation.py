@@ -17,12 +17,13 @@ import numpy as np
 
 from scopeml.config.schema import Config
 from scopeml.data import KeywordData
+from scopeml.metrics import QUALITY
 from scopeml.training import evaluate
 from scopeml.training.calibration import softmax
 
 log = logging.getLogger("scopeml.train")
 
-SUMMARY_METRICS = ("accuracy", "macro_f1", "min_class_recall", "loss")
+SUMMARY_METRICS = (*QUALITY, "loss")
 
 
 @dataclass
@@ -37,8 +38,9 @@ class CrossValidation:
 
     def summary(self, pooled: dict, minutes: float) -> dict:
         """metrics.json's "cv" block: per-fold scores, their mean and spread, and the pooled out-of-fold score."""
-        mean = {m: float(np.mean([f[m] for f in self.per_fold])) for m in SUMMARY_METRICS}
-        std = {m: float(np.std([f[m] for f in self.per_fold], ddof=1)) for m in SUMMARY_METRICS}
+        present = [m for m in SUMMARY_METRICS if all(m in f for f in self.per_fold)]
+        mean = {m: float(np.mean([f[m] for f in self.per_fold])) for m in present}
+        std = {m: float(np.std([f[m] for f in self.per_fold], ddof=1)) for m in present}
         return {
             "scheme": self.scheme,
             "folds": len(self.per_fold),
@@ -91,18 +93,19 @@ def baselines(data: KeywordData, seed: int = 0) -> dict:
     """The data phase's baselines (majority class, logistic regression on MFCC statistics) cross-validated over
     the same folds, so a cross-validated model is compared with them on equal terms: {name: {"cv": mean}}."""
     from scopeml.data.baseline import logreg_model, mfcc_stats
-    from scopeml.metrics import classification_metrics
+    from scopeml.metrics import category_indices, classification_metrics
 
     feats, y, n = mfcc_stats(data.waves, data.sample_rate), data.targets, len(data.classes)
+    categories = category_indices(data.classes)
     fold = data.manifest["fold"].to_numpy()
     scores: dict[str, list[dict]] = {"majority": [], "logreg_mfcc": []}
     for k in data.folds:
         held, train = np.flatnonzero(fold == k), np.flatnonzero((fold != k) & (fold != -1))
         majority = int(np.bincount(y[train], minlength=n).argmax())
-        scores["majority"].append(classification_metrics(y[held], np.full(len(held), majority), n))
+        scores["majority"].append(classification_metrics(y[held], np.full(len(held), majority), n, categories))
         model = logreg_model(seed)
         model.fit(feats[train], y[train])
-        scores["logreg_mfcc"].append(classification_metrics(y[held], model.predict(feats[held]), n))
+        scores["logreg_mfcc"].append(classification_metrics(y[held], model.predict(feats[held]), n, categories))
     return {
         name: {"cv": {m: float(np.mean([f[m] for f in folds])) for m in folds[0]}} for name, folds in scores.items()
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scopeml.metrics import classification_metrics, confusion_matrix, per_class_metrics
+from scopeml.metrics import category_indices, classification_metrics, confusion_matrix, per_class_metrics
 
 CATEGORICAL = ["speaker", "voice", "pitch", "rate", "augmented", "component"]
 NUMERIC = ["duration_ms", "rms_dbfs", "loudness_lufs", "snr_db", "lead_ms", "trail_ms", "gain_db"]
@@ -79,7 +79,9 @@ def analyze(
 
     return {
         "n": len(preds),
-        "overall": {k: _num(v) for k, v in classification_metrics(y_true, y_pred, n_classes).items()},
+        "overall": {
+            k: _num(v) for k, v in classification_metrics(y_true, y_pred, n_classes, category_indices(classes)).items()
+        },
         "per_class": {name: {k: _num(v) for k, v in row.items()} for name, row in per_class.items()},
         "confused_pairs": pairs[:10],
         "slices": slices,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from scopeml.data import KeywordData
-from scopeml.metrics import classification_metrics, per_class_metrics
+from scopeml.metrics import category_indices, classification_metrics, per_class_metrics
 
 
 @torch.no_grad()
@@ -49,7 +49,7 @@ def score_rows(data: KeywordData, rows: np.ndarray, probs: np.ndarray) -> dict:
     eps = 1e-12
     nll = float(-np.mean(np.log(probs[np.arange(len(y_true)), y_true] + eps))) if len(y_true) else float("nan")
     return {
-        **classification_metrics(y_true, y_pred, len(data.classes)),
+        **classification_metrics(y_true, y_pred, len(data.classes), category_indices(data.classes)),
         "loss": nll,
         "clips": int(len(y_true)),
         "per_class": per_class_metrics(y_true, y_pred, data.classes),

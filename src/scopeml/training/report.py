@@ -6,7 +6,7 @@ import torch
 
 from scopeml.config.schema import Config
 from scopeml.data import KeywordData
-from scopeml.metrics import METRICS, evaluate_targets
+from scopeml.metrics import METRICS, QUALITY, evaluate_targets
 from scopeml.models import count_parameters, size_mb
 
 
@@ -109,7 +109,7 @@ def build_metrics(
     the test split's scores sit beside them and choose nothing."""
     chosen_on = cv["mean"] if cv else scores[selection_split]
     measured = {
-        **{k: chosen_on[k] for k in ("accuracy", "macro_f1", "min_class_recall")},
+        **{k: chosen_on[k] for k in QUALITY if k in chosen_on},
         "model_size_mb": size_mb(model),
         "params": count_parameters(model),
         "train_minutes": minutes,
@@ -195,7 +195,7 @@ def flat_summary(metrics: dict, fingerprint: dict, git: dict) -> dict:
         out.update({f"cv/std/{k}": v for k, v in cv["std"].items()})
         out.update({f"cv/pooled/{k}": v for k, v in cv["pooled"].items()})
         for fold in cv["per_fold"]:
-            out.update({f"cv/fold{fold['fold']}/{k}": fold[k] for k in ("accuracy", "macro_f1", "min_class_recall")})
+            out.update({f"cv/fold{fold['fold']}/{k}": fold[k] for k in QUALITY if k in fold})
     out.update({"model/params": metrics["model"]["params"], "model/size_mb": metrics["model"]["model_size_mb"]})
     out["train_minutes"] = metrics["train_minutes"]
     for t in metrics["targets"]:
