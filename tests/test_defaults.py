@@ -19,7 +19,7 @@ from scopeml.config.paths import conf_dir
 
 CONF = conf_dir()
 SRC = ROOT / "src" / "scopeml"
-COMPONENT_GROUPS = ("model", "frontend", "hparams/optimizer", "hparams/scheduler", "hparams/loss")
+COMPONENT_GROUPS = ("model", "frontend", "hparams/optimizer", "hparams/scheduler", "hparams/loss", "deploy/vad")
 NOT_GROUPS = ("hydra", "simulate", "lifecycle", "experiment", "hparams_search")
 
 

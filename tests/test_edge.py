@@ -122,7 +122,16 @@ def test_writes_every_artifact_and_a_manifest(exported, bundle):
     assert manifest["temperature"] == pytest.approx(1.7)
     assert manifest["sample_rate"] == SR and manifest["clip_samples"] == bundle.clip_samples
     assert manifest["preprocess"] == asdict(bundle.preprocess)
-    assert manifest["vad"]["floor_dbfs"] == -45.0 and manifest["vad"]["min_gap_ms"] == 250.0
+    # deploy.vad (the default here: the bundle has no deploy section), with every setting for a device's own code
+    assert manifest["format"] == 2
+    assert manifest["vad"] == {
+        "_target_": "scopeml.serving.vad.SileroVAD",
+        "threshold": 0.5,
+        "min_speech_ms": 100.0,
+        "min_silence_ms": 150.0,
+        "pad_ms": 60.0,
+        "onnx": False,
+    }
     files = {a["file"]: a for a in manifest["artifacts"].values()}
     assert set(files) == {"model.ts", "model_int8.ts", "model.onnx"}
     for name, entry in files.items():
@@ -197,6 +206,26 @@ def test_runner_segments_words_and_ignores_silence(exported):
     )
     assert all(s["label"] in CLASSES and 0 < s["confidence"] <= 1 for s in segments)
     assert runner.segments(np.zeros(2 * SR, dtype=np.float32), SR) == []
+
+
+@pytest.mark.parametrize(
+    "vad",
+    [
+        {"_target_": "scopeml.serving.vad.EnergyVAD", "min_silence_ms": 300.0},
+        {"floor_dbfs": -45.0, "min_gap_ms": 300.0},  # an edge.json of format 1: the energy gate's arguments
+    ],
+    ids=["energy", "format-1"],
+)
+def test_runner_uses_the_manifests_vad(exported, tmp_path, vad):
+    import shutil
+
+    folder = shutil.copytree(exported, tmp_path / "export")
+    manifest = json.loads((folder / "edge.json").read_text())
+    (folder / "edge.json").write_text(json.dumps({**manifest, "vad": vad}))
+    runner = edge.EdgeRunner(folder)
+    assert type(runner.vad).__name__ == "EnergyVAD" and runner.vad.min_silence_ms == 300.0
+    gap = np.zeros(int(0.8 * SR), dtype=np.float32)
+    assert len(runner.segments(np.concatenate([gap, word("left"), gap, word("right"), gap]), SR)) == 2
 
 
 def test_selection_source_and_no_quantize(bundle_dir, tmp_path):

@@ -258,3 +258,9 @@ class FeatureComponent(Component):
     role = "monitoring feature"
     partial = True
     runtime = {"x": "the prepared clip", "sr": "its sample rate"}
+
+
+class VADComponent(Component):
+    """A voice activity detector: `segments(samples, sr)` -> [(start, end)] sample ranges of speech (serving.vad)."""
+
+    role = "voice activity detector"

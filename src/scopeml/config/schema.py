@@ -27,6 +27,7 @@ from scopeml.config.components import (
     OptimizerComponent,
     SchedulerComponent,
     SourceComponent,
+    VADComponent,
 )
 from scopeml.metrics import METRICS, category_indices
 
@@ -439,6 +440,9 @@ class DeployConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     prediction_log: str = "outputs/serving/predictions.sqlite"
     batch_size: int = 64  # clips per model call in scopeml-batch
+    # the VAD in front of /segments and the edge runner (conf/deploy/vad/: silero, or energy as the fallback);
+    # its settings are its constructor's (threshold, min_speech_ms, min_silence_ms, pad_ms)
+    vad: VADComponent = field(default_factory=lambda: {"_target_": "scopeml.serving.vad.SileroVAD"})
     # edge export
     quantize: bool = True
     parity_tolerance: float = 1e-4  # max |probability difference| of float exports vs the model
@@ -456,6 +460,9 @@ class DeployConfig:
             problems.append(("torch_threads", "must be >= 1, or null for CPU cores // workers"))
         if self.batching.max_batch_size < 1 or self.batching.max_latency_ms < 1:
             problems.append(("batching", "max_batch_size and max_latency_ms must be >= 1"))
+        from scopeml.serving.vad import problems as vad_problems  # numpy only: silero loads when used
+
+        problems += vad_problems(self.vad)
         return problems
 
 

@@ -48,11 +48,14 @@ def run_dir_of(source: Path) -> Path:
 def deploy_config(overrides: list[str], config_dir: str | None = None):
     from scopeml.config import ConfigError, load
     from scopeml.config.paths import compose
+    from scopeml.serving.vad import from_settings
 
     try:
-        return load(compose("config", overrides, config_dir)).deploy
-    except ConfigError as exc:
+        deploy = load(compose("config", overrides, config_dir)).deploy
+        from_settings(deploy.vad)  # a user's VAD is built once here, so a bad one fails before anything is stored
+    except (ConfigError, ValueError) as exc:
         raise PackageError(str(exc)) from None
+    return deploy
 
 
 def package(source: Path, overrides: list[str] = (), config_dir: str | None = None) -> str:

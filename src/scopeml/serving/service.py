@@ -128,6 +128,12 @@ class KeywordSpotting:
             os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
             custom_features=list(self.bundle.custom_features),
         )
+        from scopeml.serving.vad import from_settings
+
+        # deploy.vad as packaged (a model packaged before it was configurable gets the default); loaded now,
+        # not on the first /segments request
+        self.vad = from_settings(DEPLOY.get("vad"))
+        getattr(self.vad, "load", lambda: None)()
 
     # ------------------------------------------------------------------ endpoints
     @bentoml.api(route="/classify")
@@ -171,12 +177,11 @@ class KeywordSpotting:
     async def segments(self, audio: Path, ctx: bentoml.Context) -> Segments:
         """Long audio: find voiced segments first, classify each; silence gives no segments, not a guess."""
         from scopeml.data.audio import to_mono
-        from scopeml.serving.vad import find_segments
 
         started = time.perf_counter()
         samples, sr = _decode_file(audio, "audio", DEPLOY["max_long_audio_seconds"], allow_silence=True)
         mono = to_mono(samples)
-        spans = find_segments(mono, sr)
+        spans = self.vad.segments(mono, sr)
         results = (
             await self._predict_and_log(
                 [(mono[None, a:b], sr) for a, b in spans], ctx, "segments", [f"audio@{a / sr:.2f}s" for a, _ in spans]
@@ -204,6 +209,7 @@ class KeywordSpotting:
             "metrics": i["metrics"],
             "batching": BATCHING,
             "workers": DEPLOY["workers"],
+            "vad": self.vad.settings() if hasattr(self.vad, "settings") else DEPLOY.get("vad"),
             "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
             "run_dir": i.get("run_dir"),
         }

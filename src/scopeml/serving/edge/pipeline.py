@@ -80,7 +80,7 @@ def deploy_settings(bundle) -> dict:
     """The bundle's deploy section over DeployConfig's defaults (an older bundle may lack newer keys)."""
     from scopeml.config.schema import DeployConfig
 
-    defaults = {f.name: f.default for f in dataclasses.fields(DeployConfig)}
+    defaults = dataclasses.asdict(DeployConfig())  # default_factory fields (batching, vad) too
     return {**defaults, **{k: v for k, v in (bundle.info.get("deploy") or {}).items() if k in defaults}}
 
 
@@ -120,7 +120,7 @@ def export_source(source: Path, out: Path, quantize: bool | None = None, threads
         "reference_pytorch": {"latency_ms": measure_latency(bundle.predict, clips)},  # eager float, for comparison
         "float_exports_within_tolerance": not failed,
     }
-    edge_report.write(out, edge_report.manifest(bundle, bundle_dir, formats.artifacts, arch), report)
+    edge_report.write(out, edge_report.manifest(bundle, bundle_dir, formats.artifacts, arch, deploy["vad"]), report)
     return report
 
 

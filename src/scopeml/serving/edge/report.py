@@ -14,19 +14,18 @@ from scopeml.serving.edge.artifacts import FORMATS, MANIFEST, REPORT_JSON, REPOR
 from scopeml.serving.edge.parity import LATENCY_RUNS, WARMUP_RUNS
 
 
-def manifest(bundle, bundle_dir: Path, artifacts: dict, arch) -> dict:
-    """edge.json: everything EdgeRunner (or a device's own code) needs besides the model file."""
-    import inspect
+def manifest(bundle, bundle_dir: Path, artifacts: dict, arch, vad: dict | None = None) -> dict:
+    """edge.json: everything EdgeRunner (or a device's own code) needs besides the model file.
 
-    from scopeml.serving.vad import find_segments
+    `vad` is deploy.vad; the manifest holds every setting of it (the constructor's defaults too), so a
+    device's own code can run the same detector.
+    """
+    from scopeml.serving.vad import from_settings
 
-    vad = {
-        k: p.default
-        for k, p in inspect.signature(find_segments).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+    built = from_settings(vad)
+    vad = built.settings() if hasattr(built, "settings") else dict(vad)
     return {
-        "format": 1,
+        "format": 2,  # 2: vad names its _target_ (1 held the energy gate's arguments only)
         "classes": bundle.classes,
         "preprocess": asdict(bundle.preprocess),
         "temperature": bundle.temperature,

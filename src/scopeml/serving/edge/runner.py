@@ -44,6 +44,11 @@ class EdgeRunner:
         self.sample_rate: int = int(self.manifest["sample_rate"])
         self._preprocess = _namespace(self.manifest["preprocess"])
         self._run = torchscript_runner(self.folder / self.manifest["artifacts"][key]["file"])
+        from scopeml.serving.vad import from_settings
+
+        # the exported deploy.vad; silero's model loads now, so a runtime without silero-vad says so at once
+        self.vad = from_settings(self.manifest.get("vad"), key="edge.json vad")
+        getattr(self.vad, "load", lambda: None)()
 
     def prepare(self, samples: np.ndarray, sr: int) -> np.ndarray:
         from scopeml.data.preprocess import apply
@@ -68,10 +73,9 @@ class EdgeRunner:
     def segments(self, samples: np.ndarray, sr: int) -> list[dict]:
         """VAD first, then one prediction per voiced segment; silence gives [] rather than a guess."""
         from scopeml.data.audio import check_samples, to_mono
-        from scopeml.serving.vad import find_segments
 
         mono = to_mono(check_samples(np.asarray(samples, dtype=np.float32), "samples"))
-        spans = find_segments(mono, sr, **self.manifest["vad"])
+        spans = self.vad.segments(mono, sr)
         if not spans:
             return []
         probs = self.predict(np.stack([self.prepare(mono[a:b], sr) for a, b in spans]))
