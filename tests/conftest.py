@@ -71,6 +71,34 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="session")
+def packaged(tiny_run, tmp_path_factory) -> dict:
+    """The tiny run packaged into a fresh BentoML store, with a secret in the environment that must not leak."""
+    home = tmp_path_factory.mktemp("bentoml-home")
+    env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "WANDB_API_KEY": "sekret-key-0123456789"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "scopeml.cli.package", str(tiny_run)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tag = proc.stdout.strip().splitlines()[-1]
+    assert tag.startswith("scopeml-kws:")
+    return {"home": home, "tag": tag, "run": tiny_run}
+
+
+@pytest.fixture(scope="session")
+def server(packaged, tmp_path_factory):
+    """A real `bentoml serve` of the packaged tiny run on a free loopback port, shared by the serving tests."""
+    from serving_helpers import Server
+
+    srv = Server(packaged["home"], tmp_path_factory.mktemp("serving") / "predictions.sqlite")
+    yield srv
+    srv.stop()
+
+
 def write_wav(path: Path, seconds: float = 0.5, sr: int = 8000, freq: float = 440.0, channels: int = 1) -> Path:
     import soundfile as sf
 

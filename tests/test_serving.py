@@ -23,31 +23,6 @@ from serving_helpers import Server, encode, tone, word
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def packaged(tiny_run, tmp_path_factory) -> dict:
-    """The tiny run packaged into a fresh BentoML store, with a secret in the environment that must not leak."""
-    home = tmp_path_factory.mktemp("bentoml-home")
-    env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "WANDB_API_KEY": "sekret-key-0123456789"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "scopeml.cli.package", str(tiny_run)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, **env},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    tag = proc.stdout.strip().splitlines()[-1]
-    assert tag.startswith("scopeml-kws:")
-    return {"home": home, "tag": tag, "run": tiny_run}
-
-
-@pytest.fixture(scope="session")
-def server(packaged, tmp_path_factory):
-    srv = Server(packaged["home"], tmp_path_factory.mktemp("serving") / "predictions.sqlite")
-    yield srv
-    srv.stop()
-
-
 def post_audio(srv: Server, data: bytes, route: str = "classify", name: str = "clip.wav") -> httpx.Response:
     return httpx.post(f"{srv.url}/{route}", files={"audio": (name, data, "application/octet-stream")}, timeout=30)
 

@@ -46,14 +46,36 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=0) if samples.ndim == 2 else samples
 
 
+# torchaudio's sinc resampler builds one kernel of (target, source + 2 * width) taps for the reduced ratio: small for
+# the usual rates (44.1 kHz -> 16 kHz reduces to 441/160: 76k taps), but a rate with no common factor is not
+# (16001 -> 16000 Hz: 16000 x 16000 taps, measured 4.8 GB and 23 s; 191999 Hz would need ~50 GB). Past this many
+# taps the clip is resampled through its spectrum instead: any ratio, O(n log n) time, O(n) memory.
+MAX_SINC_TAPS = 4_000_000
+
+
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample along the last axis: torchaudio's sinc interpolation, or for an awkward ratio (see MAX_SINC_TAPS)
+    band-limited resampling by FFT."""
     if orig_sr == target_sr:
         return samples.astype(np.float32, copy=False)
+    import math
+
     import torch
     import torchaudio.functional as F
 
-    out = F.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), orig_sr, target_sr)
-    return out.numpy()
+    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    g = math.gcd(int(orig_sr), int(target_sr))
+    src, dst = int(orig_sr) // g, int(target_sr) // g
+    width = math.ceil(6 * src / (0.99 * min(src, dst)))  # torchaudio's lowpass_filter_width=6, rolloff=0.99
+    if dst * (src + 2 * width) <= MAX_SINC_TAPS:
+        return F.resample(x, orig_sr, target_sr).numpy()
+    n = x.shape[-1]
+    m = math.ceil(n * target_sr / orig_sr)  # the length torchaudio gives
+    if n == 0 or m == 0:
+        return np.zeros((*x.shape[:-1], m), np.float32)
+    # irfft keeps the bins below the lower Nyquist frequency (zero-pads or drops the rest); m / n keeps the level
+    out = torch.fft.irfft(torch.fft.rfft(x.double(), dim=-1), n=m, dim=-1) * (m / n)
+    return out.float().numpy()
 
 
 def fix_length(samples: np.ndarray, n: int, mode: str = "center") -> np.ndarray:
