@@ -238,6 +238,7 @@ def data_cli(tmp_path: Path, manifest: Path, *extra: str):
         f"hydra.run.dir={tmp_path / 'report'}",
         "data=manifest",
         f"data.source.manifest={manifest}",
+        "scoping=keywords10",  # its targets judge no category class: cat and dog are both "keywords"
         "scoping.classes=[cat,dog]",
         "scoping.primary_metric=accuracy",
         "data.checks.min_clips_per_label=1",

@@ -20,6 +20,8 @@ LOW_TARGETS = [
     "scoping.targets.accuracy.min=0.0",
     "scoping.targets.macro_f1.min=0.0",
     "scoping.targets.min_class_recall.min=0.0",
+    "scoping.targets.keyword_recall.min=0.0",
+    "scoping.targets.false_accept_rate.max=1.0",
 ]
 
 
