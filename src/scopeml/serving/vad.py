@@ -128,8 +128,9 @@ class SileroVAD:
                 import silero_vad
             except ImportError as exc:
                 raise ImportError(
-                    f"deploy.vad is {self.settings()['_target_']}, but the silero-vad package is not installed here "
-                    f"({exc}); install it (pip install silero-vad), or package/export with deploy/vad=energy"
+                    f"deploy.vad is {self.settings()['_target_']}, but the silero-vad package is not installed "
+                    f"here ({exc}); install it (pip install silero-vad), or serve/export a model packaged with "
+                    "deploy/vad=energy"
                 ) from exc
             finally:
                 torch.set_num_threads(threads)  # importing silero_vad sets torch to 1 thread, process-wide
