@@ -140,6 +140,20 @@ def test_health_readiness_metrics_and_info(server):
     assert "bentoml_service_request_total" in metrics or "bentoml_api_server_request_total" in metrics
     info = httpx.post(f"{server.url}/info", json={}).json()
     assert info["classes"] and info["scoping"]["targets"]
+    assert info["device"] == "cpu"  # deploy.device's default: where the model runs is said, not guessed
+
+
+def test_a_cuda_model_where_there_is_none_fails_at_load_not_per_request(tiny_run, tmp_path):
+    import torch
+
+    from scopeml.serving.bundle import ServingBundle, write_bundle
+
+    write_bundle(tiny_run, tmp_path / "bundle", deploy={})
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert ServingBundle.load(tmp_path / "bundle", device="auto").device == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="deploy.device=cuda"):
+            ServingBundle.load(tmp_path / "bundle", device="cuda")
 
 
 # ---------------------------------------------------------------- bad input: 4xx, never 500

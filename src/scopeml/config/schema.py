@@ -432,6 +432,7 @@ class DeployConfig:
     model_name: str = "scopeml-kws"  # name in the BentoML model store; the service loads <name>:latest
     workers: int = 2  # API worker processes; each gets cores // workers torch threads (see torch_threads)
     torch_threads: Optional[int] = None  # per worker; None: CPU cores // workers (at least 1)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # where the served model runs; auto: cuda when one is visible
     max_body_mb: float = 5.0  # larger request bodies get 413 before they are read
     max_clip_seconds: float = 10.0  # longer audio gets 422 on /classify (use /segments for long audio)
     max_long_audio_seconds: float = 120.0

@@ -24,7 +24,7 @@ WEIGHTS_FILE = "weights.pt"
 
 @dataclass
 class ServingBundle:
-    model: object  # torch.nn.Module in eval mode, on CPU
+    model: object  # torch.nn.Module in eval mode, on `device`
     classes: list[str]
     preprocess: object  # PreprocessConfig
     temperature: float
@@ -32,9 +32,12 @@ class ServingBundle:
     info: dict
     # name -> fn(clip, sample_rate): the training run's monitor.custom_features
     custom_features: dict = field(default_factory=dict)
+    device: str = "cpu"
 
     @classmethod
-    def load(cls, folder: str | Path, tag: str = "local") -> ServingBundle:
+    def load(cls, folder: str | Path, tag: str = "local", device: str = "cpu") -> ServingBundle:
+        """The packaged model on `device` ("cpu", "cuda", or "auto": cuda when torch sees one); asking for cuda
+        where there is none fails here, at start-up, not on the first request."""
         import sys
 
         import torch
@@ -52,11 +55,15 @@ class ServingBundle:
             info["frontend"], info["model"], len(info["classes"]), preprocess.sample_rate, preprocess.clip_seconds
         )
         model.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-        model.eval()
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("deploy.device=cuda, but torch sees no CUDA device here (use cpu or auto)")
+        model.eval().to(device)
         from scopeml.features import build_custom
 
         custom = build_custom(info.get("custom_features") or {})
-        return cls(model, list(info["classes"]), preprocess, float(info["temperature"]), tag, info, custom)
+        return cls(model, list(info["classes"]), preprocess, float(info["temperature"]), tag, info, custom, device)
 
     @property
     def clip_samples(self) -> int:
@@ -73,8 +80,8 @@ class ServingBundle:
         import torch
 
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)))
-            return torch.softmax(logits / self.temperature, dim=-1).numpy()
+            logits = self.model(torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(self.device))
+            return torch.softmax(logits.float() / self.temperature, dim=-1).cpu().numpy()
 
     def features(self, wave: np.ndarray, duration_s: float | None = None) -> dict:
         """The monitoring features of one prepared clip: the built-ins and this model's custom ones."""

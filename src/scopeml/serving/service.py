@@ -100,7 +100,7 @@ class Classifier:
     def __init__(self) -> None:
         from scopeml.serving.bundle import ServingBundle
 
-        self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
+        self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag), DEPLOY.get("device", "cpu"))
 
     @bentoml.api(batchable=True, max_batch_size=BATCHING["max_batch_size"], max_latency_ms=BATCHING["max_latency_ms"])
     def predict(self, waves: np.ndarray) -> np.ndarray:
@@ -123,7 +123,7 @@ class KeywordSpotting:
 
         _torch_threads()
         install_log_filter()
-        self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag))
+        self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag), DEPLOY.get("device", "cpu"))
         self.log = PredictionLog(
             os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
             custom_features=list(self.bundle.custom_features),
@@ -209,6 +209,7 @@ class KeywordSpotting:
             "metrics": i["metrics"],
             "batching": BATCHING,
             "workers": DEPLOY["workers"],
+            "device": self.bundle.device,
             "vad": self.vad.settings() if hasattr(self.vad, "settings") else DEPLOY.get("vad"),
             "limits": {k: DEPLOY[k] for k in ("max_body_mb", "max_clip_seconds", "max_concurrency")},
             "run_dir": i.get("run_dir"),
