@@ -32,7 +32,7 @@ def fsdd_clips(root: Path) -> list[tuple[Path, str]]:
     return [(p, DIGITS[int(p.name.split("_")[0])]) for p in files]
 
 
-def score_fsdd(run_dir: Path, clips: list[tuple[Path, str]]) -> dict:
+def score_fsdd(run_dir: Path, clips: list[tuple[Path, str]], prepared: dict) -> dict:
     from scopeml.data.audio import read_audio
     from scopeml.metrics import is_category
     from scopeml.serving.bundle import ServingBundle, write_bundle
@@ -40,7 +40,10 @@ def score_fsdd(run_dir: Path, clips: list[tuple[Path, str]]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         write_bundle(run_dir, Path(tmp), deploy={})
         bundle = ServingBundle.load(tmp)
-    waves = np.stack([bundle.prepare(*read_audio(path)) for path, _ in clips])
+    key = json.dumps(bundle.info["preprocess"], sort_keys=True)  # runs with one preprocessing share the clips
+    if key not in prepared:
+        prepared[key] = np.stack([bundle.prepare(*read_audio(path)) for path, _ in clips])
+    waves = prepared[key]
     probs = np.concatenate([bundle.predict(waves[i : i + 256]) for i in range(0, len(waves), 256)])
     predicted = [bundle.classes[i] for i in probs.argmax(axis=1)]
     accepted = np.array([not is_category(c) for c in predicted])
@@ -65,10 +68,17 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.fsdd / "recordings").is_dir():
         sys.exit(f"no FSDD recordings under {args.fsdd} (pass --fsdd): it is the real out-of-vocabulary speech")
     clips = fsdd_clips(args.fsdd)
-    rows = []
+    rows, prepared = [], {}
     for run in args.runs:
         metrics = json.loads((run / "metrics.json").read_text())
-        rows.append({"run": str(run), "scoping": metrics["scoping"], "test": metrics["test"], **score_fsdd(run, clips)})
+        rows.append(
+            {
+                "run": str(run),
+                "scoping": metrics["scoping"],
+                "test": metrics["test"],
+                **score_fsdd(run, clips, prepared),
+            }
+        )
 
     def f(x):
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
