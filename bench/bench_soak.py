@@ -138,28 +138,41 @@ class Sent:
     status: int | str  # HTTP status, or the transport error's name
 
 
-async def _open_loop(url: str, reqs: Requests, rate: float, seconds: float, phase: str, out: list[Sent], at=()):
+async def _open_loop(url: str, reqs: Requests, rate: float, seconds: float, phase: str, out: list[Sent], cap: int, at):
     """Send request i at start + i / rate until `seconds`, each in its own task (never waiting on answers); then
-    wait for the answers. at: (seconds, blocking function) pairs run in a thread at those times (the SIGKILL)."""
-    import httpx
+    wait for the answers. cap: at most this many requests in flight; one due beyond it is not sent and counts as
+    "client_cap" (an error), so a stuck server shows as errors instead of an ever longer client queue.
+    at: (seconds, blocking function) pairs run in a thread at those times (the SIGKILL).
+    aiohttp, not httpx: httpx's connection pool spent the client's CPU on thousands of queued requests (a first
+    5-minute run starved itself and sent almost nothing after minute 3)."""
+    import aiohttp
 
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    connector = aiohttp.TCPConnector(limit=cap, force_close=False)
+    in_flight = 0
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as client:
         t0 = time.perf_counter()
 
         async def one(i: int, t_sched: float) -> None:
+            nonlocal in_flight
             kind, body, ctype = reqs.next(i)
             rid = f"{LOADTEST_PREFIX}soak-{phase}-{kind}-{i}"
             t_sent = time.perf_counter() - t0
+            if in_flight >= cap:
+                out.append(Sent(rid, kind, t_sched, t_sent, t_sent, "client_cap"))
+                return
+            in_flight += 1
             try:
-                r = await client.post(
-                    f"{url}/classify", content=body, headers={"content-type": ctype, "x-request-id": rid}
-                )
-                status = r.status_code
-                if status == 200 and r.json().get("request_id") != rid:
+                async with client.post(
+                    f"{url}/classify", data=body, headers={"content-type": ctype, "x-request-id": rid}
+                ) as r:
+                    status = r.status
+                    payload = await r.read()
+                if status == 200 and json.loads(payload).get("request_id") != rid:
                     status = "wrong_request_id"
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 status = type(exc).__name__
+            finally:
+                in_flight -= 1
             out.append(Sent(rid, kind, t_sched, t_sent, time.perf_counter() - t0, status))
 
         async def later(delay: float, fn) -> None:
@@ -178,9 +191,12 @@ async def _open_loop(url: str, reqs: Requests, rate: float, seconds: float, phas
         await asyncio.gather(*tasks)
 
 
+CAP = 512  # requests in flight: 4x what the server admits (max_concurrency 64 per worker, 2 workers)
+
+
 def drive(url: str, reqs: Requests, rate: float, seconds: float, phase: str, at=()) -> list[Sent]:
     out: list[Sent] = []
-    asyncio.run(_open_loop(url, reqs, rate, seconds, phase, out, at))
+    asyncio.run(_open_loop(url, reqs, rate, seconds, phase, out, CAP, at))
     return out
 
 
