@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install lifecycle train test check lint chromium bench lock clean
+.PHONY: help install lifecycle train test check lint chromium postgresql bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ lifecycle: $(STAMP)  ## the main job: data -> sweep -> select -> package -> serv
 train: $(STAMP)  ## train one model on the built-in synthesized keywords (pass Hydra overrides with ARGS="...")
 	$(BIN)/scopeml-train $(ARGS)
 
-test: $(STAMP) chromium lint  ## lint, check every config, then run the test suite
+test: $(STAMP) chromium postgresql lint  ## lint, check every config, then run the test suite
 	$(BIN)/scopeml-config check
 	$(BIN)/python -m pytest $(ARGS)
 
@@ -43,6 +43,13 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
 	  || echo "chromium not installed: the report screenshot test will skip"; }
+
+# The shared prediction log's tests start a throwaway server from Debian's PostgreSQL (initdb in a
+# temporary folder). Installed the same way, when missing and possible; otherwise those tests skip.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null 2>&1)) \
+	  || echo "postgresql not installed: the shared prediction log (PostgreSQL) tests will skip"; }
 
 bench: $(STAMP)  ## run every benchmark under bench/ and print the ratios
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -13,6 +13,10 @@ metadata, and to the command line in provenance.json:
 A redacted value that came from the environment is written as its interpolation
 (`${oc.env:NAME}`), so the saved config still re-runs where the variable is set; any other
 is written as `<redacted>`.
+
+- a password inside a URL (`postgresql://user:password@host/db`, in any value, a safe key's
+  too) is removed, leaving `postgresql://user@host/db`: the URL still names the database, and
+  libpq takes the password from PGPASSWORD or ~/.pgpass where the run is repeated.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from typing import Any
 REDACTED = "<redacted>"
 SECRET_NAMES = ("*token*", "*secret*", "*password*", "*passwd*", "*api_key*", "*apikey*")
 _INTERPOLATION = re.compile(r"\$\{([^${}:]+)\}")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
+
+
+def without_url_password(text: str) -> str:
+    """`scheme://user:password@host` -> `scheme://user@host`, wherever a URL sits in the text."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}@", text)
 
 
 def is_secret_name(key: str) -> bool:
@@ -79,7 +89,7 @@ def redact(resolved: Any, env: dict[str, str], safe_keys: list[str] = ()) -> Any
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
         if path in env and not any(fnmatch.fnmatchcase(path, p) for p in safe_keys):
             return env[path]
-        return node
+        return without_url_password(node) if isinstance(node, str) else node
 
     return walk(resolved, "")
 

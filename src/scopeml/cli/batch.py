@@ -40,9 +40,9 @@ def build_parser():
     parser.add_argument("--bundle", type=Path, help="a serving bundle folder instead of the BentoML store")
     parser.add_argument(
         "--log",
-        type=Path,
-        default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG)),
-        help="prediction log to append to (default: %(default)s)",
+        default=os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG),
+        help="prediction log to append to: a path, sqlite:///path or postgresql://user@host:port/db "
+        "(default: %(default)s)",
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")

@@ -26,9 +26,8 @@ def build_parser():
     parser.add_argument("labels", type=Path, help="CSV or JSONL with request_id,label")
     parser.add_argument(
         "--log",
-        type=Path,
-        default=Path(os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG)),
-        help="the prediction log (default: %(default)s)",
+        default=os.environ.get("SCOPEML_PREDICTION_LOG", DEFAULT_LOG),
+        help="the prediction log: a path, sqlite:///path or postgresql://user@host:port/db (default: %(default)s)",
     )
     return parser
 

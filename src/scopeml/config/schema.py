@@ -464,7 +464,17 @@ class DeployConfig:
         from scopeml.serving.vad import problems as vad_problems  # numpy only: silero loads when used
 
         problems += vad_problems(self.vad)
+        problems += _log_url_problems("prediction_log", self.prediction_log)
         return problems
+
+
+def _log_url_problems(key: str, url: str) -> Problems:
+    """The prediction log's URL form (a path, sqlite:///, postgresql://), checked before any training; whether its
+    server answers is checked when the service, scopeml-batch, scopeml-label or scopeml-monitor opens it."""
+    from scopeml.serving.log import scheme_problem  # light: numpy at most, no connection made
+
+    problem = scheme_problem(str(url))
+    return [(key, problem)] if problem else []
 
 
 # --------------------------------------------------------------------------- monitor
@@ -496,6 +506,7 @@ class MonitorConfig:
             problems.append(("chunk_size", "set exactly one of chunk_size or chunk_period"))
         if self.chunk_size is not None and self.chunk_size < 20:
             problems.append(("chunk_size", "must be >= 20 (CBPE needs enough rows per chunk)"))
+        problems += _log_url_problems("log", self.log)
         from scopeml.features import FEATURES
 
         known = [*FEATURES, *self.custom_features]

@@ -1,6 +1,6 @@
 """scopeml-label: deliver ground-truth labels for logged predictions, by request id, whenever they arrive.
 
-    scopeml-label labels.csv [--log outputs/serving/predictions.sqlite]
+    scopeml-label labels.csv [--log outputs/serving/predictions.sqlite | postgresql://user@host:port/db]
 
 The file is a CSV (or JSONL) with columns request_id,label. Labels go into a `labels` table
 beside the predictions; monitoring joins them to compute realized performance. A request id
@@ -11,7 +11,6 @@ classes is refused too.
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from collections import Counter
 from datetime import datetime, timezone
@@ -22,18 +21,26 @@ class LabelError(ValueError):
     """A labels file or prediction log that cannot be used; the message names it."""
 
 
-def ingest(log_path: Path, table, classes: list[str] | None = None) -> dict:
+SETTING = "scopeml-label --log"  # what a bad log URL's error names
+
+
+def ingest(log_path: str | Path, table, classes: list[str] | None = None) -> dict:
     """Store labels for known request ids; return counts and the refused rows with reasons."""
-    if not log_path.exists():
-        raise LabelError(f"{log_path}: no prediction log there (the service or scopeml-batch writes it)")
-    missing = {"request_id", "label"} - set(table.columns)
-    if missing:
-        raise LabelError(f"labels file lacks column(s) {sorted(missing)}; it has {list(table.columns)}")
-    db = sqlite3.connect(log_path, timeout=10.0)
+    from scopeml.serving.log import LogURLError, log_exists, open_log, public_url
+
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, received_utc TEXT)")
+        if not log_exists(log_path, SETTING):
+            where = public_url(log_path)
+            raise LabelError(f"{where}: no prediction log there (the service or scopeml-batch writes it)")
+        missing = {"request_id", "label"} - set(table.columns)
+        if missing:
+            raise LabelError(f"labels file lacks column(s) {sorted(missing)}; it has {list(table.columns)}")
+        db = open_log(log_path, setting=SETTING)
+    except LogURLError as exc:
+        raise LabelError(str(exc)) from None
+    try:
         # Each prediction's classes are the keys of its logged probabilities: the classes of the model that made it.
-        known = {rid: _classes(probs) for rid, probs in db.execute("SELECT request_id, probabilities FROM predictions")}
+        known = {rid: _classes(probs) for rid, probs in db.known_predictions().items()}
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         accepted, refused = [], []
         for rid, label in zip(table["request_id"].astype(str), table["label"].astype(str)):
@@ -46,8 +53,7 @@ def ingest(log_path: Path, table, classes: list[str] | None = None) -> dict:
                 )
             else:
                 accepted.append((rid, label, now))
-        with db:
-            db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?)", accepted)
+        db.store_labels(accepted)
     finally:
         db.close()
     return {"accepted": len(accepted), "refused": refused}
@@ -61,17 +67,13 @@ def _classes(probabilities: str | None) -> list[str] | None:
         return None
 
 
-def read_labels(log_path: Path):
-    import pandas as pd
+def read_labels(log_path: str | Path, setting: str = SETTING):
+    from scopeml.serving.log import read_labels as read
 
-    with sqlite3.connect(f"file:{log_path}?mode=ro", uri=True) as db:
-        exists = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='labels'").fetchone()
-        if not exists:
-            return pd.DataFrame(columns=["request_id", "label", "received_utc"])
-        return pd.read_sql_query("SELECT request_id, label, received_utc FROM labels", db)
+    return read(log_path, setting)
 
 
-def deliver(labels_path: Path, log_path: Path) -> bool:
+def deliver(labels_path: Path, log_path: str | Path) -> bool:
     """scopeml-label's work: read the labels file and store its labels in the log. Returns whether every label
     was stored (refused ones are listed on stderr); raises LabelError for a file or log that cannot be used."""
     import pandas as pd

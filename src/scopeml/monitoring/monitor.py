@@ -39,8 +39,9 @@ def monitor(config, run_dir: Path, resolved: dict) -> dict:
     artifacts.save_config(run_dir, resolved)
     artifacts.mark(run_dir, "running", stage="inputs")
     with timed(timings, "read"):
+        check_log_reachable(cfg.log)  # a bad URL or unreachable server fails first, in seconds
         model = load_model(cfg.model)
-        data = load_analysis(Path(cfg.log), model, cfg.features)
+        data = load_analysis(cfg.log, model, cfg.features)
         chunking = chunking_of(cfg, data, model)
     artifacts.mark(run_dir, "running", stage="estimate")
     with timed(timings, "import_nannyml"), nannyml_quiet("load"):
@@ -83,7 +84,7 @@ class Model:
 @dataclass
 class Analysis:
     frame: object  # DataFrame: the model's logged predictions, `pred`, `label` (NaN until labelled), time_utc
-    log_path: Path
+    log_path: str  # the log's path or URL, without a password
     log_rows: int
     tags: dict[str, int]  # every model tag in the log, with its row count
     dropped: dict[str, int] = field(default_factory=dict)  # rows left out, by reason
@@ -145,22 +146,33 @@ def load_model(tag: str) -> Model:
     return Model(str(stored.tag), classes, reference, serving, training)
 
 
-def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis:
+def check_log_reachable(url: str) -> None:
+    from scopeml.serving.log import LogURLError, check_log
+
+    try:
+        check_log(url, "monitor.log")
+    except LogURLError as exc:
+        raise MonitorError(str(exc)) from None
+
+
+def load_analysis(log_path: str | Path, model: Model, features: list[str]) -> Analysis:
     """The log's rows for this model version, with `pred` (the logged label) and `label` (delivered ground truth)."""
     import pandas as pd
 
-    from scopeml.monitoring.labels import read_labels
     from scopeml.serving.loadtest import LOADTEST_PREFIX
-    from scopeml.serving.log import read_log
+    from scopeml.serving.log import LogURLError, log_exists, public_url, read_labels, read_log
 
-    where = f"monitor.log={log_path}"
-    if not log_path.is_file():
-        raise MonitorError(
-            f"{where}: no prediction log there (the service and scopeml-batch write it; see deploy.prediction_log)"
-        )
+    source, shown = str(log_path), public_url(log_path)  # what is connected to; what is shown (no password)
+    where = f"monitor.log={shown}"
     try:
-        log = read_log(log_path)
-        labels = read_labels(log_path)
+        if not log_exists(source, "monitor.log"):
+            raise MonitorError(
+                f"{where}: no prediction log there (the service and scopeml-batch write it; see deploy.prediction_log)"
+            )
+        log = read_log(source, "monitor.log")
+        labels = read_labels(source, "monitor.log")
+    except LogURLError as exc:
+        raise MonitorError(str(exc)) from None
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
         raise MonitorError(f"{where}: not a readable prediction log ({exc})") from None
     if log.empty:
@@ -205,7 +217,7 @@ def load_analysis(log_path: Path, model: Model, features: list[str]) -> Analysis
         )
     if frame.empty:
         raise MonitorError(f"{where}: every row of model {model.tag} lacks probabilities, prediction or time")
-    return Analysis(frame, log_path, len(log), tags, dropped)
+    return Analysis(frame, shown, len(log), tags, dropped)
 
 
 def check_columns(rows, model: Model, features: list[str], where: str) -> None:

@@ -161,13 +161,13 @@ def run(
     bundle,
     root: Path | None = None,
     batch_size: int = 64,
-    log_path: Path | None = None,
+    log_path: str | Path | None = None,  # a path or URL (scopeml.serving.log)
     fmt: str = "parquet",
     progress: bool = True,
 ) -> Path:
     import pandas as pd
 
-    from scopeml.serving.log import PredictionLog
+    from scopeml.serving.log import LogURLError, open_log
 
     root, files = list_inputs(source, root)
     job = start_job(out, bundle.tag, source, root)
@@ -177,7 +177,10 @@ def run(
     for part in sorted(parts.glob("part-*.parquet")):
         done.update(pd.read_parquet(part, columns=["path"])["path"])
     todo = [p for p in files if p.relative_to(root).as_posix() not in done]
-    log = PredictionLog(log_path, custom_features=list(bundle.custom_features)) if log_path else None
+    try:
+        log = open_log(log_path, list(bundle.custom_features), setting="--log") if log_path else None
+    except LogURLError as exc:
+        raise BatchError(str(exc)) from None
     chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
         rows = score_chunk(bundle, chunk, root, job)
@@ -223,11 +226,18 @@ def score_files(
     bundle_dir: Path | None = None,
     root: Path | None = None,
     batch_size: int = 64,
-    log_path: Path | None = None,
+    log_path: str | Path | None = None,  # a path or URL (scopeml.serving.log)
     fmt: str = "parquet",
 ) -> Path:
     """scopeml-batch's work: check the inputs, load the model, score what is not done yet, write the predictions."""
     list_inputs(source, root)  # bad input fails before the model is loaded
+    if log_path:
+        from scopeml.serving.log import LogURLError, check_log
+
+        try:
+            check_log(log_path, "--log")
+        except LogURLError as exc:
+            raise BatchError(str(exc)) from None
     return run(source, out, load_bundle(model, bundle_dir), root, batch_size, log_path, fmt)
 
 

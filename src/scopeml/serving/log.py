@@ -1,5 +1,12 @@
 """The prediction log: every served prediction, appended durably for monitoring to read.
 
+The one storage layer that the service, scopeml-batch, scopeml-label and scopeml-monitor go through. A log is
+addressed by a URL (deploy.prediction_log, monitor.log, SCOPEML_PREDICTION_LOG): a plain path or
+`sqlite:///abs/path` is an embedded SQLite file (this module); `postgresql://user@host:port/db` is a PostgreSQL
+server that many `bentoml serve` processes share (scopeml.serving.log_postgres: the same table, the same
+versioning). `open_log` checks the URL and connects at start-up, so a bad one fails there, naming the setting,
+never with a 500 per request.
+
 SQLite in WAL mode: a prediction is committed before its response is sent, so a
 server killed at any moment has logged every prediction it acknowledged
 (WAL with synchronous=NORMAL survives a process crash; only a power loss can
@@ -15,6 +22,7 @@ job that logged a record, NULL for the service).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -35,6 +43,79 @@ COLUMNS = (
     "job",  # the scopeml-batch job that logged the record (its output folder's job id); NULL for the service
 )
 SCHEMA_VERSION = 2
+SETTING = "deploy.prediction_log"  # what errors name; the monitor passes monitor.log
+SCHEMES = ("sqlite", "postgresql")
+ACCEPTED = "a file path, sqlite:///absolute/path or postgresql://user@host:port/database"
+
+
+class LogURLError(ValueError):
+    """A prediction log URL that cannot be used (wrong scheme, unreachable server); the message names the setting."""
+
+
+def public_url(url: str | Path) -> str:
+    """The URL without its password (what may be printed or written anywhere): libpq then takes the password from
+    PGPASSWORD or ~/.pgpass, so the result still opens the log where those are set."""
+    from scopeml.redact import without_url_password
+
+    return without_url_password(str(url))
+
+
+def parse_url(url: str | Path, setting: str = SETTING) -> tuple[str, str | Path]:
+    """("sqlite", path) or ("postgresql", url). A plain path stays SQLite, as before URLs."""
+    text = str(url)
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if not match:
+        if not text.strip():
+            raise LogURLError(f"{setting} is empty; set it to {ACCEPTED}")
+        return "sqlite", Path(text)
+    scheme = match.group(1).lower()
+    if scheme == "sqlite":
+        path = text[len("sqlite:///") :] if text.startswith("sqlite:///") else ""
+        if not path:
+            raise LogURLError(f"{setting}={text}: a SQLite URL is sqlite:///absolute/path (three slashes)")
+        return "sqlite", Path("/" + path.lstrip("/"))
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return "postgresql", "postgresql" + text[len(scheme) :]  # psycopg takes no SQLAlchemy driver suffix
+    raise LogURLError(f"{setting}={public_url(text)}: unsupported scheme {scheme!r}; the prediction log is {ACCEPTED}")
+
+
+def scheme_problem(url: str) -> str | None:
+    """What is wrong with the URL's form (no connection made): for the config check, before any training."""
+    try:
+        parse_url(url, "")
+    except LogURLError as exc:
+        return str(exc).lstrip(" =")
+    return None
+
+
+def open_log(url: str | Path, custom_features: list[str] | tuple = (), setting: str = SETTING):
+    """The log at this URL, created or brought forward; a PostgreSQL server is connected to now (LogURLError,
+    naming `setting`, when it cannot be reached within its connect timeout)."""
+    kind, target = parse_url(url, setting)
+    if kind == "postgresql":
+        from scopeml.serving.log_postgres import PostgresLog
+
+        return PostgresLog(target, custom_features, setting)
+    return PredictionLog(target, custom_features)
+
+
+def check_log(url: str | Path, setting: str = SETTING) -> None:
+    """Fail now, naming the setting, if the log's URL is malformed or its server cannot be reached."""
+    kind, target = parse_url(url, setting)
+    if kind == "postgresql":
+        from scopeml.serving.log_postgres import connect
+
+        connect(target, setting).close()
+
+
+def log_exists(url: str | Path, setting: str = SETTING) -> bool:
+    """Whether a prediction log has been written there (a SQLite file, or a server with the predictions table)."""
+    kind, target = parse_url(url, setting)
+    if kind == "postgresql":
+        from scopeml.serving.log_postgres import has_table
+
+        return has_table(target, setting, "predictions")
+    return Path(target).is_file()
 
 
 def column_type(name: str) -> str:
@@ -109,17 +190,57 @@ class PredictionLog:
             )
             return {r[0] for r in rows}
 
+    def known_predictions(self) -> dict[str, str | None]:
+        """{request id: its logged probabilities (JSON)}, for scopeml-label."""
+        with self._lock:
+            return dict(self._db.execute("SELECT request_id, probabilities FROM predictions"))
+
+    def store_labels(self, rows: list[tuple[str, str, str]]) -> None:
+        """(request_id, label, received_utc) rows into the labels table; a later label for an id replaces it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(LABELS_TABLE)
+            self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
-def read_log(path: str | Path):
+LABELS_TABLE = "CREATE TABLE IF NOT EXISTS labels (request_id TEXT PRIMARY KEY, label TEXT, received_utc TEXT)"
+
+
+def read_labels(url: str | Path, setting: str = SETTING):
+    """The delivered labels (request_id, label, received_utc); empty when none were delivered yet."""
+    import pandas as pd
+
+    kind, target = parse_url(url, setting)
+    if kind == "postgresql":
+        from scopeml.serving.log_postgres import has_table, read_table
+
+        if not has_table(target, setting, "labels"):
+            return pd.DataFrame(columns=["request_id", "label", "received_utc"])
+        return read_table(target, setting, "SELECT request_id, label, received_utc FROM labels")
+    with sqlite3.connect(f"file:{target}?mode=ro", uri=True) as db:
+        exists = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='labels'").fetchone()
+        if not exists:
+            return pd.DataFrame(columns=["request_id", "label", "received_utc"])
+        return pd.read_sql_query("SELECT request_id, label, received_utc FROM labels", db)
+
+
+def read_log(url: str | Path, setting: str = SETTING):
     """The log as a DataFrame, one column per class probability (prob_<class>)."""
     import pandas as pd
 
-    with sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True) as db:
-        table = pd.read_sql_query("SELECT * FROM predictions ORDER BY id", db)
+    kind, target = parse_url(url, setting)
+    if kind == "postgresql":
+        from scopeml.serving.log_postgres import read_table
+
+        table = read_table(target, setting, "SELECT * FROM predictions ORDER BY id")
+    else:
+        with sqlite3.connect(f"file:{target}?mode=ro", uri=True) as db:
+            table = pd.read_sql_query("SELECT * FROM predictions ORDER BY id", db)
     if len(table):
         probs = pd.DataFrame([json.loads(p) for p in table.pop("probabilities")]).add_prefix("prob_")
         extra = table.pop("extra_features") if "extra_features" in table else pd.Series([None] * len(table))

@@ -64,12 +64,16 @@ def package(source: Path, overrides: list[str] = (), config_dir: str | None = No
     import bentoml
 
     from scopeml.provenance import git_state
+    from scopeml.redact import without_url_password
     from scopeml.serving.bundle import write_bundle
 
     run_dir = run_dir_of(source)
     deploy = deploy_config(list(overrides), config_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        info = write_bundle(run_dir, Path(tmp), asdict(deploy))
+        settings = asdict(deploy)
+        # what the store keeps names the log but never its password (the server reads PGPASSWORD or ~/.pgpass)
+        settings["prediction_log"] = without_url_password(settings["prediction_log"])
+        info = write_bundle(run_dir, Path(tmp), settings)
         provenance = (
             json.loads((run_dir / "provenance.json").read_text()) if (run_dir / "provenance.json").exists() else {}
         )

@@ -43,6 +43,19 @@ def _settings() -> dict:
 
 DEPLOY = _settings()
 BATCHING = DEPLOY["batching"]
+PREDICTION_LOG = os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"])
+LOG_SETTING = "deploy.prediction_log" + (" (SCOPEML_PREDICTION_LOG)" if "SCOPEML_PREDICTION_LOG" in os.environ else "")
+
+
+def _check_log() -> None:
+    """A malformed URL or an unreachable database stops `bentoml serve` here, at start-up, naming the setting
+    (within the connect timeout), instead of answering 500 to every request (issue 14)."""
+    from scopeml.serving.log import check_log
+
+    check_log(PREDICTION_LOG, LOG_SETTING)
+
+
+_check_log()
 TIMEOUT_S = 60  # BentoML's traffic timeout; the middleware answers 504 itself a little before it
 install_log_filter()  # client errors: one line from the middleware, not BentoML's traceback
 
@@ -119,14 +132,13 @@ class KeywordSpotting:
 
     def __init__(self) -> None:
         from scopeml.serving.bundle import ServingBundle
-        from scopeml.serving.log import PredictionLog
+        from scopeml.serving.log import open_log
 
         _torch_threads()
         install_log_filter()
         self.bundle = ServingBundle.load(self.bento_model.path, str(self.bento_model.tag), DEPLOY.get("device", "cpu"))
-        self.log = PredictionLog(
-            os.environ.get("SCOPEML_PREDICTION_LOG", DEPLOY["prediction_log"]),
-            custom_features=list(self.bundle.custom_features),
+        self.log = open_log(  # SQLite (a path) or a PostgreSQL server that other servers share (a URL)
+            PREDICTION_LOG, list(self.bundle.custom_features), LOG_SETTING
         )
         from scopeml.serving.vad import from_settings
 
