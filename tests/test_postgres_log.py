@@ -179,6 +179,22 @@ def test_servers_starting_together_migrate_a_new_log_once(pg_url):
     assert sorted(read_log(pg_url)["request_id"]) == [f"w{i}" for i in range(6)]
 
 
+def test_a_batch_job_logs_to_postgresql_once_per_job_even_when_resumed(pg_url, tmp_path):
+    from test_batch import FakeBundle, folder_of_clips
+
+    from scopeml.serving import batch
+    from scopeml.serving.log import read_log
+
+    clips = folder_of_clips(tmp_path / "incoming")
+    batch.run(clips, tmp_path / "day1", FakeBundle(), log_path=pg_url, batch_size=2, progress=False)
+    sorted((tmp_path / "day1" / "parts").glob("part-*.parquet"))[-1].unlink()  # killed before its last part file
+    batch.run(clips, tmp_path / "day1", FakeBundle(), log_path=pg_url, batch_size=2, progress=False)
+    batch.run(clips, tmp_path / "day2", FakeBundle(), log_path=pg_url, batch_size=2, progress=False)
+    table = read_log(pg_url)
+    assert table.groupby(["job", "model_tag"]).size().tolist() == [5, 5]
+    assert not table.duplicated(["request_id", "job", "model_tag"]).any()
+
+
 # ---------------------------------------------------------------- two servers, one log
 def test_two_servers_share_one_log_and_a_sigkill_loses_no_acknowledged_prediction(packaged, pg_url, tmp_path):
     """Two `bentoml serve` processes on their own ports write to one PostgreSQL log under load; one is SIGKILLed
