@@ -122,6 +122,22 @@ def column_type(name: str) -> str:
     return "REAL" if name in FEATURES or name == "confidence" else "TEXT"
 
 
+def insert_rows(records: list[dict], columns: list[str], custom_features) -> list[tuple]:
+    """The records as rows of `columns`, whatever the database: no NaN or infinity is ever stored (ValueError, or
+    NULL), probabilities as JSON, the model's custom features as one JSON column."""
+    from scopeml.serving.decode import finite_record
+
+    def value(record: dict, column: str):
+        if column == "probabilities":
+            return json.dumps(record[column])
+        if column == "extra_features":
+            extra = {k: record.get(k) for k in custom_features}
+            return json.dumps(extra) if extra else None
+        return record.get(column)
+
+    return [tuple(value(r, c) for c in columns) for r in map(finite_record, records)]
+
+
 class PredictionLog:
     def __init__(self, path: str | Path, custom_features: list[str] | tuple = ()):
         self.path = Path(path)
@@ -155,27 +171,13 @@ class PredictionLog:
             raise
 
     def append(self, records: list[dict]) -> None:
-        from scopeml.serving.decode import finite_record  # no NaN or infinity is ever stored (ValueError, or NULL)
-
-        records = [finite_record(r) for r in records]
-        cols = self.columns
-        rows = [
-            tuple(
-                json.dumps(r[c]) if c == "probabilities" else self._extra(r) if c == "extra_features" else r.get(c)
-                for c in cols
-            )
-            for r in records
-        ]
+        cols, rows = self.columns, insert_rows(records, self.columns, self.custom_features)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
                 f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows
             )
             self._db.execute("COMMIT")
-
-    def _extra(self, record: dict) -> str | None:
-        extra = {k: record.get(k) for k in self.custom_features}
-        return json.dumps(extra) if extra else None
 
     def existing(self, request_ids: list[str], job: str | None = None, model_tag: str | None = None) -> set[str]:
         """Which of these request ids this batch job has already logged with this model (a resumed job must not

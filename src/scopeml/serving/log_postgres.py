@@ -10,10 +10,9 @@ belongs in PGPASSWORD or ~/.pgpass (a password in the URL works, but is never wr
 
 from __future__ import annotations
 
-import json
 import threading
 
-from scopeml.serving.log import COLUMNS, SCHEMA_VERSION, LogURLError, public_url
+from scopeml.serving.log import COLUMNS, SCHEMA_VERSION, LogURLError, insert_rows, public_url
 
 CONNECT_TIMEOUT_S = 5  # an unreachable server fails start-up in well under 10 s (issue 14)
 MIGRATION_LOCK = 0x5C0DE  # advisory lock: servers starting together create and migrate the table once
@@ -103,29 +102,15 @@ class PostgresLog:
             return self._conn().execute("SELECT version FROM prediction_log_schema").fetchone()[0]
 
     def append(self, records: list[dict]) -> None:
-        from scopeml.serving.decode import finite_record  # no NaN or infinity is ever stored (ValueError, or NULL)
-
-        records = [finite_record(r) for r in records]
-        if not records:
+        cols, rows = self.columns, insert_rows(records, self.columns, self.custom_features)
+        if not rows:
             return
-        cols = self.columns
-        rows = [
-            tuple(
-                json.dumps(r[c]) if c == "probabilities" else self._extra(r) if c == "extra_features" else r.get(c)
-                for c in cols
-            )
-            for r in records
-        ]
         with self._lock:
             db = self._conn()
             with db.transaction(), db.cursor() as cur:  # committed when the block ends, before the response
                 cur.executemany(
                     f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})", rows
                 )
-
-    def _extra(self, record: dict) -> str | None:
-        extra = {k: record.get(k) for k in self.custom_features}
-        return json.dumps(extra) if extra else None
 
     def existing(self, request_ids: list[str], job: str | None = None, model_tag: str | None = None) -> set[str]:
         """Which of these request ids this batch job has already logged with this model (see PredictionLog)."""
