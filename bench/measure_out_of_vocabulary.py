@@ -95,12 +95,15 @@ def main(argv: list[str] | None = None) -> None:
             f"| {f(t.get('false_accept_rate'))} | {f(r['false_accept_rate'])} | {f(r['unknown'])} "
             f"| {f(r['silence'])} | {f(r['median_false_accept_confidence'])} | {'; '.join(r['commonest'])} |"
         )
-    if len(rows) > 1 and rows[0]["false_accept_rate"]:
-        base = rows[-1]["false_accept_rate"]
-        print(
-            f"\nFSDD false accepts, {rows[0]['scoping']} / {rows[-1]['scoping']}: "
-            f"{rows[0]['false_accept_rate'] / base if base else float('nan'):.2f}x"
-        )
+    # side by side: each run against the first one that has no category class (every answer a keyword)
+    base = next((r for r in rows if "false_accept_rate" not in r["test"]), None)
+    for r in rows:
+        if base is not None and r is not base:
+            print(
+                f"{Path(r['run']).name} ({r['scoping']}) / {Path(base['run']).name} ({base['scoping']}): "
+                f"FSDD false accepts {r['false_accept_rate'] / base['false_accept_rate']:.2f}x, "
+                f"test keyword recall {r['test'].get('keyword_recall', float('nan')) / base['test']['accuracy']:.2f}x"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
