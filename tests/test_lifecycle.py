@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ROOT, read_json
 
@@ -237,7 +238,12 @@ def test_concept_drift_is_invisible_to_cbpe_and_caught_by_realized_performance(f
     in_est, drift_est = sum(est[:2]) / 2, sum(est[2:]) / 2
     in_real, drift_real = sum(real[:2]) / 2, sum(real[2:]) / 2
     assert abs(drift_est - in_est) < 0.08, (est, real)  # CBPE sees nothing: inputs and confidences did not change
-    assert in_real - drift_real > 0.08, (est, real)  # realized performance, once labels arrive, does
+    # Realized performance, once labels arrive, does: the swapped clips a model got right are now wrong, so it
+    # drops by about (share of left/right clips) x accuracy (12 classes: 2/12 x 0.7 = 0.12); half that is
+    # the bound, for the sampling noise of 120 clips.
+    truth = pd.read_csv(tmp_path / "sim" / "concept_drift_labels.csv")["label"]
+    swapped = float(truth.isin(["left", "right"]).mean())
+    assert in_real - drift_real > 0.5 * swapped * in_real, (est, real, swapped)
 
 
 def test_monitor_reads_a_log_written_by_the_batch_job(finished: Path, tmp_path):
