@@ -101,8 +101,24 @@ def test_cross_validated_run_reports_folds_mean_and_spread_from_the_right_splits
     # Targets are measured on the CV mean; the test voice is scored by the final model and reported beside.
     by_name = {t["metric"]: t for t in metrics["targets"]}
     assert by_name["accuracy"]["value"] == pytest.approx(cv["mean"]["accuracy"])
+    # the 12-class default: false accepts are a per-fold figure like the others, and a target on the CV mean
+    false_accepts = [f["false_accept_rate"] for f in cv["per_fold"]]
+    assert cv["mean"]["false_accept_rate"] == pytest.approx(np.mean(false_accepts))
+    assert by_name["false_accept_rate"]["value"] == pytest.approx(cv["mean"]["false_accept_rate"])
     assert metrics["test"]["clips"] == len(pd.read_parquet(cv_run / "predictions_test.parquet"))
     assert set(metrics["baseline"]["logreg_mfcc"]) == {"cv", "test"}
+
+
+@pytest.mark.slow
+def test_a_scoping_without_category_classes_cross_validates_without_their_metrics(tmp_path: Path):
+    # every class a keyword (the digits, keywords10): no keyword recall or false accepts to report, per fold or mean
+    run_dir = tmp_path / "run"
+    extra = ["scoping=keywords10", "data.split.folds=2", "data.split.test_speakers=[en+m7]", "hparams.max_epochs=1"]
+    proc = train(run_dir, *TINY_DATA, *TINY_FIT, *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cv = read_json(run_dir / "metrics.json")["cv"]
+    assert "accuracy" in cv["mean"] and "false_accept_rate" not in cv["mean"]
+    assert all("keyword_recall" not in fold for fold in cv["per_fold"])
 
 
 @pytest.mark.slow

@@ -77,7 +77,12 @@ def run_folds(
         fold_logits = evaluate.predict_logits(module.cpu().eval(), view, "cv")
         scores = evaluate.score(view, "cv", softmax(fold_logits))
         result.per_fold.append(
-            {"fold": k, "speakers": heard, **{m: scores[m] for m in SUMMARY_METRICS}, "clips": scores["clips"]}
+            {
+                "fold": k,
+                "speakers": heard,
+                **{m: scores[m] for m in SUMMARY_METRICS if m in scores},
+                "clips": scores["clips"],
+            }
         )
         log.info("fold %d/%d (%s): accuracy %.4f", k + 1, len(folds), ", ".join(heard), scores["accuracy"])
         rows.append(held)
