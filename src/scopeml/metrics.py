@@ -55,7 +55,8 @@ METRICS: dict[str, Metric] = {
 
 # What classification_metrics measures: the offline quality metrics every phase reports in this order
 # (the last two only when the classes include a category class).
-QUALITY = ("accuracy", "macro_f1", "min_class_recall", "keyword_recall", "false_accept_rate")
+CATEGORY_METRICS = ("keyword_recall", "false_accept_rate")  # need a category class among the classes
+QUALITY = ("accuracy", "macro_f1", "min_class_recall", *CATEGORY_METRICS)
 
 # Classes that name a kind of clip rather than a word someone says: a prediction of one is a rejection
 # ("not a keyword"), so answering one of their clips with any other class is a false accept.

@@ -14,7 +14,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from scopeml.metrics import QUALITY
+from scopeml.metrics import CATEGORY_METRICS, QUALITY
 from scopeml.run_files import RunFileError, RunMetrics, RunStatus, read_metrics, read_status
 
 log = logging.getLogger("scopeml.sweep")
@@ -92,7 +92,7 @@ def summarize(sweep_dir: Path) -> list[dict]:
         chosen_on = metrics.selection_scores
         row["split"] = metrics.selection_split if status.status == "complete" else None
         for key in QUALITY:
-            if key not in chosen_on and key in ("keyword_recall", "false_accept_rate"):
+            if key not in chosen_on and key in CATEGORY_METRICS:
                 continue  # a scoping without category classes has no such column
             row[key] = chosen_on.get(key)
             if cv:

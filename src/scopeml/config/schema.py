@@ -29,7 +29,7 @@ from scopeml.config.components import (
     SourceComponent,
     VADComponent,
 )
-from scopeml.metrics import METRICS, category_indices
+from scopeml.metrics import CATEGORY_METRICS, METRICS, category_indices
 
 Problems = list[tuple[str, str]]
 REQUIRED: Any = MISSING_VALUE  # no default here: every option file of the group sets it
@@ -89,7 +89,7 @@ class ScopingConfig:
             if metric is None:
                 problems.append((f"targets.{name}", f"unknown metric; known: {sorted(METRICS)}"))
                 continue
-            if name in ("keyword_recall", "false_accept_rate") and not category_indices(self.classes):
+            if name in CATEGORY_METRICS and not category_indices(self.classes):
                 problems.append(
                     (
                         f"targets.{name}",

@@ -99,11 +99,11 @@ class SynthKeywords:
 
     def clips(self) -> Iterator[dict]:
         """Speak every (voice, word, pitch, rate) and build a raw recording around it; scopeml preprocesses it."""
-        sr = espeak.sample_rate()
+        sr, voices = espeak.sample_rate(), self.selected_voices()
         takes = [range(self.unknown_clips) if w == self.unknown_label else [0] for w in self.words]
         combos = [
             (voice, word, take, pitch, rate)
-            for voice in self.selected_voices()
+            for voice in voices
             for word, word_takes in zip(self.words, takes)
             for take in word_takes
             for pitch, rate in itertools.product(self.pitches, self.rates)
@@ -112,7 +112,7 @@ class SynthKeywords:
         said_by: dict[str, int] = {}
         order = {
             v: np.random.default_rng([self.seed, k]).permutation(max(len(self.unknown_words), 1))
-            for k, v in enumerate(self.selected_voices())
+            for k, v in enumerate(voices)
         }
         for i, (voice, label, take, pitch, rate) in enumerate(_track(combos, "Synthesizing keywords", self.progress)):
             spoken = None
