@@ -1,0 +1,65 @@
+"""A real local Ray cluster for tests: `ray start --head --block` on loopback, torn down with its process group.
+
+`ray stop` would stop every Ray process of the user on the machine (another test run's too), so the
+head is started in the foreground of its own session and its whole process group is killed instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+RAY = Path(sys.executable).with_name("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """Yield the address (host:port) of a fresh head node with two CPUs; skip when Ray is not installed."""
+    if not RAY.exists():
+        pytest.skip(f"ray is not installed beside {sys.executable} (make install puts it there)")
+    port = _free_port()
+    # Ray puts Unix sockets under its temp dir, and socket paths are limited to 107 bytes: keep it short.
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    log = open(Path(temp) / "head.log", "w")
+    head = subprocess.Popen(
+        [str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--num-gpus=0", "--object-store-memory=200000000", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={temp}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while not _listening(port):
+        if head.poll() is not None or time.monotonic() > deadline:
+            os.killpg(head.pid, signal.SIGKILL)
+            pytest.fail(f"ray head did not start on 127.0.0.1:{port}:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        log.close()
