@@ -15,6 +15,11 @@ Same model and the same real clips (eSpeak keywords at 16 kHz, 16-bit WAV) every
 5. bench/bentoml_echo.py: a BentoML endpoint that takes the same upload and does no work (1 and 2
    workers), the ceiling any BentoML handler can reach on the machine.
 
+BentoML's API workers each listen on a socket of their own (scopeml.serving.sockets; --shared-socket measures
+BentoML's one shared socket instead); each run records the share of requests each worker answered (the
+x-scopeml-worker response header; the echo server has none: the CPU each worker used), the CPU of every server
+process and the load averages.
+
 Each server is driven by wrk (bench/wrk_post.lua, round robin over the clips as multipart
 POSTs to /classify) at concurrency 1 (-t1 -c1) and 32 (-t2 -c32): a warm-up run, then a
 measured run. Servers, the model store (BENTOML_HOME) and the prediction logs live in a
@@ -370,6 +375,8 @@ def wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns:
     """One wrk run; also the CPU the server, wrk and everything else on the machine used meanwhile, and
     the mean adaptive batch size (BentoML with batching)."""
     tick = os.sysconf("SC_CLK_TCK")
+    load_0 = os.getloadavg()
+    procs_0 = cpu_ticks_by_process(server.proc.pid)
     server_0, busy_0, wrk_0, batch_0, t0 = (
         cpu_ticks_of_tree(server.proc.pid),
         busy_ticks(),
@@ -379,6 +386,7 @@ def wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns:
     )
     r = _wrk(server, body_dir, n_bodies, threads, conns, seconds)
     elapsed = time.monotonic() - t0
+    procs_1 = cpu_ticks_by_process(server.proc.pid)
     server_s = (cpu_ticks_of_tree(server.proc.pid) - server_0) / tick
     busy_s = (busy_ticks() - busy_0) / tick
     wrk_s = _children_cpu() - wrk_0
@@ -389,8 +397,51 @@ def wrk(server: LocalServer, body_dir: Path, n_bodies: int, threads: int, conns:
         other_cpu_cores=max(busy_s - server_s - wrk_s, 0.0) / elapsed,
         server_cpu_ms_per_req=1000 * server_s / max(r["requests"], 1),
         mean_batch_size=(batch_1[0] - batch_0[0]) / (batch_1[1] - batch_0[1]) if batch_1[1] > batch_0[1] else None,
+        # CPU cores each process of the server used (API workers: BentoML's --worker-id; the arbiter: "arbiter")
+        cpu_cores_by_process={
+            name: round((ticks - procs_0.get(name, 0)) / tick / elapsed, 3) for name, ticks in procs_1.items()
+        },
+        load_average_before=load_0,
+        load_average_after=os.getloadavg(),
     )
     return r
+
+
+def cpu_ticks_by_process(root: int) -> dict[str, int]:
+    """CPU ticks of each process of a server tree, named by role: "worker N" for BentoML's API worker N,
+    "<service> worker N" for a dependency's, "arbiter" for the root, else the pid."""
+    table = _proc_table()
+    out = {}
+    for pid in process_tree(root):
+        if pid not in table:
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if pid == root:
+            name = "arbiter"
+        elif "--worker-id" in argv and argv.index("--worker-id") + 1 < len(argv):
+            service = argv[argv.index("--service-name") + 1] if "--service-name" in argv else ""
+            name = ("" if service in ("scopeml-kws", "scopeml-echo") else f"{service} ") + (
+                f"worker {argv[argv.index('--worker-id') + 1]}"
+            )
+        else:
+            name = str(pid)
+        out[name] = out.get(name, 0) + table[pid][2]
+    return out
+
+
+def spread(r: dict) -> str:
+    """How the requests (x-scopeml-worker) or, without that header, the CPU spread over the API workers."""
+    per = r.get("per_worker") or {}
+    if per:
+        total = sum(per.values())
+        return "/".join(f"{100 * per[w] / total:.0f}" for w in sorted(per, key=int)) + " req"
+    cpu = {k: v for k, v in (r.get("cpu_cores_by_process") or {}).items() if k.startswith("worker ")}
+    if cpu:
+        return "/".join(f"{cpu[k]:.2f}" for k in sorted(cpu)) + " cores"
+    return "-"
 
 
 def _children_cpu() -> float:
@@ -495,7 +546,9 @@ def bench_server(
                 f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']} (429: {r['status_429']}, 503: {r['status_503']}), "
                 f"handler {r['handler_ms_mean']:.1f} ms; "
                 f"CPU cores: server {r['server_cpu_cores']:.2f}, wrk {r['wrk_cpu_cores']:.2f}, "
-                f"other processes {r['other_cpu_cores']:.2f}{batch}",
+                f"other processes {r['other_cpu_cores']:.2f}{batch}; per worker {r.get('per_worker') or '-'}, "
+                f"CPU by process {r['cpu_cores_by_process']}; "
+                f"load average {' '.join(f'{x:.2f}' for x in r['load_average_before'])} before",
                 flush=True,
             )
     finally:
@@ -507,7 +560,20 @@ def bench_server(
 
 # ---------------------------------------------------------------------------- report
 def table(rows: list[tuple]) -> str:
-    head = ("", "req/s", "ok/s", "p50 ms", "p95 ms", "p99 ms", "errors", "handler ms", "srv CPU ms/req", "other cores")
+    head = (
+        "",
+        "req/s",
+        "ok/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "handler ms",
+        "srv CPU ms/req",
+        "other cores",
+        "per worker %",
+        "load 1m",
+    )
     cells = [head] + [tuple(r) for r in rows]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(head))]
     lines = []
@@ -545,6 +611,8 @@ def report(res: dict) -> tuple[str, dict]:
             "",
             "",
             f"{ip['other_cpu_cores']:.2f}",
+            "",
+            "",
         )
         for key, label in in_process
     ]
@@ -576,6 +644,8 @@ def report(res: dict) -> tuple[str, dict]:
                         f1(r["handler_ms_mean"]) if r["handler_n"] else "-",
                         f1(r["server_cpu_ms_per_req"]),
                         f"{r['other_cpu_cores']:.2f}",
+                        spread(r),
+                        f"{r['load_average_before'][0]:.2f}",
                     )
                 )
     text = [table(rows), ""]
@@ -583,7 +653,9 @@ def report(res: dict) -> tuple[str, dict]:
         "req/s = all answered requests / duration; ok/s = 2xx only; errors = non-2xx + socket errors; "
         "handler ms = mean latency_ms the server reports (time inside its /classify handler);\n"
         "srv CPU ms/req = CPU time of the server's process group per request; other cores = CPU used meanwhile by "
-        "processes that are neither the server, wrk nor this script (should be ~0)."
+        "processes that are neither the server, wrk nor this script (should be ~0);\n"
+        "per worker % = share of the requests each API worker answered (x-scopeml-worker), or without that header "
+        "the CPU cores each used; load 1m = the 1-minute load average before the run."
     )
     noisy = [
         k for k, v in res["servers"].items() for c in (1, 32) if v.get(f"c{c}", {}).get("other_cpu_cores", 0) > 0.15
@@ -699,6 +771,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-extras", action="store_true", help="skip the FastAPI --no-log, echo and load-shedding rows"
     )
     parser.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="SCOPEML_REUSEPORT=0: every BentoML worker accepts from BentoML's one shared socket (the behaviour "
+        "before scopeml.serving.sockets), to compare",
+    )
+    parser.add_argument(
         "--only",
         help="comma-separated server rows to run (fastapi, bentoml, bentoml_w1, bentoml_batching, "
         "bentoml_echo, bentoml_echo_w2, fastapi_nolog, bentoml_shedding)",
@@ -758,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
             "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         }
 
-        base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        base_env = {**os.environ, "PYTHONUNBUFFERED": "1"} | ({"SCOPEML_REUSEPORT": "0"} if args.shared_socket else {})
         uvicorn = [
             str(BIN / "python"),
             "-m",

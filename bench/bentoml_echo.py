@@ -15,6 +15,8 @@ from pathlib import Path
 import bentoml
 from pydantic import BaseModel
 
+from scopeml.serving.sockets import listen_per_worker
+
 
 class Size(BaseModel):
     bytes: int
@@ -25,3 +27,7 @@ class Echo:
     @bentoml.api(route="/classify")
     async def classify(self, audio: Path) -> Size:
         return Size(bytes=Path(audio).stat().st_size)
+
+
+# a listening socket per worker, as the service has (scopeml.serving.sockets)
+listen_per_worker(Echo.name, int(Echo.config.get("workers") or 1))

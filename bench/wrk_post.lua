@@ -7,7 +7,8 @@
 -- pre-formatted here once per thread. `done` prints one line "BENCH_RESULT {json}" with the
 -- request count, duration, latency percentiles (ms), socket and status errors, the status
 -- counts and the mean server-side latency_ms read from the responses (to split the time
--- spent in the handler from the time spent in the framework).
+-- spent in the handler from the time spent in the framework), and the responses per API worker (the
+-- service's x-scopeml-worker header: how the load spread over the workers).
 
 local dir = os.getenv("BENCH_BODY_DIR")
 local count = tonumber(os.getenv("BENCH_BODY_COUNT") or "1")
@@ -25,6 +26,7 @@ status_2xx = 0
 status_429 = 0
 status_503 = 0
 status_other = 0
+worker_counts = {}  -- responses per value of the service's x-scopeml-worker header (which API worker answered)
 
 function setup(thread)
    thread:set("thread_id", #threads)
@@ -50,6 +52,10 @@ function request()
 end
 
 function response(status, headers, body)
+   local w = headers["x-scopeml-worker"]
+   if w then
+      worker_counts[w] = (worker_counts[w] or 0) + 1
+   end
    if status >= 200 and status < 300 then
       status_2xx = status_2xx + 1
       local ms = body and string.match(body, '"latency_ms"%s*:%s*([%d%.eE%-]+)')
@@ -68,7 +74,11 @@ end
 
 function done(summary, latency, requests_)
    local ms_sum, n, ok, s429, s503, other = 0, 0, 0, 0, 0, 0
+   local workers = {}
    for _, t in ipairs(threads) do
+      for w, c in pairs(t:get("worker_counts") or {}) do
+         workers[w] = (workers[w] or 0) + c
+      end
       ms_sum = ms_sum + (t:get("handler_ms_sum") or 0)
       n = n + (t:get("handler_n") or 0)
       ok = ok + (t:get("status_2xx") or 0)
@@ -76,16 +86,21 @@ function done(summary, latency, requests_)
       s503 = s503 + (t:get("status_503") or 0)
       other = other + (t:get("status_other") or 0)
    end
+   local parts = {}
+   for w, c in pairs(workers) do
+      table.insert(parts, string.format('"%s": %d', w, c))
+   end
+   table.sort(parts)
    local e = summary.errors
    io.write(string.format(
       'BENCH_RESULT {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
       '"p50_ms": %.3f, "p75_ms": %.3f, "p90_ms": %.3f, "p95_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, "mean_ms": %.3f, ' ..
       '"err_connect": %d, "err_read": %d, "err_write": %d, "err_status": %d, "err_timeout": %d, ' ..
       '"status_2xx": %d, "status_429": %d, "status_503": %d, "status_other": %d, ' ..
-      '"handler_ms_mean": %.3f, "handler_n": %d}\n',
+      '"handler_ms_mean": %.3f, "handler_n": %d, "per_worker": {%s}}\n',
       summary.requests, summary.duration, summary.bytes,
       latency:percentile(50) / 1000, latency:percentile(75) / 1000, latency:percentile(90) / 1000,
       latency:percentile(95) / 1000, latency:percentile(99) / 1000, latency.max / 1000, latency.mean / 1000,
       e.connect, e.read, e.write, e.status, e.timeout,
-      ok, s429, s503, other, n > 0 and ms_sum / n or -1, n))
+      ok, s429, s503, other, n > 0 and ms_sum / n or -1, n, table.concat(parts, ", ")))
 end

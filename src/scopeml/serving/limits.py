@@ -28,6 +28,7 @@ from scopeml.serving.errors import (
     translate,
 )
 
+WORKER_HEADER = b"x-scopeml-worker"
 EXEMPT = {"/livez", "/readyz", "/healthz", "/metrics"}
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -50,6 +51,11 @@ class RequestLimits:
         self.deadline_s = deadline_s
         self.strict_multipart = {route for route, spec in self.endpoints.items() if spec["files"]}
         self.in_flight = 0
+        # which API worker answered (BentoML's worker id, 1..N), on every response: how the load spreads
+        # over the workers is visible from outside (bench/bench_serving.py counts it per worker)
+        from bentoml import server_context
+
+        self.worker = None if server_context.worker_index is None else str(server_context.worker_index).encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -58,7 +64,7 @@ class RequestLimits:
         headers = [(k, v) for k, v in scope.get("headers") or [] if k.lower() != b"x-request-id"]
         scope = {**scope, "headers": [*headers, (b"x-request-id", state.request_id.encode())]}
         docs = scope["path"] == "/docs.json" and scope["method"] == "GET"
-        answer = _Answer(send, scope, state, docs and self.strict_multipart)
+        answer = _Answer(send, scope, state, docs and self.strict_multipart, self.worker)
         token = CURRENT.set(state)
         try:
             if scope["path"] in EXEMPT or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -220,12 +226,16 @@ async def _reply(
 
 
 class _Answer:
-    """The `send` the app sees: adds x-request-id to every response, and holds back an error response (status
-    >= 400; for HEAD, headers only) until its body is complete, to write the service's error body in its place
-    and log it. With `docs` (a set of routes), GET /docs.json's spec is held back to add the error contract."""
+    """The `send` the app sees: adds x-request-id (and x-scopeml-worker) to every response, and holds back an
+    error response (status >= 400; for HEAD, headers only) until its body is complete, to write the service's
+    error body in its place and log it. With `docs` (a set of routes), GET /docs.json's spec is held back to add
+    the error contract."""
 
-    def __init__(self, send, scope, state: RequestState, docs):
+    def __init__(self, send, scope, state: RequestState, docs, worker: bytes | None = None):
         self.send, self.scope, self.state, self.docs = send, scope, state, docs
+        self.extra = [(b"x-request-id", state.request_id.encode())]
+        if worker is not None:
+            self.extra.append((WORKER_HEADER, worker))
         self.started = False
         self.held: dict | None = None
         self.chunks: list[bytes] = []
@@ -234,8 +244,9 @@ class _Answer:
         kind = message["type"]
         if kind == "http.response.start":
             self.started = True
-            headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"x-request-id"]
-            message = {**message, "headers": [*headers, (b"x-request-id", self.state.request_id.encode())]}
+            ours = {k for k, _ in self.extra}
+            headers = [(k, v) for k, v in message.get("headers") or [] if k.lower() not in ours]
+            message = {**message, "headers": [*headers, *self.extra]}
             status = message["status"]
             if self.scope["method"] != "HEAD" and (status >= 400 or (self.docs and status == 200)):
                 self.held = message

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from scopeml.serving.errors import ClientError, install_log_filter
 from scopeml.serving.limits import RequestLimits
+from scopeml.serving.sockets import listen_per_worker
 
 MODEL_TAG = os.environ.get("SCOPEML_MODEL_TAG", "scopeml-kws:latest")
 
@@ -342,3 +343,7 @@ KeywordSpotting.add_asgi_middleware(
     endpoints=_endpoints(KeywordSpotting),
     deadline_s=TIMEOUT_S - 5,
 )
+
+# In each API worker, before BentoML starts uvicorn: a listening socket of the worker's own (SO_REUSEPORT), so
+# that connections spread over the workers instead of all going to whichever woke first (scopeml.serving.sockets).
+listen_per_worker(KeywordSpotting.name, int(KeywordSpotting.config.get("workers") or 1))
