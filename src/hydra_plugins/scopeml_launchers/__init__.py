@@ -1,0 +1,1 @@
+"""scopeml's Hydra launchers (see scopeml.launchers)."""
