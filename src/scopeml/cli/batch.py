@@ -9,6 +9,7 @@ from pathlib import Path
 from scopeml import stage
 from scopeml.config.schema import DeployConfig
 from scopeml.serving import batch
+from scopeml.serving.batch_ray import RayEngine
 
 PROG = "scopeml-batch"
 DEFAULT_LOG = DeployConfig.prediction_log  # the service's default
@@ -20,7 +21,8 @@ def build_parser():
         batch.__doc__,
         here={
             stage.ExitCode.BAD_INPUT: "no such folder or manifest, no audio in it, symbolic links or paths outside "
-            "the input root (each named), no such model, or an --out folder begun with another model"
+            "the input root (each named), no such model, an --out folder begun with another model, or (--engine ray) "
+            "a Ray address where no Ray cluster answers"
         },
     )
     parser.add_argument(
@@ -46,7 +48,37 @@ def build_parser():
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    ray = parser.add_argument_group("Ray (--engine ray: the same job on Ray Data workers; see docs/deployment.md)")
+    ray.add_argument(
+        "--engine",
+        choices=["process", "ray"],
+        default="process",
+        help="process: score in this process; ray: on --workers map_batches actors (default: %(default)s)",
+    )
+    ray.add_argument(
+        "--ray-address",
+        help="a running cluster, HOST:PORT as `ray start --head` prints it (default: $RAY_ADDRESS when set, else "
+        "Ray started on this machine for the job)",
+    )
+    ray.add_argument("--workers", type=int, help=f"actors, each holding the model (default: {RayEngine.workers})")
+    ray.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        help=f"Ray CPUs (and torch threads) per actor (default: {RayEngine.cpus_per_worker:g})",
+    )
     return parser
+
+
+def engine(args):
+    """The Ray engine the arguments ask for, or None (this process); BatchError for Ray options without it."""
+    given = {"address": args.ray_address, "workers": args.workers, "cpus_per_worker": args.cpus_per_worker}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.engine == "ray":
+        return RayEngine(**given)
+    if given:
+        flags = ", ".join("--" + ("ray-address" if k == "address" else k.replace("_", "-")) for k in given)
+        raise batch.BatchError(f"{flags}: only with --engine ray")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> None:
         print(
             batch.score_files(
-                args.source, args.out, args.model, args.bundle, args.root, args.batch_size, args.log, args.format
+                args.source,
+                args.out,
+                args.model,
+                args.bundle,
+                args.root,
+                args.batch_size,
+                args.log,
+                args.format,
+                engine(args),
             )
         )
 

@@ -11,6 +11,7 @@ reads batch and realtime traffic alike. Each --out folder is one job (its id and
 logs them again, while a killed job started again with the same arguments skips what is done and
 logs nothing twice. Work is committed in chunks. Symbolic links, and paths that resolve outside the
 input root, are refused (each one named, before anything is scored); links to folders are not followed.
+With --engine ray the same job is scored on Ray Data workers (scopeml.serving.batch_ray): the same outputs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -155,39 +157,28 @@ def start_job(out: Path, model_tag: str, source: Path, root: Path) -> str | None
     return job
 
 
-def run(
-    source: Path,
-    out: Path,
-    bundle,
-    root: Path | None = None,
-    batch_size: int = 64,
-    log_path: str | Path | None = None,  # a path or URL (scopeml.serving.log)
-    fmt: str = "parquet",
-    progress: bool = True,
-) -> Path:
-    import pandas as pd
+@dataclass
+class Job:
+    """One --out folder being scored: what both engines (this module's and scopeml.serving.batch_ray's) share. The
+    driver alone writes the log and the parts, from scored rows however they were computed."""
 
-    from scopeml.serving.log import LogURLError, open_log
+    out: Path
+    root: Path
+    files: list[Path]  # every input, in input order
+    todo: list[Path]  # those no part holds yet
+    id: str | None  # the job id every logged record carries
+    model_tag: str
+    log: object | None  # scopeml.serving.log's log, or None
 
-    root, files = list_inputs(source, root)
-    job = start_job(out, bundle.tag, source, root)
-    parts = out / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    done = set()
-    for part in sorted(parts.glob("part-*.parquet")):
-        done.update(pd.read_parquet(part, columns=["path"])["path"])
-    todo = [p for p in files if p.relative_to(root).as_posix() not in done]
-    try:
-        log = open_log(log_path, list(bundle.custom_features), setting="--log") if log_path else None
-    except LogURLError as exc:
-        raise BatchError(str(exc)) from None
-    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    for chunk in _track(chunks, f"Scoring {len(todo)} of {len(files)} files", progress):
-        rows = score_chunk(bundle, chunk, root, job)
-        if log:  # log first, deduplicated within the job: a chunk redone after a kill is never logged twice
+    def commit(self, rows: list[dict]) -> None:
+        """Log a scored chunk (deduplicated within the job: a chunk redone after a kill is never logged twice), then
+        write it as the next part, atomically: a chunk is done only once it is whole on disk."""
+        import pandas as pd
+
+        if self.log:
             now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-            logged = log.existing([r["request_id"] for r in rows], job=job, model_tag=bundle.tag)
-            log.append(
+            logged = self.log.existing([r["request_id"] for r in rows], job=self.id, model_tag=self.model_tag)
+            self.log.append(
                 [
                     {
                         **r,
@@ -200,15 +191,63 @@ def run(
                     if r["error"] is None and r["request_id"] not in logged
                 ]
             )
-        index = len(list(parts.glob("part-*.parquet")))
+        parts = self.out / "parts"
+        index = 1 + max((int(p.stem.split("-")[1]) for p in parts.glob("part-*.parquet")), default=-1)
         tmp = parts / f".part-{index:05d}.tmp"
         pd.DataFrame(rows).to_parquet(tmp, index=False)
-        os.replace(tmp, parts / f"part-{index:05d}.parquet")  # a chunk is done only once it is whole on disk
-    table = pd.concat([pd.read_parquet(p) for p in sorted(parts.glob("part-*.parquet"))], ignore_index=True)
-    table = table.set_index("path").loc[[p.relative_to(root).as_posix() for p in files]].reset_index()  # input order
-    target = out / f"predictions.{fmt}"
-    table.to_parquet(target, index=False) if fmt == "parquet" else table.to_csv(target, index=False)
-    return target
+        os.replace(tmp, parts / f"part-{index:05d}.parquet")
+
+    def finish(self, fmt: str = "parquet") -> Path:
+        """Every part joined into predictions.<fmt>, in input order."""
+        import pandas as pd
+
+        parts = sorted((self.out / "parts").glob("part-*.parquet"))
+        table = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        table = table.set_index("path").loc[[p.relative_to(self.root).as_posix() for p in self.files]].reset_index()
+        target = self.out / f"predictions.{fmt}"
+        table.to_parquet(target, index=False) if fmt == "parquet" else table.to_csv(target, index=False)
+        return target
+
+
+def begin(source: Path, out: Path, model_tag: str, custom_features, root: Path | None = None, log_path=None) -> Job:
+    """Start or resume the job in `out`: list the inputs, record the job, find what the parts already hold, open the
+    log (`custom_features`: the model's custom feature names, columns of the log)."""
+    import pandas as pd
+
+    from scopeml.serving.log import LogURLError, open_log
+
+    root, files = list_inputs(source, root)
+    job = start_job(out, model_tag, source, root)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    done = set()
+    for part in sorted(parts.glob("part-*.parquet")):
+        done.update(pd.read_parquet(part, columns=["path"])["path"])
+    todo = [p for p in files if p.relative_to(root).as_posix() not in done]
+    try:
+        log = open_log(log_path, list(custom_features), setting="--log") if log_path else None
+    except LogURLError as exc:
+        raise BatchError(str(exc)) from None
+    return Job(out, root, files, todo, job, model_tag, log)
+
+
+def run(
+    source: Path,
+    out: Path,
+    bundle,
+    root: Path | None = None,
+    batch_size: int = 64,
+    log_path: str | Path | None = None,  # a path or URL (scopeml.serving.log)
+    fmt: str = "parquet",
+    progress: bool = True,
+) -> Path:
+    """Score in this process, one chunk of `batch_size` files per model call."""
+    job = begin(source, out, bundle.tag, bundle.custom_features, root, log_path)
+    todo = job.todo
+    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    for chunk in _track(chunks, f"Scoring {len(todo)} of {len(job.files)} files", progress):
+        job.commit(score_chunk(bundle, chunk, job.root, job.id))
+    return job.finish(fmt)
 
 
 def _track(items, description: str, enabled: bool):
@@ -228,8 +267,10 @@ def score_files(
     batch_size: int = 64,
     log_path: str | Path | None = None,  # a path or URL (scopeml.serving.log)
     fmt: str = "parquet",
+    engine=None,
 ) -> Path:
-    """scopeml-batch's work: check the inputs, load the model, score what is not done yet, write the predictions."""
+    """scopeml-batch's work: check the inputs, load the model, score what is not done yet, write the predictions.
+    `engine`: None scores in this process; a scopeml.serving.batch_ray.RayEngine on Ray Data workers."""
     list_inputs(source, root)  # bad input fails before the model is loaded
     if log_path:
         from scopeml.serving.log import LogURLError, check_log
@@ -238,21 +279,31 @@ def score_files(
             check_log(log_path, "--log")
         except LogURLError as exc:
             raise BatchError(str(exc)) from None
+    if engine is not None:
+        engine.check()  # a Ray address that does not answer fails here, in seconds, before the model is loaded
+        return engine.run(source, out, *locate_bundle(model, bundle_dir), root, batch_size, log_path, fmt)
     return run(source, out, load_bundle(model, bundle_dir), root, batch_size, log_path, fmt)
 
 
-def load_bundle(model: str, bundle_dir: Path | None = None):
-    """The serving bundle to score with: a bundle folder, or the model `model` from the BentoML store."""
-    from scopeml.serving.bundle import SERVING_FILE, ServingBundle
+def locate_bundle(model: str, bundle_dir: Path | None = None) -> tuple[Path, str]:
+    """(the serving bundle's folder, its tag): a bundle folder, or the model `model` in the BentoML store."""
+    from scopeml.serving.bundle import SERVING_FILE
 
     if bundle_dir:
         if not (Path(bundle_dir) / SERVING_FILE).is_file():
             raise BatchError(f"{bundle_dir}: not a serving bundle (no {SERVING_FILE})")
-        return ServingBundle.load(bundle_dir, str(bundle_dir))
+        return Path(bundle_dir).resolve(), str(bundle_dir)
     import bentoml
 
     try:
         stored = bentoml.models.get(model)
     except bentoml.exceptions.NotFound:
         raise BatchError(f"no model {model} in the BentoML store; run scopeml-package first") from None
-    return ServingBundle.load(stored.path, str(stored.tag))
+    return Path(stored.path).resolve(), str(stored.tag)
+
+
+def load_bundle(model: str, bundle_dir: Path | None = None):
+    """The serving bundle to score with: a bundle folder, or the model `model` from the BentoML store."""
+    from scopeml.serving.bundle import ServingBundle
+
+    return ServingBundle.load(*locate_bundle(model, bundle_dir))
