@@ -32,10 +32,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from scopeml import ray_address
+
 log = logging.getLogger("scopeml.launchers")
 
 ADDRESS_KEY = "hydra.launcher.ray.init.address"
-CONNECT_TIMEOUT_S = 3.0
 # ray.init() arguments that only apply when it starts Ray; Ray refuses them when joining a running cluster.
 START_ONLY = (
     "num_cpus",
@@ -66,7 +67,9 @@ def connect(init: dict) -> None:
     if ray.is_initialized():  # a second batch of the same sweep (Optuna), or a caller that started Ray itself
         return
     args, key, joining = init_arguments(init, os.environ)
-    problem = unreachable(args["address"]) if joining else None
+    problem = (
+        ray_address.problem(args["address"], "leave the key null to start Ray on this machine") if joining else None
+    )
     if problem:
         raise LauncherError(f"{key}: {problem}")
     log.info("ray.init(%s)", ", ".join(f"{k}={v!r}" for k, v in args.items()))
@@ -78,10 +81,7 @@ def connect(init: dict) -> None:
             raise LauncherError(f"hydra.launcher.ray.init: could not start Ray on this machine: {first}") from exc
         hint = ""
         if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-            hint = (
-                "; a cluster with token authentication (what `ray start` enables) also needs RAY_AUTH_MODE=token"
-                " and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) in this shell"
-            )
+            hint = f"; {ray_address.TOKEN_HINT}"
         raise LauncherError(f"{key}: could not join the Ray cluster at {args['address']}: {first}{hint}") from exc
 
 
@@ -104,30 +104,6 @@ def init_arguments(init: dict, environ) -> tuple[dict, str, bool]:
             log.info("joining the Ray cluster at %s: its own settings hold (left out: %s)", address, ", ".join(dropped))
     args["address"] = address if joining else "local"
     return args, key, joining
-
-
-def unreachable(address: str) -> str | None:
-    """Why nothing answers at a Ray address (host:port, ray://host:port), or None when a socket connects.
-
-    `auto` (Ray looks up the cluster started on this machine) is left to Ray, which answers at once.
-    """
-    if address == "auto":
-        return None
-    rest = address.split("://", 1)[1] if "://" in address else address
-    host, sep, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit():
-        return f"expected HOST:PORT (what `ray start --head` prints), ray://HOST:PORT, auto or null, got {address!r}"
-    try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            return None
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        return (
-            f"no Ray cluster answers at {host}:{port} ({reason} after at most {CONNECT_TIMEOUT_S:.0f} s); start one"
-            f" with `ray start --head` and pass the address it prints, or leave the key null to start Ray on this"
-            f" machine"
-        )
 
 
 def forwarded_environment(patterns: tuple[str, ...]) -> dict[str, str]:

@@ -26,15 +26,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from scopeml import ray_address
 from scopeml.serving.batch import BatchError, Job, begin, score_chunk
 
 ADDRESS_SETTING = "--ray-address"
-CONNECT_TIMEOUT_S = 3.0
-GCS_ANSWER_TIMEOUT_S = 5.0
-TOKEN_HINT = (
-    "a cluster with token authentication (what `ray start` enables) also needs RAY_AUTH_MODE=token and its token "
-    "(RAY_AUTH_TOKEN or ~/.ray/auth_token) in this shell"
-)
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024**2  # paths in, pickled rows out: Ray Data holds little at a time
 
 
@@ -64,7 +59,11 @@ class RayEngine:
         if not self.cpus_per_worker > 0:
             raise BatchError(f"--cpus-per-worker: must be > 0, got {self.cpus_per_worker}")
         address, setting, joining = self.target()
-        problem = (unreachable(address) or not_ray(address)) if joining else None
+        problem = (
+            ray_address.problem(address, f"leave {ADDRESS_SETTING} out to start Ray on this machine")
+            if joining
+            else None
+        )
         if problem:
             raise BatchError(f"{setting}: {problem}")
 
@@ -145,7 +144,7 @@ class RayEngine:
                 raise BatchError(f"--engine ray: could not start Ray on this machine: {first}") from exc
             hint = ""
             if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-                hint = f"; {TOKEN_HINT}"
+                hint = f"; {ray_address.TOKEN_HINT}"
             raise BatchError(f"{setting}: could not join the Ray cluster at {address}: {first}{hint}") from exc
         if joining:
             have = ray.cluster_resources().get("CPU", 0)
@@ -190,65 +189,6 @@ class Scorer:
 
         rows = score_chunk(self.bundle, [Path(p) for p in batch["path"]], self.root, self.job)
         return {"row": np.array([pickle.dumps(r) for r in rows], dtype=object)}
-
-
-def unreachable(address: str) -> str | None:
-    """Why nothing answers at a Ray address (HOST:PORT, ray://HOST:PORT), or None when a socket connects.
-    `auto` (the cluster started on this machine) is left to Ray, which answers at once."""
-    if address == "auto":
-        return None
-    rest = address.split("://", 1)[1] if "://" in address else address
-    host, sep, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit():
-        return f"expected HOST:PORT (what `ray start --head` prints), ray://HOST:PORT or auto, got {address!r}"
-    try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            return None
-    except OSError as exc:
-        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        return (
-            f"no Ray cluster answers at {host}:{port} ({reason} after at most {CONNECT_TIMEOUT_S:.0f} s); start one"
-            f" with `ray start --head` and pass the address it prints, or leave {ADDRESS_SETTING} out to start Ray"
-            " on this machine"
-        )
-
-
-def not_ray(address: str) -> str | None:
-    """Why what answers at HOST:PORT is not a Ray cluster this shell may join, or None. ray.init would retry for
-    about 20 s against a port that answers something else (the dashboard's, a proxy) or refuses the token; one GCS
-    request answers in under a second. Left to ray.init for ray:// and auto, and when Ray's client is not there."""
-    if address == "auto" or "://" in address:
-        return None
-    try:
-        from ray._raylet import GcsClient  # Ray's own GCS client (what ray.init connects with); not a public API
-    except ImportError:
-        return None
-    import threading
-
-    answer: dict = {}
-
-    def ask() -> None:
-        try:
-            answer["cluster"] = GcsClient(address=address).cluster_id
-        except Exception as exc:  # AuthenticationError, RpcError, ...
-            answer["error"] = exc
-
-    asking = threading.Thread(target=ask, daemon=True)
-    asking.start()
-    asking.join(GCS_ANSWER_TIMEOUT_S)
-    if "cluster" in answer:
-        return None
-    advice = "give the GCS address that `ray start --head` prints (port 6379 unless --port), not the dashboard's"
-    exc = answer.get("error")
-    if exc is None:
-        waited = f"no answer within {GCS_ANSWER_TIMEOUT_S:.0f} s"
-        return f"something accepts connections at {address}, but not a Ray cluster ({waited}): {advice}"
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if "auth" in type(exc).__name__.lower() or "token" in first.lower():
-        hint = "" if "RAY_AUTH" in first else f"; {TOKEN_HINT}"  # Ray 2.60's own message says what to set
-        return f"the Ray cluster at {address} refused this shell: {first}{hint}"
-    return f"something answers at {address}, but not a Ray cluster ({first}): {advice}"
 
 
 def _quiet_ray_data() -> None:
