@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, run_cli, train
 
 pytestmark = pytest.mark.slow
@@ -204,7 +205,13 @@ def test_optuna_search_runs_trials_and_summarizes(tmp_path):
         "tracker=none",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (sweep / "optimization_results.yaml").exists()  # Optuna's best parameters and value
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())  # the study's best so far
+    assert results["this_worker"] == {0: "complete", 1: "complete"} and results["objective"] == "macro_f1"
+    assert (sweep / "optuna.journal").exists()  # hydra.sweeper.storage null: the study lives in the sweep folder
+    assert read_json(sweep / str(results["best_trial"]["number"]) / "metrics.json")["measured"]["macro_f1"] == (
+        pytest.approx(results["best_value"])
+    )
+    assert read_json(sweep / "1" / "status.json")["optuna"]["trial"] == 1  # one folder per trial, named by number
     summary = pd.read_csv(sweep / "sweep_summary.csv")
     assert len(summary) == 2 and set(summary["status"]) == {"complete"}
     assert summary["overrides"].str.contains("hparams.lr").all()  # the sampled values differ between trials

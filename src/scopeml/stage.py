@@ -53,6 +53,10 @@ BAD_INPUT_ERRORS = (
     "hydra.errors:HydraException",
 )  # a config Hydra cannot compose (an argparse command's overrides)
 
+# What a sweep job raises to its sweeper on purpose, not a failure: scopeml's Optuna sweeper tells the study the trial
+# was pruned (the job has marked status.json `pruned`).
+SWEEPER_SIGNALS = ("optuna.exceptions:TrialPruned",)
+
 
 INDENT = " " * 5  # under a row's text, past its code
 
@@ -114,7 +118,8 @@ def hydra_task(prog: str, bad_input: Iterable[type | str] = ()):
     Start-up marks status.json running at stage "config" and checks the config (every problem at once).
     A failure marks status.json failed with the stage it happened in; a single run then exits with its
     code, while a sweep job returns NaN so the sweep goes on (Hydra's basic sweeper would re-raise a
-    job's exception after the batch and skip the sweep summary; Optuna counts NaN as a failed trial).
+    job's exception after the batch and skip the sweep summary; Optuna counts NaN as a failed trial). A trial that
+    its Optuna sweeper prunes (SWEEPER_SIGNALS) is not a failure: the exception goes to the sweeper.
     `work` returns an ExitCode (a single run exits with it) or a value for the sweeper (a metric).
     """
     _register_help_resolver()
@@ -141,6 +146,9 @@ def hydra_task(prog: str, bad_input: Iterable[type | str] = ()):
                 result = work(run)
                 ok = True
             except Exception as exc:
+                if multirun and _is_one_of(exc, SWEEPER_SIGNALS):
+                    ok = True
+                    raise
                 return _failed_run(prog, run_dir, exc, classify(exc, bad_input), multirun)
             finally:
                 close_tracker(failed=not ok)
@@ -232,13 +240,18 @@ def _register_help_resolver() -> None:
 # --------------------------------------------------------------------------- shared
 def classify(exc: Exception, bad_input: Iterable[type | str] = ()) -> ExitCode:
     """BAD_INPUT for a config error or one of `bad_input`, BUG for anything else."""
-    for spec in (*BAD_INPUT_ERRORS, *bad_input):
+    return ExitCode.BAD_INPUT if _is_one_of(exc, (*BAD_INPUT_ERRORS, *bad_input)) else ExitCode.BUG
+
+
+def _is_one_of(exc: Exception, specs: Iterable[type | str]) -> bool:
+    """An instance of one of `specs` (classes, or "module:Class" names looked up among the modules imported)."""
+    for spec in specs:
         if isinstance(spec, str):
             module, name = spec.split(":")
             spec = getattr(sys.modules.get(module), name, None)
         if spec is not None and isinstance(exc, spec):
-            return ExitCode.BAD_INPUT
-    return ExitCode.BUG
+            return True
+    return False
 
 
 def report(prog: str, exc: Exception, code: ExitCode, stage: str | None = None, run_dir: Path | None = None) -> None:

@@ -6,13 +6,14 @@ Registered in conf/config.yaml under hydra.callbacks, so any `scopeml-train -m .
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from scopeml.metrics import CATEGORY_METRICS, QUALITY
 from scopeml.run_files import RunFileError, RunMetrics, RunStatus, read_metrics, read_status
@@ -32,8 +33,18 @@ class SweepGuard(Callback):
 
         task = list(config.hydra.overrides.task)
         parsed = OverridesParser.create().parse_overrides(task)
-        if any(o.is_sweep_override() and not (o.is_choice_sweep() or o.is_range_sweep()) for o in parsed):
-            jobs = [[o.input_line for o in parsed if not o.is_sweep_override()]]  # search sweeps: check the fixed part
+        params = OmegaConf.select(config, "hydra.sweeper.params")  # a search sweeper's space (scopeml.hpo)
+        searched = [o for o in parsed if o.is_sweep_override()]
+        search = params is not None or any(not (o.is_choice_sweep() or o.is_range_sweep()) for o in searched)
+        if search:
+            # A search samples each key on its own: check every choice of each searched key (an interval's two ends)
+            # once, not the product. Row i sets each key to its i-th value (cycling), beside the fixed part.
+            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+            lines = {k: f"{k}={v}" for k, v in (params or {}).items() if not isinstance(v, (dict, DictConfig))}
+            lines.update({o.get_key_element(): o.input_line for o in searched})  # the command line wins, as in hpo
+            values = [search_values(line) for line in lines.values()]
+            rows = max((len(v) for v in values), default=1)
+            jobs = [[*fixed, *(v[i % len(v)] for v in values)] for i in range(rows)]
         else:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         problems: dict[str, list[str]] = {}
@@ -56,7 +67,10 @@ class SweepGuard(Callback):
                 file=sys.stderr,
             )
             raise SystemExit(ExitCode.BAD_INPUT)
-        log.info("sweep of %d job(s): every config checked", len(jobs))
+        if search:
+            log.info("search: every searched value checked, in %d config(s)", len(jobs))
+        else:
+            log.info("sweep of %d job(s): every config checked", len(jobs))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -65,15 +79,61 @@ class SweepGuard(Callback):
             return
         write_summary(sweep_dir, rows)
         _log_summary_to_wandb(config, sweep_dir, rows)
-        failed = [r for r in rows if r["status"] != "complete"]
+        failed = [r for r in rows if r["status"] not in ("complete", "pruned")]
+        pruned = sum(r["status"] == "pruned" for r in rows)
         report = log.warning if failed else log.info
         report(
-            "sweep summary: %d job(s), %d failed%s; see %s",
+            "sweep summary: %d job(s), %d failed%s%s; see %s",
             len(rows),
             len(failed),
             f" (jobs {', '.join(r['job'] for r in failed)})" if failed else "",
+            f", {pruned} pruned by the Optuna sweeper" if pruned else "",
             sweep_dir / "sweep_summary.md",
         )
+
+
+def search_values(line: str, most: int = 50) -> list[str]:
+    """The overrides that stand for a searched key when its configs are checked: `key=v` for each choice (and range
+    value, up to `most`), an interval's two ends; a fixed `key=value` stands for itself."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    override = OverridesParser.create().parse_override(line)
+    key = override.get_key_element()
+    if not override.is_sweep_override():
+        return [line]
+    if override.is_interval_sweep():
+        value = override.value()
+        ints = re.search(r"interval\(\s*[-+]?\d+\s*,\s*[-+]?\d+\s*\)", line)
+        return [format_override(key, int(v) if ints else float(v)) for v in (value.start, value.end)]
+    return [format_override(key, v) for v in list(override.sweep_iterator())[:most]]
+
+
+def format_override(key: str, value: Any) -> str:
+    """`key=value` as Hydra's override parser reads back to the same value (quoted where it must be)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if value is None:
+        return f"{key}=null"
+    if isinstance(value, bool):
+        return f"{key}={str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"{key}={value!r}"
+    if isinstance(value, (list, dict)):
+        from hydra.core.override_parser.types import Override
+
+        return f"{key}={Override._get_value_element_as_str(value)}"
+    text = str(value)
+    try:
+        if OverridesParser.create().parse_override(f"{key}={text}").value() == text:
+            return f"{key}={text}"
+    except Exception:
+        pass
+    return f"{key}={quote(text)}"
+
+
+def quote(text: str) -> str:
+    """A single-quoted Hydra override string."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def summarize(sweep_dir: Path) -> list[dict]:
@@ -86,6 +146,10 @@ def summarize(sweep_dir: Path) -> list[dict]:
         row = {"job": job.name, "overrides": " ".join(overrides), "status": status.status}
         if status.status == "failed":
             row["error"] = (str(status.error or "").splitlines() or [""])[0][:200]
+        pruned = status.extra.get("pruned") if status.status == "pruned" else None
+        if isinstance(pruned, dict):  # stopped on purpose by the Optuna sweeper: at which epoch, on what score
+            value = pruned.get("value")
+            row["pruned_at"] = f"epoch {pruned.get('epoch')}" + (f" ({value:.4f})" if isinstance(value, float) else "")
         # The split each job is judged on (validation, or the cross-validation mean ± std): the test split
         # is left out of the summary, so no one picks a configuration by it.
         cv = metrics.cv or {}

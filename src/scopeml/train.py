@@ -35,7 +35,7 @@ def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = N
     from scopeml.data import build_dataset
     from scopeml.data.report import build_report
     from scopeml.redact import hidden_values
-    from scopeml.training import cross_validation, evaluate, report, tracking
+    from scopeml.training import cross_validation, evaluate, pruning, report, tracking
     from scopeml.training.module import KeywordSpotter
     from scopeml.training.trainer import build_trainer, clear_stale_checkpoints, resume_checkpoint
 
@@ -99,6 +99,14 @@ def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = N
         artifacts.mark(run_dir, "running", stage="fit")
         L.seed_everything(config.seed, workers=True, verbose=False)
         module = build_module()  # the model to ship: trained on every fold, with the folds' recipe
+    # A trial of scopeml's Optuna sweeper reports the validation primary metric per epoch and may be pruned
+    # (not a cross-validated run: no validation split per epoch; not a DDP one: its ranks would each report).
+    trial = None if cv else pruning.TrialLink.from_environment()
+    if trial is not None:
+        trial.record(run_dir)
+        if pruning.distributed(config.trainer):
+            log.warning("this trial trains on several processes (DDP): it is not pruned, only scored at the end")
+            trial = None
     trainer = build_trainer(
         config.trainer,
         hp,
@@ -107,13 +115,19 @@ def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = N
         seed=config.seed,
         extra_callbacks=trainer_callbacks,
         keep="last" if cv else "best",
+        callbacks=trial.callbacks(config.scoping.primary_metric, config.scoping.classes) if trial else (),
     )
-    trainer.fit(
-        module,
-        data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
-        None if cv else data.loader("val", hp.batch_size),
-        ckpt_path=ckpt_path,
-    )
+    try:
+        trainer.fit(
+            module,
+            data.loader("train", hp.batch_size, shuffle=True, seed=config.seed),
+            None if cv else data.loader("val", hp.batch_size),
+            ckpt_path=ckpt_path,
+        )
+    except Exception as exc:
+        if trial is not None and trial.is_pruned(exc):
+            trial.mark_pruned(run_dir, exc, config.scoping.primary_metric)
+        raise
     if trainer.global_rank != 0:
         return float("nan")  # DDP workers stop here: rank 0 evaluates and writes the run folder
     report.save_augment_log(run_dir, module, data)

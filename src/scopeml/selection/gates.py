@@ -45,6 +45,10 @@ def read_run(run_dir: Path, primary: str | None, require: Iterable[str] = ()) ->
     if status.status == "failed":
         run.reasons.append(f"failed at stage {status.stage or 'unknown'}: {_first_line(status.error)}")
         return run
+    if status.status == "pruned":  # stopped on purpose by the Optuna sweeper (scopeml.hpo): no final model to rank
+        pruned = status.extra.get("pruned") or {}
+        run.reasons.append(f"pruned by the Optuna sweeper at epoch {pruned.get('epoch', '?')} (did not finish)")
+        return run
     if status.status != "complete":
         stage = f", stage {status.stage}" if status.stage else ""
         run.reasons.append(f"did not finish (status {status.status}{stage})")

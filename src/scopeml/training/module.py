@@ -55,7 +55,7 @@ class KeywordSpotter(L.LightningModule):
         features, classifier = self.net[0], self.net[1]
         return classifier(self.spec_augment(features(waves), generator=augment_generator(self.augment_seed, (*key, 1))))
 
-    def _step(self, batch, stage: str, batch_idx: int = 0) -> torch.Tensor:
+    def _step(self, batch, stage: str, batch_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         waves, labels, index = batch
         logits = self._augmented_logits(waves, index, batch_idx) if stage == "train" else self(waves)
         loss = self.loss(logits, labels)
@@ -68,13 +68,13 @@ class KeywordSpotter(L.LightningModule):
         acc = (logits.argmax(dim=-1) == labels).float().mean()
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
         self.log(f"{stage}/acc", acc, prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(labels))
-        return loss
+        return loss, logits
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train", batch_idx)
+        return self._step(batch, "train", batch_idx)[0]
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+        return self._step(batch, "val")[1].detach()  # the logits: callbacks score the epoch (training.pruning)
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")

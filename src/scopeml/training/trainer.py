@@ -35,18 +35,20 @@ def build_trainer(
     seed: int = 0,
     extra_callbacks: dict[str, dict] | None = None,
     keep: str = "best",
+    callbacks: list | tuple = (),
 ) -> L.Trainer:
     """The Lightning trainer with scopeml's own callbacks (checkpoints, seeding, progress) and the config's extras.
 
     keep: "best" checkpoints the epoch with the best validation accuracy; "last" keeps the final epoch's
     weights (cross-validation's final model: it has no validation split to choose an epoch on); "none"
-    writes no checkpoint (a fold model, scored in memory and dropped).
+    writes no checkpoint (a fold model, scored in memory and dropped). `callbacks`: built callbacks to add (an Optuna
+    trial's, scopeml.training.pruning).
     """
     from scopeml.components import build
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    callbacks: list = [EpochSeed(seed)]
+    callbacks = [EpochSeed(seed), *callbacks]
     if keep != "none":
         callbacks.append(
             cb.ModelCheckpoint(
