@@ -76,13 +76,9 @@ def connect(init: dict) -> None:
     try:
         ray.init(**args)
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if not joining:
-            raise LauncherError(f"hydra.launcher.ray.init: could not start Ray on this machine: {first}") from exc
-        hint = ""
-        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-            hint = f"; {ray_address.TOKEN_HINT}"
-        raise LauncherError(f"{key}: could not join the Ray cluster at {args['address']}: {first}{hint}") from exc
+        raise LauncherError(
+            ray_address.init_failure(exc, joining, key, args["address"], "hydra.launcher.ray.init")
+        ) from exc
 
 
 def init_arguments(init: dict, environ) -> tuple[dict, str, bool]:

@@ -7,6 +7,7 @@ here first and fail naming their own setting.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -16,6 +17,16 @@ TOKEN_HINT = (
     "a cluster with token authentication (what `ray start` enables) also needs RAY_AUTH_MODE=token and its token "
     "(RAY_AUTH_TOKEN or ~/.ray/auth_token) in this shell"
 )
+
+
+def init_failure(exc: Exception, joining: bool, setting: str, address: str, start_setting: str) -> str:
+    """The message for a ray.init() that raised: naming `start_setting` when Ray was to start here, else the
+    address `setting`, with the token advice when this shell has not asked for token authentication."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if not joining:
+        return f"{start_setting}: could not start Ray on this machine: {first}"
+    hint = "" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else f"; {TOKEN_HINT}"
+    return f"{setting}: could not join the Ray cluster at {address}: {first}{hint}"
 
 
 def problem(address: str, unset: str) -> str | None:

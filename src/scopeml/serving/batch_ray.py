@@ -139,13 +139,7 @@ class RayEngine:
         try:
             ray.init(**args)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or ValueError here
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            if not joining:
-                raise BatchError(f"--engine ray: could not start Ray on this machine: {first}") from exc
-            hint = ""
-            if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-                hint = f"; {ray_address.TOKEN_HINT}"
-            raise BatchError(f"{setting}: could not join the Ray cluster at {address}: {first}{hint}") from exc
+            raise BatchError(ray_address.init_failure(exc, joining, setting, address, "--engine ray")) from exc
         if joining:
             have = ray.cluster_resources().get("CPU", 0)
             need = self.workers * self.cpus_per_worker
