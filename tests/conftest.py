@@ -124,7 +124,8 @@ def offline_run(run_path: Path, needs: str = "summary", timeout: float = 30.0) -
     """Read an offline W&B run, waiting for its record stream to be complete.
 
     wandb 0.29's finish() can return before its service has flushed the stream, so a
-    read straight after a run may see no summary yet (measured: about 1 in 6).
+    read straight after a run may see no summary yet (measured: about 1 in 6), or no
+    stream file at all yet (seen once, for a sweep's summary run on a loaded machine).
     """
     import time
 
@@ -132,7 +133,12 @@ def offline_run(run_path: Path, needs: str = "summary", timeout: float = 30.0) -
 
     deadline = time.monotonic() + timeout
     while True:
-        run = read_offline_run(run_path)
+        try:
+            run = read_offline_run(run_path)
+        except ValueError:  # `(stream,) = glob(...)`: the service has not created the file yet
+            if time.monotonic() > deadline:
+                raise
+            run = {}
         if run.get(needs) or time.monotonic() > deadline:
             return run
         time.sleep(0.5)
