@@ -108,9 +108,10 @@ def test_only_non_secret_variables_reach_the_jobs(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_API_KEY", "sekret")
     monkeypatch.setenv("UNRELATED", "x")
+    monkeypatch.setenv("WANDB_SERVICE", "2-123-tcp-localhost-45678")  # another process's W&B service: jobs stop it
     env = forwarded_environment(FORWARD_ENV)
     assert env["SCOPEML_CACHE_DIR"] == "/data/cache" and env["WANDB_MODE"] == "offline"
-    assert "WANDB_API_KEY" not in env and "UNRELATED" not in env
+    assert "WANDB_API_KEY" not in env and "UNRELATED" not in env and "WANDB_SERVICE" not in env
 
 
 def test_ray_init_arguments_start_here_or_join():

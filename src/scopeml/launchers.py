@@ -53,6 +53,10 @@ START_ONLY = (
 )
 # The launching shell's variables every job gets (secret-named ones never: see forwarded_environment).
 FORWARD_ENV = ("SCOPEML_*", "WANDB_*")
+# Never forwarded, and dropped in the task: the address of a W&B service another process started. A job that
+# joined it would stop it at its end (wandb.teardown, below), and the launching process's summary run, on the
+# same service, would then never be written (seen in a test run whose pytest process had started W&B).
+WANDB_SERVICE_VAR = "WANDB_SERVICE"
 
 
 class LauncherError(Exception):
@@ -110,7 +114,7 @@ def forwarded_environment(patterns: tuple[str, ...]) -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if any(fnmatch.fnmatchcase(k, p) for p in patterns) and not is_secret_name(k)
+        if any(fnmatch.fnmatchcase(k, p) for p in patterns) and not is_secret_name(k) and k != WANDB_SERVICE_VAR
     }
 
 
@@ -128,6 +132,7 @@ def scopeml_job(hydra_context, sweep_config, task_function, singleton_state, cwd
     saved_cwd, saved_env = os.getcwd(), dict(os.environ)
     os.chdir(cwd)
     os.environ.update(env)
+    os.environ.pop(WANDB_SERVICE_VAR, None)  # a service of the job's own, which _teardown_wandb stops
     try:
         return _run_job(hydra_context, sweep_config, task_function, singleton_state)
     finally:

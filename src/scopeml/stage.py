@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import textwrap
 import traceback
@@ -86,6 +87,7 @@ def run(prog: str, work: Callable[[], ExitCode | None], bad_input: Iterable[type
     """Run a command's work and return its exit code: what `work` returns (None: success), BAD_INPUT when it
     raises one of `bad_input` (classes, or "module:Class" names) or a config error, BUG for anything else."""
     ok = False
+    _own_wandb_service()
     try:
         result = work()
         ok = True
@@ -194,6 +196,7 @@ def hydra_command(main: Callable) -> Callable:
 
     @functools.wraps(main)
     def command(*args, **kwargs):
+        _own_wandb_service()
         try:
             return main(*args, **kwargs)
         except SystemExit as exc:
@@ -206,6 +209,13 @@ def hydra_command(main: Callable) -> Callable:
             raise SystemExit(int(_hydra_error_code(exc))) from None
 
     return command
+
+
+def _own_wandb_service() -> None:
+    """A command starts its own W&B service. WANDB_SERVICE inherited from a parent that used W&B (a notebook, a
+    test process, a sweep job) names that parent's service, which may be gone or stopped by another of its clients:
+    runs started on it were never written (a Ray sweep's summary run, after a job's wandb.teardown)."""
+    os.environ.pop("WANDB_SERVICE", None)
 
 
 def _failed_run(prog: str, run_dir: Path, exc: Exception, code: ExitCode, multirun: bool) -> float:
