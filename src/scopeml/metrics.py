@@ -25,9 +25,9 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("accuracy", True, "offline", "", "fraction of test clips whose top class is the label"),
-        Metric("macro_f1", True, "offline", "", "unweighted mean of per-class F1 on the test split"),
-        Metric("min_class_recall", True, "offline", "", "recall of the worst class on the test split"),
+        Metric("accuracy", True, "offline", "", "fraction of clips whose top class is the label"),
+        Metric("macro_f1", True, "offline", "", "unweighted mean of per-class F1"),
+        Metric("min_class_recall", True, "offline", "", "recall of the worst class"),
         Metric(
             "keyword_recall",
             True,

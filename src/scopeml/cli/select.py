@@ -17,9 +17,10 @@ Pick the model to ship from scopeml-train runs.
 
 Rejects runs that did not complete, whose metrics.json is missing or corrupt, that missed
 any offline scoping target, or whose primary metric is NaN. Ranks the rest by the primary
-metric on the test split (ties: smaller model, then lower measured latency, then folder
-name) and writes selection.json: the winner's checkpoint and files, the ranking, and every
-rejected run's reasons."""
+metric on the validation split (or the cross-validation mean; ties: smaller model, then
+lower measured latency, then folder name) and writes selection.json: the winner's
+checkpoint and files, the ranking, and every rejected run's reasons. The test split
+chooses nothing: the winner's test figures are carried beside, reported once."""
 
 EPILOG = """\
 examples:

@@ -2,7 +2,8 @@
 
 Reads the run folders that scopeml-train leaves (one run, or a sweep folder of runs: discover.py),
 rejects every run that did not finish or missed an offline scoping target (gates.py), ranks the
-rest by the primary metric on the test split (rank.py), and writes selection.json (its layout is
+rest by the primary metric on the validation split or the CV mean, never the test split (rank.py),
+and writes selection.json (its layout is
 scopeml.run_files.Selection): the winner's checkpoint and files, the ranking, and why each rejected
 run was rejected. explain.py prints it for people. Nothing here imports torch: it starts fast.
 """
