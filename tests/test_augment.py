@@ -42,7 +42,7 @@ def test_same_key_same_output_other_key_differs_input_untouched():
     assert not torch.equal(a, d)
     assert torch.equal(waves, before)
     assert a.shape == waves.shape and a.dtype == waves.dtype
-    assert set(rec_a[0]) == {"augmented", "shift_ms", "gain_db", "snr_db", "speed"}
+    assert set(rec_a[0]) == {"augmented", "shift_ms", "gain_db", "snr_db", "speed", "tilt"}
 
 
 def test_unaugmented_clips_are_bit_identical():
@@ -55,7 +55,7 @@ def test_unaugmented_clips_are_bit_identical():
             assert not torch.equal(out[i], waves[i])
         else:
             assert torch.equal(out[i], waves[i])
-            assert r == {"augmented": False, "shift_ms": 0.0, "gain_db": 0.0, "snr_db": None, "speed": 1.0}
+            assert r == {"augmented": False, "shift_ms": 0.0, "gain_db": 0.0, "snr_db": None, "speed": 1.0, "tilt": 0.0}
 
 
 def test_prob_zero_is_identity():
@@ -109,6 +109,36 @@ def test_noise_snr_matches_record():
         assert 5.0 <= r["snr_db"] <= 25.0
         snr = 20 * math.log10(float(_rms(waves[i]) / _rms(out[i] - waves[i])))
         assert abs(snr - r["snr_db"]) < 1.0
+
+
+def test_tilt_filter_changes_the_spectral_balance_by_the_recorded_coefficient():
+    g = torch.Generator().manual_seed(0)
+    waves = torch.randn(16, SR, generator=g)  # white: every band starts with the same power
+    cfg = AugmentConfig(prob=1.0, tilt=[-0.5, 0.5])
+    out, recs = WaveAugment(cfg, SR, seed=9)(waves, (0, 3))
+    coefs = [r["tilt"] for r in recs]
+    assert min(coefs) < 0 < max(coefs) and all(-0.5 <= a <= 0.5 for a in coefs)
+    spectrum = torch.fft.rfft(out.double()).abs().pow(2)
+    freqs = torch.fft.rfftfreq(SR, 1 / SR)
+    low, high = spectrum[:, freqs < 1000].mean(1), spectrum[:, freqs > 7000].mean(1)
+
+    def expected(a: float, band: torch.Tensor) -> float:
+        w = 2 * math.pi * freqs[band] / SR
+        return float((1 - 2 * a * torch.cos(w) + a * a).mean())  # |1 - a e^{-jw}|^2, averaged over the band
+
+    for i, a in enumerate(coefs):
+        ratio_db = 10 * math.log10(float(high[i] / low[i]))
+        want_db = 10 * math.log10(expected(a, freqs > 7000) / expected(a, freqs < 1000))
+        assert abs(ratio_db - want_db) < 0.5, (a, ratio_db, want_db)
+
+
+def test_tilt_off_keeps_the_random_stream_of_configs_without_it():
+    waves = _speech_like()
+    with_default, recs = WaveAugment(AugmentConfig(**FULL), SR, seed=2)(waves, (1, 1))
+    explicit_off, _ = WaveAugment(AugmentConfig(**FULL, tilt=[0.0, 0.0]), SR, seed=2)(waves, (1, 1))
+    assert torch.equal(with_default, explicit_off) and all(r["tilt"] == 0.0 for r in recs)
+    tilted, _ = WaveAugment(AugmentConfig(**FULL, tilt=[-0.3, 0.3]), SR, seed=2)(waves, (1, 1))
+    assert not torch.equal(with_default, tilted)
 
 
 def test_speed_scales_frequency_and_keeps_length():
@@ -182,3 +212,12 @@ def test_build_switches_parts_off():
     assert isinstance(wave, WaveAugment) and spec is None
     wave, spec = build(AugmentConfig(spec_freq_masks=1), SR, 0)
     assert wave is None and isinstance(spec, SpecAugment)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [({"tilt": [-1.0, 0.2]}, "tilt"), ({"tilt": [0.3, 0.1]}, "tilt"), ({"speed": [0.4, 1.0]}, "speed")],
+)
+def test_out_of_range_factors_name_their_key(overrides, key):
+    assert key in [k for k, _ in AugmentConfig(**overrides).check()]
+    assert AugmentConfig(tilt=[-0.5, 0.5]).check() == []

@@ -206,6 +206,9 @@ class AugmentConfig:
     noise_prob: float = 0.0
     noise_snr_db: list[float] = field(default_factory=lambda: [20.0, 40.0])
     speed: list[float] = field(default_factory=lambda: [1.0, 1.0])  # tempo and pitch together, per batch
+    # First-order tilt filter y[n] = x[n] - a*x[n-1], a per clip in [low, high]: a > 0 brightens (cuts lows),
+    # a < 0 darkens, the way microphones and rooms differ; [0, 0] is off. +-0.5 spans about +-9.5 dB at 8 kHz.
+    tilt: list[float] = field(default_factory=lambda: [0.0, 0.0])
     spec_time_masks: int = 0
     spec_time_mask_frames: int = 10
     spec_freq_masks: int = 0
@@ -216,12 +219,14 @@ class AugmentConfig:
         for key in ("prob", "noise_prob"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 problems.append((key, "must be in [0, 1]"))
-        for key in ("gain_db", "noise_snr_db", "speed"):
+        for key in ("gain_db", "noise_snr_db", "speed", "tilt"):
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
                 problems.append((key, "must be [low, high] with low <= high"))
         if self.speed and len(self.speed) == 2 and not (0.5 <= self.speed[0] and self.speed[1] <= 2.0):
             problems.append(("speed", "factors must lie in [0.5, 2.0]"))
+        if self.tilt and len(self.tilt) == 2 and not (-0.95 <= self.tilt[0] and self.tilt[1] <= 0.95):
+            problems.append(("tilt", "coefficients must lie in [-0.95, 0.95] (1 would remove all of DC or Nyquist)"))
         if self.time_shift_ms < 0:
             problems.append(("time_shift_ms", "must be >= 0"))
         return problems

@@ -1,4 +1,4 @@
-"""Training-time augmentation: waveform (shift, gain, noise, speed) and SpecAugment masks.
+"""Training-time augmentation: waveform (shift, gain, tilt, noise, speed) and SpecAugment masks.
 
 Every random draw comes from a CPU generator seeded by (seed, *key), never from the global RNG,
 so a rerun, a resumed run or a run on another device augments each batch identically, and the
@@ -34,9 +34,9 @@ def _fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class WaveAugment:
-    """Per-clip shift/gain/noise with probability cfg.prob, plus one speed factor per batch.
+    """Per-clip shift/gain/tilt/noise with probability cfg.prob, plus one speed factor per batch.
 
-    Order: speed, then shift, then gain, then noise, so the recorded shift and SNR are exactly what the
+    Order: speed, then shift, then gain, then tilt, then noise, so the recorded shift and SNR are exactly what the
     output contains (speed applied last would rescale the shift; noise applied first would change the SNR).
     Positive shift delays the clip. Noise is white Gaussian, scaled by its measured (not expected) RMS,
     so the recorded SNR (relative to the shifted, gained clip's own RMS) is exact rather than approximate;
@@ -59,6 +59,11 @@ class WaveAugment:
         gain_db = (cfg.gain_db[0] + u[2] * (cfg.gain_db[1] - cfg.gain_db[0])) * augmented
         noisy = augmented & (u[3] < cfg.noise_prob)
         snr_db = cfg.noise_snr_db[0] + u[4] * (cfg.noise_snr_db[1] - cfg.noise_snr_db[0])
+        # Drawn only when on, so configs without tilt keep the random stream they had before it existed.
+        tilt = torch.zeros(batch, dtype=torch.float64)
+        if list(cfg.tilt) != [0.0, 0.0]:
+            tilt = cfg.tilt[0] + torch.rand(batch, generator=g, dtype=torch.float64) * (cfg.tilt[1] - cfg.tilt[0])
+            tilt = tilt * augmented
         speed = 1.0
         if list(cfg.speed) != [1.0, 1.0]:
             speed = round((cfg.speed[0] + speed_u * (cfg.speed[1] - cfg.speed[0])) * _SPEED_GRID) / _SPEED_GRID
@@ -71,9 +76,10 @@ class WaveAugment:
                 "gain_db": float(gd),
                 "snr_db": float(snr) if nz else None,
                 "speed": speed if a else 1.0,
+                "tilt": float(tl),
             }
-            for a, ms, gd, nz, snr in zip(
-                augmented.tolist(), shift_ms, gain_db.tolist(), noisy.tolist(), snr_db.tolist()
+            for a, ms, gd, nz, snr, tl in zip(
+                augmented.tolist(), shift_ms, gain_db.tolist(), noisy.tolist(), snr_db.tolist(), tilt.tolist()
             )
         ]
         idx = augmented.nonzero().squeeze(1)
@@ -96,6 +102,10 @@ class WaveAugment:
             windows = nn.functional.pad(x, (pad, pad)).unfold(-1, n, 1)
             x = windows[torch.arange(len(idx), device=dev), (pad - s).to(dev)]
         x = x * (10 ** (gain_db[idx] / 20)).to(dev, x.dtype)[:, None]  # out of place: x is ours from here
+        a = tilt[idx]
+        if bool(a.any()):
+            previous = nn.functional.pad(x[:, :-1], (1, 0))
+            x = x - a.to(dev, x.dtype)[:, None] * previous
         rows = noisy[idx].nonzero().squeeze(1)
         if len(rows):
             rows_dev = rows.to(dev)
