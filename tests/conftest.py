@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,20 @@ def run_cli(module: str, *args: str, timeout: float = 600) -> subprocess.Complet
         timeout=timeout,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )
+
+
+def refused_sweep(sweep_dir: Path, *args: str) -> str:
+    """`scopeml-train -m args... hydra.sweep.dir=sweep_dir`, which must be refused at start-up: exit 2 within
+    10 s, a message rather than a traceback, and no sweep folder (nothing ran). Returns stderr to check the
+    message against."""
+    started = time.monotonic()
+    proc = run_cli("scopeml.cli.train", "-m", *args, f"hydra.sweep.dir={sweep_dir}", timeout=60)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert elapsed < 10, f"refused after {elapsed:.1f} s"
+    assert not Path(sweep_dir).exists()
+    return proc.stderr
 
 
 def train(run_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -7,12 +7,11 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, run_cli
+from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, refused_sweep
 from ray_cluster import ray_cluster  # noqa: F401  (the session fixture: a real head node on loopback)
 
 pytestmark = pytest.mark.slow
@@ -64,22 +63,13 @@ def test_sweep_on_a_ray_cluster_by_address(tmp_path, ray_cluster):  # noqa: F811
 
 
 def test_unreachable_ray_address_fails_at_start_up(tmp_path):
-    sweep = tmp_path / "sweep"
-    started = time.monotonic()
-    proc = run_cli(
-        "scopeml.cli.train",
-        "-m",
+    stderr = refused_sweep(
+        tmp_path / "sweep",
         "hydra/launcher=ray",
         "hydra.launcher.ray.init.address=127.0.0.1:1",
-        f"hydra.sweep.dir={sweep}",
         "hparams.lr=0.001,0.003",
-        timeout=60,
     )
-    elapsed = time.monotonic() - started
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "hydra.launcher.ray.init.address" in proc.stderr and "127.0.0.1:1" in proc.stderr
-    assert "Traceback" not in proc.stderr and elapsed < 10
-    assert not sweep.exists()  # before any job, before the sweep folder
+    assert "hydra.launcher.ray.init.address" in stderr and "127.0.0.1:1" in stderr
 
 
 def test_a_job_ray_lost_is_recorded_and_returns_nan(tmp_path):
