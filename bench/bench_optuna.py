@@ -28,22 +28,16 @@ SPACE = {  # wide on purpose: part of it trains badly, which is what a pruner is
 
 
 def sweep(folder: Path, common: list[str], pruner: list[str], trials: int, workers: int) -> float:
+    from scopeml import hpo
+
     store = folder / "study.journal"
     folder.mkdir(parents=True)
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scopeml.cli.train",
-                "-m",
-                *common,
-                *pruner,
-                f"hydra.sweeper.storage={store}",
-                f"hydra.sweeper.n_trials={trials // workers + (i < trials % workers)}",
-                f"hydra.sweep.dir={folder}/worker{i}",
-            ],
+            hpo.worker_command(
+                store, trials // workers + (i < trials % workers), folder / f"worker{i}", [*common, *pruner]
+            ),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -107,24 +106,15 @@ def test_search_space_parsing_and_per_trial_seeds():
 
 @pytest.mark.slow
 def test_two_workers_share_a_journal_study_and_prune_the_planted_bad_region(tmp_path, planted_data):
+    from scopeml import hpo
+
     store = tmp_path / "study.journal"
     sweeps = [tmp_path / "worker0", tmp_path / "worker1"]
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scopeml.cli.train",
-                "-m",
-                *SEARCH,
-                f"hydra.sweeper.storage={store}",
-                "hydra.sweeper.study_name=planted",
-                "hydra.sweeper.n_trials=4",
-                f"hydra.sweep.dir={sweep}",
-                *PLANTED,
-            ],
+            hpo.worker_command(store, 4, sweep, [*SEARCH, "hydra.sweeper.study_name=planted", *PLANTED]),
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -236,6 +236,23 @@ def build_sampler(node: Any) -> optuna.samplers.BaseSampler:
     return make(None) if seed is None else PerTrialSeed(make, int(seed))
 
 
+def worker_command(storage: str | Path, n_trials: int, sweep_dir: str | Path, overrides: Sequence[str]) -> list[str]:
+    """The command line of one more worker on a shared study: `scopeml-train -m overrides...` asking the study at
+    `storage` for `n_trials` trials into its own sweep folder (what a user types on each machine)."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "scopeml.cli.train",
+        "-m",
+        *overrides,
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+
+
 def trial_seed(seed: int, number: int) -> int:
     import numpy as np
 
