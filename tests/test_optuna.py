@@ -219,3 +219,71 @@ def test_a_bad_searched_value_is_refused_before_the_first_trial(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "model.dropout: expected float" in proc.stderr and "model.dropout=wrong" in proc.stderr, proc.stderr
     assert not sweep.exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "gpus", "several"),
+    [
+        ({}, 0, False),
+        ({"devices": 2}, 0, True),
+        ({"devices": -1}, 0, True),
+        ({"devices": "0,1"}, 2, True),
+        ({"strategy": "ddp"}, 0, True),
+        ({"num_nodes": 2}, 0, True),
+        ({"devices": "auto"}, 4, False),  # accelerator cpu: Lightning runs one process
+        ({"accelerator": "gpu", "devices": "auto"}, 1, False),
+        ({"accelerator": "gpu", "devices": "auto"}, 2, True),  # one process per visible GPU: DDP
+        ({"accelerator": "auto", "devices": "auto"}, 2, True),
+    ],
+)
+def test_a_trial_knows_when_its_trainer_runs_several_processes(monkeypatch, settings, gpus, several):
+    """A DDP trial is not pruned (its ranks would each report), so "several processes" must be decided right."""
+    from scopeml.config.schema import TrainerConfig
+    from scopeml.training import pruning
+
+    monkeypatch.setattr(pruning, "_visible_gpus", lambda: gpus)
+    assert pruning.distributed(TrainerConfig(**settings)) is several
+
+
+def test_a_worker_stops_when_another_claims_the_study_for_another_space_mid_sweep(tmp_path):
+    """Two workers that start together on a new study can both find it empty; the one whose claim is overwritten
+    stops before its next batch of trials, with what it did recorded, instead of mixing two spaces in one study."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from scopeml import hpo
+
+    store = tmp_path / "study.journal"
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}, "scoping": {}})
+    search = hpo.OptunaSearch(config, storage=str(store), study_name="race", n_trials=3, direction="maximize")
+    other, _ = hpo.parse_space(None, ["hparams.lr=interval(0.1, 0.5)"])
+
+    class OtherWorkerWritesAfterTheFirstTrial:
+        launched = 0
+
+        def launch(self, overrides, initial_job_idx):
+            self.launched += 1
+            optuna.load_study(study_name="race", storage=hpo.open_storage(str(store))).set_user_attr(
+                hpo.SPACE_ATTR, hpo.space_to_json(other)
+            )
+            ret = JobReturn(overrides=overrides[0], status=JobStatus.COMPLETED)
+            ret._return_value = 0.5
+            return [ret]
+
+    launcher = OtherWorkerWritesAfterTheFirstTrial()
+    with pytest.raises(hpo.SearchChanged, match="after 1 trial.*hydra.sweeper.params.*different search space"):
+        search.run(["hparams.lr=interval(0.001, 0.01)"], launcher)
+    assert launcher.launched == 1
+    study = optuna.load_study(study_name="race", storage=hpo.open_storage(str(store)))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())["best_value"] == 0.5
+
+
+def test_a_sampler_or_pruner_that_is_not_optunas_is_refused_and_none_means_tpe():
+    from scopeml import hpo
+
+    with pytest.raises(hpo.SearchError, match="hydra.sweeper.sampler: .* is not an Optuna sampler"):
+        hpo.build_sampler({"_target_": "collections.OrderedDict"})
+    with pytest.raises(hpo.SearchError, match="hydra.sweeper.pruner: .* is not an Optuna pruner"):
+        hpo.build_pruner({"_target_": "collections.OrderedDict"})
+    assert isinstance(hpo.build_sampler(None), optuna.samplers.TPESampler)

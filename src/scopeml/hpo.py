@@ -52,6 +52,10 @@ class SearchError(ValueError):
     """A bad search setting or storage: the message names the setting. Raised before any trial runs."""
 
 
+class SearchChanged(SearchError):
+    """Another worker claimed the study for another search space or objective while this one was running trials."""
+
+
 # --------------------------------------------------------------------------- storage
 def resolve_storage(setting: str | None, default_path: Path) -> str:
     """The storage every worker and job opens: a journal file's absolute path or a database URL."""
@@ -213,9 +217,12 @@ def build_pruner(node: Any) -> optuna.pruners.BasePruner:
     if not plain:
         return optuna.pruners.NopPruner()
     try:
-        return instantiate(plain)
+        pruner = instantiate(plain)
     except Exception as exc:
         raise SearchError(f"hydra.sweeper.pruner: {_first_line(exc)}") from None
+    if not isinstance(pruner, optuna.pruners.BasePruner):
+        raise SearchError(f"hydra.sweeper.pruner: {plain} is not an Optuna pruner (its _target_ names the class)")
+    return pruner
 
 
 def build_sampler(node: Any) -> optuna.samplers.BaseSampler:
@@ -224,15 +231,20 @@ def build_sampler(node: Any) -> optuna.samplers.BaseSampler:
     plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
     seed = plain.pop("seed", None)
 
+    if not plain:
+        plain = {"_target_": "optuna.samplers.TPESampler"}  # Optuna's own default
+
     def make(seed_: int | None) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return instantiate(plain, seed=seed_)
 
     try:
-        make(seed)
+        made = make(seed)
     except Exception as exc:
         raise SearchError(f"hydra.sweeper.sampler: {_first_line(exc)}") from None
+    if not isinstance(made, optuna.samplers.BaseSampler):
+        raise SearchError(f"hydra.sweeper.sampler: {plain} is not an Optuna sampler (its _target_ names the class)")
     return make(None) if seed is None else PerTrialSeed(make, int(seed))
 
 
@@ -354,6 +366,22 @@ class OptunaSearch:
                 f"hydra.sweeper.direction: {where} is {there}d, this sweep would {self.direction} "
                 f"{self.objective}; use another hydra.sweeper.study_name"
             )
+        attrs = self.check_study(study, space)
+        if SPACE_ATTR not in attrs:
+            study.set_user_attr(SPACE_ATTR, space_to_json(space))
+        if OBJECTIVE_ATTR not in attrs:
+            study.set_user_attr(OBJECTIVE_ATTR, self.objective)
+        # Storages have no compare-and-set: two workers that started together on a new study with different
+        # spaces both saw none and both wrote theirs. Read back: the one whose write was overwritten stops here,
+        # and run() reads again before every batch of trials, so a late writer is caught before its next batch.
+        self.check_study(study, space)
+        return study
+
+    def check_study(self, study: optuna.Study, space: Mapping) -> dict:
+        """The study's attributes, read from the storage; raises if it holds another search space or objective."""
+        from scopeml.redact import without_url_password
+
+        where = f"study '{self.study_name}' in {without_url_password(self.storage_spec)}"
         attrs = study.user_attrs
         wanted = space_to_json(space)
         if SPACE_ATTR in attrs and attrs[SPACE_ATTR] != wanted:
@@ -367,11 +395,7 @@ class OptunaSearch:
                 f"scoping.primary_metric: {where} holds trials scored on {attrs[OBJECTIVE_ATTR]}, this sweep scores "
                 f"{self.objective}; use the same scoping or another hydra.sweeper.study_name"
             )
-        if SPACE_ATTR not in attrs:
-            study.set_user_attr(SPACE_ATTR, wanted)
-        if OBJECTIVE_ATTR not in attrs:
-            study.set_user_attr(OBJECTIVE_ATTR, self.objective)
-        return study
+        return attrs
 
     # ------------------------------------------------------------------ sweep
     def run(self, arguments: list[str], launcher) -> list:
@@ -399,6 +423,12 @@ class OptunaSearch:
         results = []
         job_idx = 0
         while len(mine) < self.n_trials:
+            if mine:
+                try:
+                    self.check_study(study, space)
+                except SearchError as exc:
+                    self.write_results(study, mine)
+                    raise SearchChanged(f"after {len(mine)} trial(s) of this worker: {exc}") from None
             batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - len(mine)))]
             for trial in batch:
                 trial.set_user_attr("run_dir", str(self.sweep_dir / str(trial.number)))
@@ -488,7 +518,7 @@ class OptunaSearch:
                 best.number,
                 self.objective,
                 best.value,
-                best.user_attrs["run_dir"],
+                best.user_attrs.get("run_dir", "(no run folder: a trial added outside scopeml)"),
             )
         (self.sweep_dir / RESULTS_FILE).write_text(yaml.safe_dump(out, sort_keys=False))
 

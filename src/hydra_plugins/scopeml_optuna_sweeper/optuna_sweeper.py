@@ -127,7 +127,9 @@ class ScopemlOptunaSweeper(Sweeper):
 
 
 def _refuse(exc: Exception) -> None:
+    from scopeml import hpo
     from scopeml.stage import ExitCode
 
-    print(f"scopeml-train: error: the sweep was not started: {exc}", file=sys.stderr)
+    what = "the sweep stopped" if isinstance(exc, hpo.SearchChanged) else "the sweep was not started"
+    print(f"scopeml-train: error: {what}: {exc}", file=sys.stderr)
     raise SystemExit(int(ExitCode.BAD_INPUT)) from None

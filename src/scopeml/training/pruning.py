@@ -62,10 +62,20 @@ class ValidationScores(L.Callback):
 def distributed(trainer) -> bool:
     """Whether the trainer config runs several processes (DDP), from the trainer group's settings."""
     devices = trainer.devices
-    several = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
-        isinstance(devices, str) and devices.strip() not in ("1", "auto")  # "auto": one CPU process, or one per GPU
-    )
+    if isinstance(devices, str) and devices.strip() == "auto":
+        # Lightning's "auto": one process on CPU, one per visible GPU otherwise
+        several = trainer.accelerator != "cpu" and _visible_gpus() > 1
+    else:
+        several = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+            isinstance(devices, str) and devices.strip() != "1"
+        )
     return "ddp" in str(trainer.strategy).lower() or trainer.num_nodes > 1 or several
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 @dataclass
