@@ -221,6 +221,13 @@ def test_a_bad_searched_value_is_refused_before_the_first_trial(tmp_path):
     assert not sweep.exists()
 
 
+def test_a_searched_key_fixed_on_the_command_line_is_checked_at_the_value_that_runs(tmp_path):
+    """hparams.batch_size is searched by the preset; fixed on the command line, every trial runs with that value,
+    so that value is the one checked (not the preset's choices, which no trial uses)."""
+    stderr = refused_sweep(tmp_path / "sweep", "hparams_search=optuna", "hparams.batch_size=0", "tracker=none")
+    assert "hparams.batch_size" in stderr and "hparams.batch_size=0" in stderr, stderr
+
+
 @pytest.mark.parametrize(
     ("settings", "gpus", "several"),
     [

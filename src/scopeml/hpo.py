@@ -127,8 +127,7 @@ def parse_space(params: Mapping[str, Any] | None, arguments: Sequence[str]) -> t
         if isinstance(value, Mapping):
             lines.append((f"{key}=__distribution__", f"hydra.sweeper.params.{key}"))
         else:
-            text = "null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
-            lines.append((f"{key}={text}", f"hydra.sweeper.params.{key}"))
+            lines.append((sweep.param_line(key, value), f"hydra.sweeper.params.{key}"))
     lines += [(arg, "the command line") for arg in arguments]
 
     space: dict[str, optuna.distributions.BaseDistribution] = {}

@@ -39,12 +39,21 @@ class SweepGuard(Callback):
         if search:
             # A search samples each key on its own: check every choice of each searched key (an interval's two ends)
             # once, not the product. Row i sets each key to its i-th value (cycling), beside the fixed part.
-            fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-            lines = {k: f"{k}={v}" for k, v in (params or {}).items() if not isinstance(v, (dict, DictConfig))}
-            lines.update({o.get_key_element(): o.input_line for o in searched})  # the command line wins, as in hpo
+            # As scopeml.hpo.parse_space reads them: the params, then the command line in order, a later line
+            # replacing an earlier one for its key, whether it searches the key or fixes it.
+            lines = {k: param_line(k, v) for k, v in (params or {}).items() if not isinstance(v, (dict, DictConfig))}
+            fixed: dict[str, str] = {}
+            for o in parsed:
+                key = o.get_key_element()
+                if o.is_sweep_override():
+                    lines[key] = o.input_line
+                    fixed.pop(key, None)
+                else:
+                    fixed[key] = o.input_line
+                    lines.pop(key, None)
             values = [search_values(line) for line in lines.values()]
             rows = max((len(v) for v in values), default=1)
-            jobs = [[*fixed, *(v[i % len(v)] for v in values)] for i in range(rows)]
+            jobs = [[*fixed.values(), *(v[i % len(v)] for v in values)] for i in range(rows)]
         else:
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
         problems: dict[str, list[str]] = {}
@@ -90,6 +99,12 @@ class SweepGuard(Callback):
             f", {pruned} pruned by the Optuna sweeper" if pruned else "",
             sweep_dir / "sweep_summary.md",
         )
+
+
+def param_line(key: str, value: Any) -> str:
+    """One entry of hydra.sweeper.params as an override line (None is null, booleans lowercase, as YAML wrote them)."""
+    text = "null" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+    return f"{key}={text}"
 
 
 def search_values(line: str, most: int = 50) -> list[str]:
