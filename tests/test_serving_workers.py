@@ -191,3 +191,40 @@ def test_listen_per_worker_swaps_the_inherited_descriptor(monkeypatch):
             with socket.create_connection(own.getsockname(), timeout=5):
                 conn, _ = own.accept()
                 conn.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads connections on Linux only")
+def test_a_worker_that_cannot_listen_on_its_own_keeps_a_live_shared_socket_or_stops(monkeypatch):
+    """Own socket failed: while the shared socket still listens the worker keeps it (a warning); once another
+    worker took it out of service, keeping it would serve nobody, so the worker stops for the arbiter to restart.
+    A descriptor that is no socket is left alone, and its duplicate is not leaked."""
+    from scopeml.serving import sockets
+
+    monkeypatch.delenv("SCOPEML_REUSEPORT", raising=False)
+    read_end, write_end = os.pipe()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        assert not sockets.listen_per_worker("svc", 2, ["w", "--fd", str(read_end), "--service-name", "svc"])
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+    def refuse(self, address):
+        raise OSError(98, "Address already in use")
+
+    with socket.socket() as shared:
+        shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        shared.bind(("127.0.0.1", 0))
+        shared.listen(16)
+        fd = os.dup(shared.fileno())
+        argv = ["w", "--fd", str(fd), "--service-name", "svc", "--worker-id", "2"]
+        monkeypatch.setattr(socket.socket, "bind", refuse)
+        try:
+            assert not sockets.listen_per_worker("svc", 2, argv)  # the shared socket still listens: kept
+            assert os.fstat(fd).st_ino == os.fstat(shared.fileno()).st_ino
+            shared.shutdown(socket.SHUT_RD)  # as the first worker to get its own socket does
+            with pytest.raises(RuntimeError, match="no socket of its own.*the shared one is closed"):
+                sockets.listen_per_worker("svc", 2, argv)
+        finally:
+            os.close(fd)

@@ -40,8 +40,9 @@ def _arg(argv: list[str], name: str) -> str | None:
 def listen_per_worker(service_name: str, workers: int, argv: list[str] | None = None) -> bool:
     """In a BentoML API worker of `service_name` with more than one worker: serve a socket of the worker's own
     (SO_REUSEPORT) in place of the shared one. True when it did; False where it does not apply (not such a
-    worker, one worker, not Linux, not TCP, SCOPEML_REUSEPORT=0) or failed (then the shared socket stays, with a
-    warning)."""
+    worker, one worker, not Linux, not TCP, SCOPEML_REUSEPORT=0) or failed while the shared socket still listens
+    (it stays, with a warning). Failing after another worker closed the shared socket raises RuntimeError: the
+    worker would serve nobody, so it stops and BentoML's arbiter starts it again."""
     argv = sys.argv if argv is None else argv
     fd_arg = _arg(argv, "--fd")
     if (
@@ -55,9 +56,11 @@ def listen_per_worker(service_name: str, workers: int, argv: list[str] | None = 
     ):
         return False
     fd = int(fd_arg)
+    copy = os.dup(fd)
     try:
-        shared = socket.socket(fileno=os.dup(fd))
-    except OSError:
+        shared = socket.socket(fileno=copy)
+    except OSError:  # not a socket
+        os.close(copy)
         return False
     own = None
     try:
@@ -86,6 +89,12 @@ def listen_per_worker(service_name: str, workers: int, argv: list[str] | None = 
             pass  # another worker did it already
         os.dup2(own.fileno(), fd)  # BentoML's worker wraps descriptor `fd` for uvicorn: now the worker's own
     except OSError as exc:
+        if not _listening(shared):
+            # another worker already took the shared socket out of service: keeping it would serve nobody, so
+            # this worker stops, and BentoML's arbiter starts it again
+            raise RuntimeError(
+                f"API worker: no socket of its own to listen on ({exc}); the shared one is closed"
+            ) from exc
         log.warning(
             "worker kept BentoML's shared listening socket (connections may not spread across workers): %s", exc
         )
@@ -96,3 +105,10 @@ def listen_per_worker(service_name: str, workers: int, argv: list[str] | None = 
             own.close()
     log.info("worker %s listens on its own socket for %s:%s (SO_REUSEPORT)", _arg(argv, "--worker-id"), *address[:2])
     return True
+
+
+def _listening(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
