@@ -85,6 +85,29 @@ def test_a_new_job_or_model_over_the_same_folder_is_logged_and_a_resumed_job_is_
     assert scored["job"].iloc[0] in set(table["job"])
 
 
+def test_a_job_closes_its_prediction_log_when_it_ends_or_fails(tmp_path, monkeypatch):
+    import sqlite3
+
+    from scopeml.serving import batch
+
+    src, log = folder_of_clips(tmp_path / "in"), tmp_path / "log.sqlite"
+    opened = []
+    real_begin = batch.begin
+    monkeypatch.setattr(batch, "begin", lambda *a, **k: opened.append(real_begin(*a, **k)) or opened[-1])
+    batch.run(src, tmp_path / "out", FakeBundle(), log_path=log, progress=False)
+
+    class Broken(FakeBundle):
+        def predict(self, waves):
+            raise RuntimeError("model broke")
+
+    with pytest.raises(RuntimeError, match="model broke"):
+        batch.run(src, tmp_path / "out2", Broken(), log_path=log, progress=False)
+    assert len(opened) == 2
+    for job in opened:
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            job.log._db.execute("SELECT 1")
+
+
 def test_resuming_a_job_with_another_model_is_refused(tmp_path):
     from scopeml.serving import batch
 

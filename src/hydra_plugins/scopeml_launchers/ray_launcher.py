@@ -59,9 +59,19 @@ class RayLauncher(_PluginRayLauncher):
             )
             submitted.append((ref, list(overrides), sweep_config))
         results = []
-        for ref, overrides, sweep_config in submitted:
-            try:
-                results.append(ray.get(ref))
-            except ray.exceptions.RayError as exc:
-                results.append(lost_job(exc, overrides, sweep_config))
+        try:
+            for ref, overrides, sweep_config in submitted:
+                try:
+                    results.append(ray.get(ref))
+                except ray.exceptions.RayError as exc:
+                    results.append(lost_job(exc, overrides, sweep_config))
+        except BaseException:
+            # Ctrl-C, or the driver lost the cluster: the jobs not collected yet would run on with nobody to read
+            # them (on a cluster, past this sweep's end)
+            for ref, _, _ in submitted[len(results) :]:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # already finished, or the cluster is gone
+                    pass
+            raise
         return results

@@ -197,6 +197,13 @@ class Job:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
         os.replace(tmp, parts / f"part-{index:05d}.parquet")
 
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.log:
+            self.log.close()
+
     def finish(self, fmt: str = "parquet") -> Path:
         """Every part joined into predictions.<fmt>, in input order."""
         import pandas as pd
@@ -211,7 +218,8 @@ class Job:
 
 def begin(source: Path, out: Path, model_tag: str, custom_features, root: Path | None = None, log_path=None) -> Job:
     """Start or resume the job in `out`: list the inputs, record the job, find what the parts already hold, open the
-    log (`custom_features`: the model's custom feature names, columns of the log)."""
+    log (`custom_features`: the model's custom feature names, columns of the log). Use it in a `with` block: leaving
+    it closes the log."""
     import pandas as pd
 
     from scopeml.serving.log import LogURLError, open_log
@@ -242,12 +250,12 @@ def run(
     progress: bool = True,
 ) -> Path:
     """Score in this process, one chunk of `batch_size` files per model call."""
-    job = begin(source, out, bundle.tag, bundle.custom_features, root, log_path)
-    todo = job.todo
-    chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    for chunk in _track(chunks, f"Scoring {len(todo)} of {len(job.files)} files", progress):
-        job.commit(score_chunk(bundle, chunk, job.root, job.id))
-    return job.finish(fmt)
+    with begin(source, out, bundle.tag, bundle.custom_features, root, log_path) as job:
+        todo = job.todo
+        chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        for chunk in _track(chunks, f"Scoring {len(todo)} of {len(job.files)} files", progress):
+            job.commit(score_chunk(bundle, chunk, job.root, job.id))
+        return job.finish(fmt)
 
 
 def _track(items, description: str, enabled: bool):

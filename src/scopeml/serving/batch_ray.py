@@ -85,10 +85,10 @@ class RayEngine:
         custom_features = list(info.get("custom_features") or {})  # the log's columns; the workers compute them
         started = self._connect()
         try:
-            job = begin(source, out, model_tag, custom_features, root, log_path)
-            for rows in self._track(self.scored(job, bundle_folder, batch_size), job, batch_size):
-                job.commit(rows)
-            return job.finish(fmt)
+            with begin(source, out, model_tag, custom_features, root, log_path) as job:
+                for rows in self._track(self.scored(job, bundle_folder, batch_size), job, batch_size):
+                    job.commit(rows)
+                return job.finish(fmt)
         finally:
             if started:
                 import ray
