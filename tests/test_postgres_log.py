@@ -164,6 +164,27 @@ def test_round_trip_labels_and_forward_migration_on_postgresql(pg_url):
     assert len(read_log(pg_url)) == 3
 
 
+def test_a_connection_the_server_dropped_is_opened_again_and_the_record_written(pg_url):
+    """PostgreSQL restarted, or an administrator ended the session: the log's idle connection is dead, found so
+    on the next BEGIN. Nothing was sent, so the append goes through on a new connection (no 500, no loss)."""
+    import psycopg
+
+    from scopeml.serving.log import read_log
+    from scopeml.serving.log_postgres import PostgresLog
+
+    log = PostgresLog(pg_url)
+    log.append([record("before")])
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert ended == [(True,)]
+    log.append([record("after")])
+    assert sorted(read_log(pg_url)["request_id"]) == ["after", "before"]
+    log.close()
+
+
 def test_servers_starting_together_migrate_a_new_log_once(pg_url):
     from concurrent.futures import ThreadPoolExecutor
 

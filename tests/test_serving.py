@@ -277,6 +277,30 @@ def test_every_prediction_is_logged_with_monitoring_features(server):
     assert any(c.startswith("prob_") for c in log.columns)
 
 
+def test_a_log_that_cannot_take_the_record_gets_503_and_the_server_goes_on(server):
+    """The prediction log is locked by another writer past its 10 s busy timeout: nothing may be answered
+    unlogged, so the request gets 503 log_unavailable with a retry hint (never 500); once the lock goes, the
+    same server answers and logs again (its transaction was not left open)."""
+    import sqlite3
+
+    from scopeml.serving.log import read_log
+
+    clip = encode(word("yes"))
+    holder = sqlite3.connect(server.log_path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        with httpx.Client(timeout=60) as http:
+            r = http.post(f"{server.url}/classify", files={"audio": ("clip.wav", clip)})
+        err = assert_error(r, 503, code="log_unavailable")
+        assert r.headers["retry-after"] == "1" and "nothing was answered" in err["message"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert err["request_id"] not in set(read_log(server.log_path)["request_id"])
+    ids = [post_audio(server, clip).json()["request_id"] for _ in range(4)]  # both workers, most likely
+    assert set(ids) <= set(read_log(server.log_path)["request_id"])
+
+
 def test_sigkill_under_load_loses_no_acknowledged_prediction(packaged, tmp_path):
     from scopeml.serving.log import read_log
 

@@ -58,6 +58,7 @@ CODES: dict[str, tuple[int, str]] = {
     "busy": (429, "more than deploy.max_concurrency requests in flight; Retry-After says when to retry"),
     "internal_error": (500, "a server fault; the server log has the traceback under the request id"),
     "unavailable": (503, "the batched model is overloaded; Retry-After says when to retry"),
+    "log_unavailable": (503, "the prediction log cannot take the record now (nothing was answered); Retry-After"),
     "timeout": (504, "the request took longer than the service's deadline"),
 }
 _BY_STATUS = {

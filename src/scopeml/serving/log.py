@@ -52,6 +52,11 @@ class LogURLError(ValueError):
     """A prediction log URL that cannot be used (wrong scheme, unreachable server); the message names the setting."""
 
 
+class LogUnavailable(RuntimeError):
+    """The log could not take a record now (its server went away, its disk is full or locked): nothing of the
+    append was committed, or whether it was is unknown. The service answers 503 with a retry hint, not 500."""
+
+
 def public_url(url: str | Path) -> str:
     """The URL without its password (what may be printed or written anywhere): libpq then takes the password from
     PGPASSWORD or ~/.pgpass, so the result still opens the log where those are set."""
@@ -173,11 +178,16 @@ class PredictionLog:
     def append(self, records: list[dict]) -> None:
         cols, rows = self.columns, insert_rows(records, self.columns, self.custom_features)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows
-            )
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
+                if self._db.in_transaction:  # left open, every later append would fail on its BEGIN
+                    self._db.execute("ROLLBACK")
+                raise LogUnavailable(f"the prediction log {self.path} could not take the record: {exc}") from exc
 
     def existing(self, request_ids: list[str], job: str | None = None, model_tag: str | None = None) -> set[str]:
         """Which of these request ids this batch job has already logged with this model (a resumed job must not

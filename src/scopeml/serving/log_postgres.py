@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from scopeml.serving.log import COLUMNS, SCHEMA_VERSION, LogURLError, insert_rows, public_url
+from scopeml.serving.log import COLUMNS, SCHEMA_VERSION, LogUnavailable, LogURLError, insert_rows, public_url
 
 CONNECT_TIMEOUT_S = 5  # an unreachable server fails start-up in well under 10 s (issue 14)
 MIGRATION_LOCK = 0x5C0DE  # advisory lock: servers starting together create and migrate the table once
@@ -105,12 +105,27 @@ class PostgresLog:
         cols, rows = self.columns, insert_rows(records, self.columns, self.custom_features)
         if not rows:
             return
+        import psycopg
+
+        insert = f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
         with self._lock:
-            db = self._conn()
-            with db.transaction(), db.cursor() as cur:  # committed when the block ends, before the response
-                cur.executemany(
-                    f"INSERT INTO predictions ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})", rows
-                )
+            for attempt in (1, 2):
+                committing = False
+                try:
+                    db = self._conn()
+                    with db.transaction(), db.cursor() as cur:  # committed when the block ends, before the response
+                        cur.executemany(insert, rows)
+                        committing = True
+                    return
+                except (psycopg.OperationalError, LogURLError) as exc:
+                    # Lost before COMMIT was sent (a connection the server dropped while idle, found dead on BEGIN):
+                    # nothing was written, so once more on a new connection. Lost during COMMIT: whether it was
+                    # written is unknown, and retrying could log it twice; the caller answers 503 instead.
+                    if committing or attempt == 2:
+                        reason = " ".join(str(exc).split())
+                        raise LogUnavailable(
+                            f"the prediction log {self.path} could not take the record: {reason}"
+                        ) from exc
 
     def existing(self, request_ids: list[str], job: str | None = None, model_tag: str | None = None) -> set[str]:
         """Which of these request ids this batch job has already logged with this model (see PredictionLog)."""

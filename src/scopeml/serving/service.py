@@ -12,6 +12,7 @@ answered or logged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -299,7 +300,18 @@ class KeywordSpotting:
                 }
             )
         # committed before the response: an acknowledged prediction is never lost; a non-finite feature is NULL
-        self.log.append([finite_record(r) for r in records])
+        from scopeml.serving.log import LogUnavailable
+
+        try:
+            self.log.append([finite_record(r) for r in records])
+        except LogUnavailable as exc:
+            logging.getLogger("scopeml.serving").warning("%s", exc)  # the reason, for the operator only
+            raise ClientError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "the prediction log is unavailable, so nothing was answered; retry shortly",
+                code="log_unavailable",
+                headers={"retry-after": "1"},
+            ) from None
         ctx.response.headers["x-request-id"] = request_id
         return results
 
