@@ -244,7 +244,7 @@ def build_sampler(node: Any) -> optuna.samplers.BaseSampler:
         raise SearchError(f"hydra.sweeper.sampler: {_first_line(exc)}") from None
     if not isinstance(made, optuna.samplers.BaseSampler):
         raise SearchError(f"hydra.sweeper.sampler: {plain} is not an Optuna sampler (its _target_ names the class)")
-    return make(None) if seed is None else PerTrialSeed(make, int(seed))
+    return made if seed is None else PerTrialSeed(make, int(seed))
 
 
 def worker_command(storage: str | Path, n_trials: int, sweep_dir: str | Path, overrides: Sequence[str]) -> list[str]:

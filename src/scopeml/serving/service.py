@@ -256,12 +256,7 @@ class KeywordSpotting:
                 return await self.classifier.to_async.predict(waves)
             except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):
                 if attempt == 2:
-                    raise ClientError(
-                        HTTPStatus.SERVICE_UNAVAILABLE,
-                        "the batched model is overloaded; retry shortly",
-                        code="unavailable",
-                        headers={"retry-after": "1"},
-                    ) from None
+                    raise _retry_later("the batched model is overloaded; retry shortly", "unavailable") from None
         raise AssertionError("unreachable")
 
     async def _predict_and_log(
@@ -306,11 +301,8 @@ class KeywordSpotting:
             self.log.append([finite_record(r) for r in records])
         except LogUnavailable as exc:
             logging.getLogger("scopeml.serving").warning("%s", exc)  # the reason, for the operator only
-            raise ClientError(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                "the prediction log is unavailable, so nothing was answered; retry shortly",
-                code="log_unavailable",
-                headers={"retry-after": "1"},
+            raise _retry_later(
+                "the prediction log is unavailable, so nothing was answered; retry shortly", "log_unavailable"
             ) from None
         ctx.response.headers["x-request-id"] = request_id
         return results
@@ -323,6 +315,11 @@ def _decode_file(audio: Path, what: str, limit_s: float | None = None, allow_sil
     if limit_s is not None:
         _guard(check_length, samples, sr, limit_s, what)
     return samples, sr
+
+
+def _retry_later(message: str, code: str) -> ClientError:
+    """503 with a one-second retry hint: the request was fine, a part the service needs is not, for now."""
+    return ClientError(HTTPStatus.SERVICE_UNAVAILABLE, message, code=code, headers={"retry-after": "1"})
 
 
 def _guard(fn, *args):
