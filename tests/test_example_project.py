@@ -67,7 +67,15 @@ def packaged(project: Path, user_env: dict) -> dict:
     )
     command("scopeml-select", str(sweep), "--out", str(project / "selection.json"), cwd=project, env=user_env)
     tag = (
-        command("scopeml-package", str(project / "selection.json"), cwd=project, env=user_env)
+        command(
+            "scopeml-package",
+            str(project / "selection.json"),
+            "--config-dir",
+            "conf",
+            "deploy/vad=loudness_gate",  # the project's own event detector in front of /segments
+            cwd=project,
+            env=user_env,
+        )
         .stdout.strip()
         .splitlines()[-1]
     )
@@ -94,9 +102,11 @@ def test_the_bundle_carries_the_users_code(packaged, user_env):
     folder = Path(user_env["BENTOML_HOME"]) / "models" / name / version
     info = json.loads((folder / "serving.json").read_text())
     assert info["code"] == ["sound_events"]
-    assert (folder / "code" / "sound_events" / "nets.py").read_text() == (
-        EXAMPLE / "sound_events" / "nets.py"
-    ).read_text()
+    for module in ("nets.py", "gate.py"):
+        assert (folder / "code" / "sound_events" / module).read_text() == (
+            EXAMPLE / "sound_events" / module
+        ).read_text()
+    assert info["deploy"]["vad"] == {"_target_": "sound_events.gate.LoudnessGate", "floor_dbfs": -35.0}
 
 
 def _clips_module():
@@ -129,7 +139,8 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
 
     from tests.serving_helpers import Server
 
-    files = _events(tmp_path)
+    (tmp_path / "clips").mkdir()
+    files = _events(tmp_path / "clips")
     env = {k: v for k, v in user_env.items() if k != "PYTHONPATH"}
     server = Server(
         Path(env["BENTOML_HOME"]),
@@ -144,6 +155,23 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
             )
             assert reply.status_code == 200, reply.text
             answers[path] = reply.json()["label"]
+        # /segments runs the project's LoudnessGate from the bundle: two events apart, two segments
+        import soundfile as sf
+
+        events = [sf.read(p, dtype="float32")[0] for p in list(files)[:2]]
+        gap = np.zeros(8000, np.float32)
+        recording = tmp_path / "two_events.wav"
+        sf.write(recording, np.concatenate([gap, events[0], gap, gap, events[1], gap]), 16000)
+        reply = httpx.post(
+            f"{server.url}/segments", files={"audio": (recording.name, recording.read_bytes(), "audio/wav")}, timeout=30
+        )
+        assert reply.status_code == 200, reply.text
+        spans = [(s["start_s"], s["end_s"], s["label"]) for s in reply.json()["segments"]]
+        first_end, second_start = (8000 + len(events[0])) / 16000, (24000 + len(events[0])) / 16000
+        assert len(spans) == 2 and spans[0][1] <= first_end + 0.01 and spans[1][0] >= second_start - 0.01, spans
+        assert spans[0][0] >= 0.5 - 0.01 and {label for *_, label in spans} <= set(_clips_module().KINDS)
+        vad = httpx.post(f"{server.url}/info", json={}).json()["vad"]
+        assert vad["_target_"] == "sound_events.gate.LoudnessGate" and vad["floor_dbfs"] == -35.0
     finally:
         server.stop()
     served_accuracy = np.mean([answers[p] == k for p, k in files.items()])
@@ -152,7 +180,7 @@ def test_served_and_batch_scored_without_the_users_module_on_the_path(packaged, 
     out = tmp_path / "scored"
     command(
         "scopeml-batch",
-        str(tmp_path),
+        str(tmp_path / "clips"),
         "--out",
         str(out),
         "--model",

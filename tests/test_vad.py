@@ -115,3 +115,26 @@ def test_without_silero_installed_the_runtime_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "silero_vad", None)  # as on a device runtime without the package
     with pytest.raises(ImportError, match=r"silero-vad package is not installed.*deploy/vad=energy"):
         SileroVAD().load()
+
+
+def test_a_users_own_detector_travels_in_the_bundle(tiny_run, tmp_path, monkeypatch):
+    """A deploy.vad from the user's folder (a package holding nothing else) is carried like their network, so
+    the server builds it with no PYTHONPATH (served end to end in tests/test_example_project.py)."""
+    from scopeml.serving.bundle import CODE_DIR, write_bundle
+
+    (tmp_path / "src" / "my_gates").mkdir(parents=True)
+    source = "class Gate:\n    def segments(self, samples, sr):\n        return [(0, len(samples))]\n"
+    (tmp_path / "src" / "my_gates" / "__init__.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    info = write_bundle(tiny_run, tmp_path / "bundle", {"vad": {"_target_": "my_gates.Gate"}})
+    assert info["code"] == ["my_gates"]
+    assert (tmp_path / "bundle" / CODE_DIR / "my_gates" / "__init__.py").read_text() == source
+
+
+def test_a_users_detector_that_refuses_its_settings_is_named(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "sound_events"))
+    with pytest.raises(ValueError, match=r"^deploy\.vad: sound_events\.gate\.LoudnessGate refused .*floor_dbfs"):
+        from_settings({"_target_": "sound_events.gate.LoudnessGate", "floor_dbfs": 3.0})
+    assert from_settings({"_target_": "sound_events.gate.LoudnessGate"}).settings()["floor_dbfs"] == -40.0

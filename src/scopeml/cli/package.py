@@ -31,7 +31,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides may follow --config-dir
 
     def work() -> None:
         print(package.package(args.source, args.overrides, config_dir=args.config_dir))  # the tag, for scripts

@@ -2,8 +2,9 @@
 
 Everything serving needs to score audio exactly as the model was evaluated. Weights are
 a plain state_dict loaded with weights_only=True (no arbitrary unpickling); the network
-is rebuilt from its `_target_` config by the same code that trained it. When that code is
-a user's own (a module outside scopeml and outside site-packages), its package's source
+is rebuilt from its `_target_` config by the same code that trained it. When that code (or the
+front-end, a monitoring feature, the deploy.vad detector) is a user's own (a module outside
+scopeml and outside site-packages), its package's source
 is carried in the bundle under code/ and put on the import path when the bundle loads, so
 `bentoml serve`, scopeml-batch and a built bento need nothing but the bundle.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 SERVING_FILE = "serving.json"
-CODE_DIR = "code"  # a user's network/front-end source, carried with the weights
+CODE_DIR = "code"  # a user's network/front-end/feature/VAD source, carried with the weights
 WEIGHTS_FILE = "weights.pt"
 
 
@@ -147,6 +148,7 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         config.frontend["_target_"],
         config.model["_target_"],
         *(f["_target_"] for f in config.monitor.custom_features.values()),
+        *([deploy["vad"]["_target_"]] if isinstance(deploy.get("vad"), dict) and "_target_" in deploy["vad"] else []),
     ]
     info["code"] = carry_code(out / CODE_DIR, targets)
     (out / SERVING_FILE).write_text(json.dumps(info, indent=2))

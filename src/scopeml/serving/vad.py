@@ -193,6 +193,8 @@ def from_settings(settings: dict | None, key: str = "deploy.vad"):
         raise ValueError(f"{key}.{exc}") from None
     except TypeError as exc:
         raise ValueError(f"{key}: {target} does not take these settings: {exc}") from None
+    except Exception as exc:  # a user's detector refusing its settings in its own words
+        raise ValueError(f"{key}: {target} refused its settings: {type(exc).__name__}: {exc}") from None
 
 
 def problems(settings: dict) -> list[tuple[str, str]]:
