@@ -475,12 +475,15 @@ def test_bentoml_build_gives_a_bento_that_serves_the_same_model(packaged, server
         srv.stop()
 
 
-def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str) -> Server:
-    """scopeml-package the run with deploy overrides into a fresh model store, and serve it."""
+def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str, pythonpath: Path | None = None) -> Server:
+    """scopeml-package the run with deploy overrides into a fresh model store, and serve it (with no PYTHONPATH:
+    a user's code given to packaging on `pythonpath` must come from the bundle)."""
     import os
 
     home = tmp_path / "home"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     proc = subprocess.run(
         [sys.executable, "-m", "scopeml.cli.package", str(run_dir), *overrides],
         cwd=ROOT,
@@ -511,6 +514,36 @@ def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server,
         sizes = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_sum\{.*\} (\S+)", metrics)]
         counts = [float(m[1]) for m in re.finditer(r"adaptive_batch_size_count\{.*\} (\S+)", metrics)]
         assert sum(counts) and sum(sizes) / sum(counts) > 1.0, (sizes, counts)
+    finally:
+        srv.stop()
+
+
+OFF_LOOP_GATE = """
+import asyncio
+
+
+# The whole clip is one segment when called off the event loop; none on it, where a slow detector would
+# stall every other request of the worker.
+class OffLoopGate:
+    def segments(self, samples, sr):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return [(0, len(samples))]
+        return []
+"""
+
+
+def test_the_detector_runs_off_the_event_loop_from_the_bundle(tiny_run, tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "off_loop.py").write_text(OFF_LOOP_GATE)
+    srv = package_and_serve(
+        tiny_run, tmp_path, "deploy.vad={_target_:off_loop.OffLoopGate}", pythonpath=tmp_path / "src"
+    )
+    try:
+        r = post_audio(srv, encode(word("go")), route="segments")
+        assert r.status_code == 200, r.text
+        assert len(r.json()["segments"]) == 1, r.json()
     finally:
         srv.stop()
 

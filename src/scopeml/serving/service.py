@@ -11,9 +11,11 @@ answered or logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -148,6 +150,7 @@ class KeywordSpotting:
         # not on the first /segments request
         self.vad = from_settings(DEPLOY.get("vad"))
         getattr(self.vad, "load", lambda: None)()
+        self._vad_lock = threading.Lock()  # a user's detector need not be thread-safe: one call at a time
 
     # ------------------------------------------------------------------ endpoints
     @bentoml.api(route="/classify")
@@ -195,7 +198,9 @@ class KeywordSpotting:
         started = time.perf_counter()
         samples, sr = _decode_file(audio, "audio", DEPLOY["max_long_audio_seconds"], allow_silence=True)
         mono = to_mono(samples)
-        spans = self.vad.segments(mono, sr)
+        # in a thread: on two minutes of audio the detector takes about a second, and on the event loop that
+        # second would stall every other request this worker holds
+        spans = await asyncio.to_thread(self._find_segments, mono, sr)
         results = (
             await self._predict_and_log(
                 [(mono[None, a:b], sr) for a, b in spans], ctx, "segments", [f"audio@{a / sr:.2f}s" for a, _ in spans]
@@ -230,6 +235,10 @@ class KeywordSpotting:
         }
 
     # ------------------------------------------------------------------ internals
+    def _find_segments(self, mono: np.ndarray, sr: int) -> list[tuple[int, int]]:
+        with self._vad_lock:
+            return self.vad.segments(mono, sr)
+
     async def _classify_one(self, decode, ctx: bentoml.Context, endpoint: str, source: str) -> Classified:
         started = time.perf_counter()
         samples, sr = decode()
