@@ -4,6 +4,7 @@ on silence, and their settings are checked, naming the key."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,8 +133,6 @@ def test_a_users_own_detector_travels_in_the_bundle(tiny_run, tmp_path, monkeypa
 
 
 def test_a_users_detector_that_refuses_its_settings_is_named(monkeypatch):
-    from pathlib import Path
-
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "sound_events"))
     with pytest.raises(ValueError, match=r"^deploy\.vad: sound_events\.gate\.LoudnessGate refused .*floor_dbfs"):
         from_settings({"_target_": "sound_events.gate.LoudnessGate", "floor_dbfs": 3.0})

@@ -1,7 +1,8 @@
 """An event detector for /segments and the edge runner: any class with `segments(samples, sr)` fills deploy.vad.
 
-Sound events are not speech, so silero's speech model is the wrong gate here: this one keeps every
-stretch louder than an absolute floor, bridging gaps shorter than `min_gap_ms`.
+Sound events are not speech, so silero's speech model is the wrong gate here, and scopeml's energy gate
+also drops any frame more than `relative_db` below the recording's loudest one (a soft hiss after a loud
+buzz). This one keeps every stretch louder than an absolute floor, bridging gaps shorter than `min_gap_ms`.
 """
 
 from __future__ import annotations

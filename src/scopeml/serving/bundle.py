@@ -144,11 +144,12 @@ def write_bundle(run_dir: Path, out: Path, deploy: dict) -> dict:
         "run_dir": str(run_dir),
     }
     info["custom_features"] = dict(config.monitor.custom_features)
+    vad_target = (deploy.get("vad") or {}).get("_target_")
     targets = [
         config.frontend["_target_"],
         config.model["_target_"],
         *(f["_target_"] for f in config.monitor.custom_features.values()),
-        *([deploy["vad"]["_target_"]] if isinstance(deploy.get("vad"), dict) and "_target_" in deploy["vad"] else []),
+        *([vad_target] if vad_target else []),
     ]
     info["code"] = carry_code(out / CODE_DIR, targets)
     (out / SERVING_FILE).write_text(json.dumps(info, indent=2))
