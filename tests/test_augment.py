@@ -221,3 +221,61 @@ def test_build_switches_parts_off():
 def test_out_of_range_factors_name_their_key(overrides, key):
     assert key in [k for k, _ in AugmentConfig(**overrides).check()]
     assert AugmentConfig(tilt=[-0.5, 0.5]).check() == []
+
+
+def _logmel():
+    from scopeml.models.frontend import LogMel
+
+    return LogMel(SR, n_mels=40, n_fft=480, win_length=480, hop_length=160, f_min=20.0, f_max=None)
+
+
+def test_bin_frequencies_are_where_the_mel_filters_peak():
+    front = _logmel()
+    fb = front.mel.mel_scale.fb  # (fft bins, mel bands)
+    peaks = torch.linspace(0, SR / 2, fb.shape[0])[fb.argmax(0)]
+    # the filters peak on the FFT grid (16.7 Hz apart), the analytic centres lie between its points
+    assert (peaks - front.bin_frequencies().float()).abs().max() <= SR / 2 / (fb.shape[0] - 1)
+
+
+@pytest.mark.parametrize("alpha", [0.85, 1.0, 1.15])
+def test_vtlp_moves_a_formant_by_its_factor_and_keeps_the_top_bin(alpha):
+    from scopeml.data.augment import vtlp_warp
+
+    front = _logmel()
+    bin_hz = front.bin_frequencies()
+    t = torch.arange(SR) / SR
+    feats = front(torch.sin(2 * math.pi * 1000 * t)[None])  # a 1 kHz tone: one bright band
+    out = vtlp_warp(feats, bin_hz, torch.tensor([alpha], dtype=torch.float64))
+    peak_hz = float(bin_hz[out[0, 0].mean(-1).argmax()])
+    nearest = float(bin_hz[(bin_hz - 1000 * alpha).abs().argmin()])
+    assert peak_hz == nearest  # below the kink the axis scales by alpha: 850, 1000 or 1150 Hz
+    assert torch.allclose(out[0, 0, -1], feats[0, 0, -1])  # the top bin maps onto itself
+    if alpha == 1.0:
+        assert torch.allclose(out, feats)
+
+
+def test_spec_augment_draws_one_warp_per_clip_reproducibly():
+    front = _logmel()
+    spec = SpecAugment(AugmentConfig(vtlp=[0.9, 1.1]), front.bin_frequencies()).train()
+    feats = front(_speech_like(8))
+    out = spec(feats, torch.Generator().manual_seed(0))
+    assert torch.equal(out, spec(feats, torch.Generator().manual_seed(0)))
+    changed = [not torch.allclose(out[b], feats[b]) for b in range(8)]
+    assert all(changed)  # a continuous factor is never exactly 1
+    assert spec.eval()(feats) is feats
+
+
+def test_vtlp_needs_a_front_end_that_says_where_its_bins_lie():
+    from conftest import composed
+
+    from scopeml.training.module import KeywordSpotter
+
+    cfg = composed()
+    plain = KeywordSpotter(cfg["model"], cfg["frontend"], cfg["hparams"], ["a", "b"], SR, augment={"vtlp": [0.9, 1.1]})
+    assert plain.spec_augment is not None and plain.spec_augment.vtlp == (0.9, 1.1)
+    user_front = {"_target_": "user_parts.FramePower"}
+    with pytest.raises(ValueError, match=r"data.augment.vtlp: the front end FramePower has no bin_frequencies"):
+        KeywordSpotter(cfg["model"], user_front, cfg["hparams"], ["a", "b"], SR, augment={"vtlp": [0.9, 1.1]})
+    KeywordSpotter(cfg["model"], user_front, cfg["hparams"], ["a", "b"], SR, augment={"spec_time_masks": 1})
+    assert [k for k, _ in AugmentConfig(vtlp=[0.5, 1.1]).check()] == ["vtlp"]
+    assert [k for k, _ in AugmentConfig(vtlp=[1.1, 0.9]).check()] == ["vtlp"]

@@ -26,6 +26,16 @@ class Fine(nn.Module):
         return self.head(x.mean(dim=(1, 3)))
 
 
+class FramePower(nn.Module):
+    """A user's front end that does not say where its bins lie (no bin_frequencies())."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+
+    def forward(self, waves):
+        return waves.unfold(-1, 160, 160).pow(2).log1p().unsqueeze(1).transpose(-1, -2)  # (batch, 1, 160, frames)
+
+
 class Notify(Callback):
     """A user's callback holding credentials, as a chat or paging hook would (it sends nothing here)."""
 

@@ -213,13 +213,17 @@ class AugmentConfig:
     spec_time_mask_frames: int = 10
     spec_freq_masks: int = 0
     spec_freq_mask_bins: int = 5
+    # Vocal-tract-length perturbation (Jaitly & Hinton 2013): the feature bins' frequency axis warped by a factor
+    # per clip in [low, high] (> 1 moves formants up, as a shorter vocal tract does), tempo and pitch untouched;
+    # [1, 1] is off. Needs a front end that says where its bins lie (bin_frequencies(), as LogMel does).
+    vtlp: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
     def check(self) -> Problems:
         problems: Problems = []
         for key in ("prob", "noise_prob"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 problems.append((key, "must be in [0, 1]"))
-        for key in ("gain_db", "noise_snr_db", "speed", "tilt"):
+        for key in ("gain_db", "noise_snr_db", "speed", "tilt", "vtlp"):
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
                 problems.append((key, "must be [low, high] with low <= high"))
@@ -227,13 +231,19 @@ class AugmentConfig:
             problems.append(("speed", "factors must lie in [0.5, 2.0]"))
         if self.tilt and len(self.tilt) == 2 and not (-0.95 <= self.tilt[0] and self.tilt[1] <= 0.95):
             problems.append(("tilt", "coefficients must lie in [-0.95, 0.95] (1 would remove all of DC or Nyquist)"))
+        if self.vtlp and len(self.vtlp) == 2 and not (0.7 <= self.vtlp[0] and self.vtlp[1] <= 1.4):
+            problems.append(("vtlp", "warp factors must lie in [0.7, 1.4] (adult vocal tracts differ by about 20%)"))
         if self.time_shift_ms < 0:
             problems.append(("time_shift_ms", "must be >= 0"))
         return problems
 
     @property
+    def warps(self) -> bool:
+        return list(self.vtlp) != [1.0, 1.0]
+
+    @property
     def enabled(self) -> bool:
-        return self.prob > 0 or self.spec_time_masks > 0 or self.spec_freq_masks > 0
+        return self.prob > 0 or self.spec_time_masks > 0 or self.spec_freq_masks > 0 or self.warps
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Training-time augmentation: waveform (shift, gain, tilt, noise, speed) and SpecAugment masks.
+"""Training-time augmentation: waveform (shift, gain, tilt, noise, speed), vocal-tract-length warps and SpecAugment
+masks of the features.
 
 Every random draw comes from a CPU generator seeded by (seed, *key), never from the global RNG,
 so a rerun, a resumed run or a run on another device augments each batch identically, and the
@@ -14,6 +15,9 @@ from torch import nn
 from scopeml.config.schema import AugmentConfig
 
 _SPEED_GRID = 100  # speed factors are snapped to k/100 so resampling stays a short polyphase filter
+# Jaitly & Hinton's VTLP boundary (4.8 kHz of 8 kHz): below it frequencies scale by the warp factor, above it a
+# second line brings the top bin back onto itself, so no band leaves the features and none is left empty.
+_VTLP_KINK = 0.6
 
 
 def _generator(seed: int, key: tuple[int, ...]) -> torch.Generator:
@@ -125,18 +129,49 @@ class WaveAugment:
         return out, records
 
 
+def vtlp_warp(feats: torch.Tensor, bin_hz: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, bins, time) features with each example's frequency axis warped by its factor alpha.
+
+    The piecewise-linear warp of Jaitly & Hinton (2013) maps source frequency f to alpha*f up to the kink and then
+    linearly onto the top bin, so it keeps the top bin fixed. Each output bin takes the source spectrum at the
+    frequency that warps onto it, interpolated linearly between the two source bins around it.
+    """
+    top = bin_hz[-1]
+    kink = _VTLP_KINK * top * torch.clamp(alpha, max=1.0)[:, None]  # where the warped axis bends, in output Hz
+    source_kink = kink / alpha[:, None]
+    f = bin_hz[None, :].to(alpha.dtype)
+    upper = kink + (top - kink) * (f - source_kink) / (top - source_kink)
+    warped = torch.where(f <= source_kink, alpha[:, None] * f, upper)  # (batch, bins): where each bin lands
+    targets = f.expand_as(warped).contiguous()
+    hi = torch.searchsorted(warped, targets).clamp(1, len(bin_hz) - 1)
+    lo = hi - 1
+    w_lo, w_hi = warped.gather(1, lo), warped.gather(1, hi)
+    t = ((targets - w_lo) / (w_hi - w_lo)).clamp(0.0, 1.0).to(feats.dtype)  # beyond the ends: the edge bin
+
+    def rows(idx: torch.Tensor) -> torch.Tensor:
+        return feats.gather(2, idx.to(feats.device)[:, None, :, None].expand(-1, 1, -1, feats.shape[-1]))
+
+    t = t.to(feats.device)[:, None, :, None]
+    return rows(lo) * (1 - t) + rows(hi) * t
+
+
 class SpecAugment(nn.Module):
-    """Time and frequency stripe masks on (batch, 1, freq, time) features, in training mode only.
+    """Feature-level augmentation on (batch, 1, freq, time), in training mode only: a vocal-tract-length warp of
+    the frequency axis (when `vtlp` is not [1, 1]), then time and frequency stripe masks.
 
     Masked cells take the example's own mean (about 0, since LogMel standardises per clip), so a mask
     reads as "no information" rather than as the silence that the log floor would suggest. Stripes may
     overlap, so an example can end up with fewer masked columns than the widths add up to.
     """
 
-    def __init__(self, cfg: AugmentConfig):
+    def __init__(self, cfg: AugmentConfig, bin_hz: torch.Tensor | None = None):
         super().__init__()
         self.time_masks, self.time_width = cfg.spec_time_masks, cfg.spec_time_mask_frames
         self.freq_masks, self.freq_width = cfg.spec_freq_masks, cfg.spec_freq_mask_bins
+        self.vtlp = (float(cfg.vtlp[0]), float(cfg.vtlp[1])) if cfg.warps else None
+        if self.vtlp is not None and bin_hz is None:
+            raise ValueError("data.augment.vtlp needs the front end's bin frequencies (a bin_frequencies() method)")
+        self.bin_hz = None if bin_hz is None else bin_hz.detach().to("cpu", torch.float64)
 
     @staticmethod
     def _stripes(batch: int, size: int, count: int, width: int, g: torch.Generator | None, dev) -> torch.Tensor:
@@ -149,11 +184,21 @@ class SpecAugment(nn.Module):
         return ((pos >= starts[..., None]) & (pos < (starts + widths)[..., None])).any(1)
 
     def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if not self.training or (self.time_masks == 0 and self.freq_masks == 0):
+        if not self.training:
             return feats
         batch, _, n_freq, n_time = feats.shape
         # Draw on the generator's device so a CPU generator gives the same masks for CPU and GPU features.
         dev = generator.device if generator is not None else feats.device
+        if self.vtlp is not None:
+            if len(self.bin_hz) != n_freq:
+                raise ValueError(
+                    f"data.augment.vtlp: the front end reports {len(self.bin_hz)} bins, the features have {n_freq}"
+                )
+            low, high = self.vtlp
+            alpha = low + (high - low) * torch.rand(batch, generator=generator, dtype=torch.float64, device=dev).cpu()
+            feats = vtlp_warp(feats, self.bin_hz, alpha)
+        if self.time_masks == 0 and self.freq_masks == 0:
+            return feats
         t_mask = self._stripes(batch, n_time, self.time_masks, self.time_width, generator, dev).to(feats.device)
         f_mask = self._stripes(batch, n_freq, self.freq_masks, self.freq_width, generator, dev).to(feats.device)
         masked = f_mask[:, None, :, None] | t_mask[:, None, None, :]
@@ -161,8 +206,13 @@ class SpecAugment(nn.Module):
         return torch.where(masked, fill, feats)
 
 
-def build(cfg: AugmentConfig, sample_rate: int, seed: int) -> tuple[WaveAugment | None, SpecAugment | None]:
-    """The two augmenters, each None when switched off, so callers can skip them with one `if`."""
+def build(
+    cfg: AugmentConfig, sample_rate: int, seed: int, bin_hz: torch.Tensor | None = None
+) -> tuple[WaveAugment | None, SpecAugment | None]:
+    """The two augmenters, each None when switched off, so callers can skip them with one `if`.
+
+    bin_hz: the centre frequency of each feature bin, which only the vocal-tract-length warp needs.
+    """
     wave = WaveAugment(cfg, sample_rate, seed) if cfg.prob > 0 else None
-    spec = SpecAugment(cfg) if cfg.spec_time_masks > 0 or cfg.spec_freq_masks > 0 else None
+    spec = SpecAugment(cfg, bin_hz) if cfg.spec_time_masks > 0 or cfg.spec_freq_masks > 0 or cfg.warps else None
     return wave, spec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -45,6 +47,17 @@ class LogMel(nn.Module):
             n_mels=n_mels,
             power=2.0,
         )
+
+    @torch.jit.unused
+    def bin_frequencies(self) -> torch.Tensor:
+        """Each mel band's centre in Hz (the HTK mel scale torchaudio uses by default), lowest first."""
+        mel = self.mel.mel_scale
+
+        def to_mel(hz: float) -> float:
+            return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+        points = torch.linspace(to_mel(mel.f_min), to_mel(mel.f_max), mel.n_mels + 2, dtype=torch.float64)[1:-1]
+        return 700.0 * (10 ** (points / 2595.0) - 1.0)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         # Per-clip standardization makes the model indifferent to recording level,

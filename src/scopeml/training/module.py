@@ -14,6 +14,19 @@ from scopeml.data.augment import build as augment_parts
 from scopeml.models import build_classifier
 
 
+def _bin_frequencies(net: nn.Module, aug_cfg: AugmentConfig) -> torch.Tensor | None:
+    """The front end's bin centres in Hz, asked for only when the vocal-tract-length warp needs them."""
+    if not aug_cfg.warps:
+        return None
+    front = net[0]
+    if not callable(getattr(front, "bin_frequencies", None)):
+        raise ValueError(
+            f"data.augment.vtlp: the front end {type(front).__name__} has no bin_frequencies() method, so the warp "
+            "cannot know where its bins lie; add one (see scopeml.models.frontend.LogMel) or set vtlp to [1, 1]"
+        )
+    return front.bin_frequencies()
+
+
 class KeywordSpotter(L.LightningModule):
     """Built from plain dicts so a checkpoint restores without unpickling config objects."""
 
@@ -36,7 +49,8 @@ class KeywordSpotter(L.LightningModule):
         self.net: nn.Module = build_classifier(frontend, model, len(classes), sample_rate, clip_seconds)
         self.loss = build(self.opt_cfg.loss, "hparams.loss")
         aug_cfg = _validate.parse(AugmentConfig, augment or {}, "data.augment")
-        self.wave_augment, self.spec_augment = augment_parts(aug_cfg, sample_rate, seed)
+        bin_hz = _bin_frequencies(self.net, aug_cfg)
+        self.wave_augment, self.spec_augment = augment_parts(aug_cfg, sample_rate, seed, bin_hz)
         self.augment_seed = seed
         self.augment_records: list[dict] = []
 
