@@ -202,3 +202,24 @@ def test_the_sweep_summary_shows_each_jobs_cv_mean_spread_and_folds_and_no_test_
     assert all(0.99 not in r.values() for r in rows)  # the test split chooses nothing, so it is not listed
     write_summary(tmp_path, rows)
     assert "accuracy_std" in (tmp_path / "sweep_summary.md").read_text()
+
+
+def test_shortage_check_counts_held_out_folds_not_the_empty_val_split():
+    from scopeml.config.schema import ChecksConfig
+    from scopeml.data.checks import _too_few
+
+    rows = [(s, lab, k) for k, s in enumerate(SPEAKERS) for lab in ("yes", "no") for _ in range(5)]
+    m = pd.DataFrame(rows, columns=["speaker", "label", "fold"]).assign(split="train")
+    cfg = ChecksConfig(min_clips_per_label=5)
+    assert _too_few(m, ["yes", "no"], cfg)["status"] == "pass"  # val and test are empty by design under folds
+    short = _too_few(m.drop(m.index[(m["fold"] == 2) & (m["label"] == "no")][:1]), ["yes", "no"], cfg)
+    assert short["status"] == "fail"
+    assert short["details"]["labels"] == [{"split": "fold 2", "label": "no", "clips": 4, "minimum": 5}]
+    # Without folds every split is counted, val included.
+    single = m.drop(columns="fold").assign(split=m["speaker"].map({"ann": "train", "bob": "train", "cy": "val"}))
+    single["split"] = single["split"].fillna("test")
+    assert _too_few(single, ["yes", "no"], cfg)["status"] == "pass"
+    no_val_no = single.drop(single.index[(single["split"] == "val") & (single["label"] == "no")])
+    assert _too_few(no_val_no, ["yes", "no"], cfg)["details"]["labels"] == [
+        {"split": "val", "label": "no", "clips": 0, "minimum": 5}
+    ]

@@ -185,11 +185,23 @@ def _duplicates(m: pd.DataFrame, exact, near) -> dict:
     )
 
 
+def _evaluated_groups(m: pd.DataFrame) -> dict[str, pd.Series]:
+    """The groups of clips a model is trained or scored on: the three splits, or with cross-validation the training
+    pool, each held-out fold and the test split if there is one (val is empty by design there, and not a shortage)."""
+    if "fold" not in m or not (m["fold"] >= 0).any():
+        return {split: m["split"] == split for split in SPLITS}
+    groups = {"train": m["split"] == "train"}
+    groups |= {f"fold {k}": m["fold"] == k for k in sorted(int(k) for k in m["fold"].unique() if k >= 0)}
+    if (m["split"] == "test").any():
+        groups["test"] = m["split"] == "test"
+    return groups
+
+
 def _too_few(m: pd.DataFrame, classes: list[str], cfg: ChecksConfig) -> dict:
     short = []
-    for split in SPLITS:
+    for split, rows in _evaluated_groups(m).items():
         for label in classes:
-            n = int(((m["split"] == split) & (m["label"] == label)).sum())
+            n = int((rows & (m["label"] == label)).sum())
             if n < cfg.min_clips_per_label:
                 short.append({"split": split, "label": label, "clips": n, "minimum": cfg.min_clips_per_label})
     counts = m.groupby("speaker").size()
