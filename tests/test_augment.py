@@ -268,13 +268,14 @@ def test_spec_augment_draws_one_warp_per_clip_reproducibly():
 def test_vtlp_needs_a_front_end_that_says_where_its_bins_lie():
     from conftest import composed
 
+    from scopeml.config import ConfigError
     from scopeml.training.module import KeywordSpotter
 
     cfg = composed()
     plain = KeywordSpotter(cfg["model"], cfg["frontend"], cfg["hparams"], ["a", "b"], SR, augment={"vtlp": [0.9, 1.1]})
     assert plain.spec_augment is not None and plain.spec_augment.vtlp == (0.9, 1.1)
     user_front = {"_target_": "user_parts.FramePower"}
-    with pytest.raises(ValueError, match=r"data.augment.vtlp: the front end FramePower has no bin_frequencies"):
+    with pytest.raises(ConfigError, match=r"data.augment.vtlp: the front end FramePower has no bin_frequencies"):
         KeywordSpotter(cfg["model"], user_front, cfg["hparams"], ["a", "b"], SR, augment={"vtlp": [0.9, 1.1]})
     KeywordSpotter(cfg["model"], user_front, cfg["hparams"], ["a", "b"], SR, augment={"spec_time_masks": 1})
     assert [k for k, _ in AugmentConfig(vtlp=[0.5, 1.1]).check()] == ["vtlp"]

@@ -20,9 +20,12 @@ def _bin_frequencies(net: nn.Module, aug_cfg: AugmentConfig) -> torch.Tensor | N
         return None
     front = net[0]
     if not callable(getattr(front, "bin_frequencies", None)):
-        raise ValueError(
-            f"data.augment.vtlp: the front end {type(front).__name__} has no bin_frequencies() method, so the warp "
-            "cannot know where its bins lie; add one (see scopeml.models.frontend.LogMel) or set vtlp to [1, 1]"
+        raise _validate.ConfigError(
+            [
+                f"data.augment.vtlp: the front end {type(front).__name__} has no bin_frequencies() method, so the "
+                "warp cannot know where its bins lie; add one (as scopeml.models.frontend.LogMel has) "
+                "or set vtlp to [1, 1]"
+            ]
         )
     return front.bin_frequencies()
 
