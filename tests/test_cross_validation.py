@@ -211,15 +211,16 @@ def test_shortage_check_counts_held_out_folds_not_the_empty_val_split():
     rows = [(s, lab, k) for k, s in enumerate(SPEAKERS) for lab in ("yes", "no") for _ in range(5)]
     m = pd.DataFrame(rows, columns=["speaker", "label", "fold"]).assign(split="train")
     cfg = ChecksConfig(min_clips_per_label=5)
-    assert _too_few(m, ["yes", "no"], cfg)["status"] == "pass"  # val and test are empty by design under folds
-    short = _too_few(m.drop(m.index[(m["fold"] == 2) & (m["label"] == "no")][:1]), ["yes", "no"], cfg)
+    folds = [0, 1, 2, 3]
+    assert _too_few(m, ["yes", "no"], cfg, folds)["status"] == "pass"  # val and test are empty by design under folds
+    short = _too_few(m.drop(m.index[(m["fold"] == 2) & (m["label"] == "no")][:1]), ["yes", "no"], cfg, folds)
     assert short["status"] == "fail"
     assert short["details"]["labels"] == [{"split": "fold 2", "label": "no", "clips": 4, "minimum": 5}]
     # Without folds every split is counted, val included.
     single = m.drop(columns="fold").assign(split=m["speaker"].map({"ann": "train", "bob": "train", "cy": "val"}))
     single["split"] = single["split"].fillna("test")
-    assert _too_few(single, ["yes", "no"], cfg)["status"] == "pass"
+    assert _too_few(single, ["yes", "no"], cfg, [])["status"] == "pass"
     no_val_no = single.drop(single.index[(single["split"] == "val") & (single["label"] == "no")])
-    assert _too_few(no_val_no, ["yes", "no"], cfg)["details"]["labels"] == [
+    assert _too_few(no_val_no, ["yes", "no"], cfg, [])["details"]["labels"] == [
         {"split": "val", "label": "no", "clips": 0, "minimum": 5}
     ]

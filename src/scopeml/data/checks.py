@@ -27,7 +27,7 @@ def run_checks(data: KeywordData, cfg: ChecksConfig) -> dict:
         _leakage(m, exact + near),
         _conflicting_labels(m, exact + near),
         _duplicates(m, exact, near),
-        _too_few(m, data.classes, cfg),
+        _too_few(m, data.classes, cfg, data.folds),
         _clipping(m, cfg.clipping_fraction),
         _silent(m),
     ]
@@ -185,21 +185,22 @@ def _duplicates(m: pd.DataFrame, exact, near) -> dict:
     )
 
 
-def _evaluated_groups(m: pd.DataFrame) -> dict[str, pd.Series]:
-    """The groups of clips a model is trained or scored on: the three splits, or with cross-validation the training
-    pool, each held-out fold and the test split if there is one (val is empty by design there, and not a shortage)."""
-    if "fold" not in m or not (m["fold"] >= 0).any():
+def _evaluated_groups(m: pd.DataFrame, folds: list[int]) -> dict[str, pd.Series]:
+    """The groups of clips a model is trained or scored on: the three splits, or with cross-validation (folds from
+    KeywordData.folds) the training pool, each held-out fold and the test split if there is one (val is empty by
+    design there, and not a shortage)."""
+    if not folds:
         return {split: m["split"] == split for split in SPLITS}
     groups = {"train": m["split"] == "train"}
-    groups |= {f"fold {k}": m["fold"] == k for k in sorted(int(k) for k in m["fold"].unique() if k >= 0)}
+    groups |= {f"fold {k}": m["fold"] == k for k in folds}
     if (m["split"] == "test").any():
         groups["test"] = m["split"] == "test"
     return groups
 
 
-def _too_few(m: pd.DataFrame, classes: list[str], cfg: ChecksConfig) -> dict:
+def _too_few(m: pd.DataFrame, classes: list[str], cfg: ChecksConfig, folds: list[int]) -> dict:
     short = []
-    for split, rows in _evaluated_groups(m).items():
+    for split, rows in _evaluated_groups(m, folds).items():
         for label in classes:
             n = int((rows & (m["label"] == label)).sum())
             if n < cfg.min_clips_per_label:
