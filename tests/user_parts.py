@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
@@ -41,3 +43,14 @@ class Notify(Callback):
 
     def __init__(self, webhook_token: str, channel: str, password: str = ""):
         self.webhook_token, self.channel, self.password = webhook_token, channel, password
+
+
+class FitLog(Callback):
+    """Appends the folder of every fit it trains to `path`: which trainings a config's callback reached."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_fit_start(self, trainer, pl_module):
+        with open(self.path, "a") as out:
+            out.write(Path(trainer.default_root_dir).name + "\n")

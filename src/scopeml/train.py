@@ -93,7 +93,16 @@ def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = N
             config,
             data,
             build_module,
-            lambda k: build_trainer(config.trainer, hp, run_dir / "folds" / str(k), None, config.seed, keep="none"),
+            # the config's callbacks train every fold too: the CV figure is the recipe's that ships (SWA, EMA, ...)
+            lambda k: build_trainer(
+                config.trainer,
+                hp,
+                run_dir / "folds" / str(k),
+                None,
+                config.seed,
+                extra_callbacks=trainer_callbacks,
+                keep="none",
+            ),
         )
         cv_seconds = time.perf_counter() - cv_started
         artifacts.mark(run_dir, "running", stage="fit")
