@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install lifecycle train test check lint chromium postgresql bench lock clean
+.PHONY: help install lifecycle train test check lint chromium postgresql wrk bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,7 +51,13 @@ postgresql:
 	  (apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null 2>&1)) \
 	  || echo "postgresql not installed: the shared prediction log (PostgreSQL) tests will skip"; }
 
-bench: $(STAMP)  ## run every benchmark under bench/ and print the ratios
+# The serving benchmark drives the servers with wrk. Installed the same way, when missing and possible.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1)) \
+	  || echo "wrk not installed: bench/bench_serving.py will stop and say so"; }
+
+bench: $(STAMP) wrk  ## run every benchmark under bench/ and print the ratios
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lock: $(STAMP)  ## rewrite constraints.txt from the current environment
