@@ -85,7 +85,7 @@ def test_temperature_is_fitted_on_validation_logits_that_have_errors(calibrated)
     assert cal["fitted_on"] == "val" and cal["note"] == f"fitted on 'val' ({errors} errors in {len(y_val)} clips)"
 
 
-def test_saved_probabilities_are_the_model_logits_over_t_and_ece_improves_on_validation(calibrated):
+def test_saved_probabilities_are_the_model_logits_over_t_and_nll_improves_on_validation(calibrated):
     from scopeml.training.calibration import expected_calibration_error, softmax
 
     cal = read_json(calibrated["run"] / "metrics.json")["calibration"]
@@ -101,10 +101,10 @@ def test_saved_probabilities_are_the_model_logits_over_t_and_ece_improves_on_val
     logits, y = calibrated["logits"]["val"], calibrated["targets"]["val"]
     saved = probs_of(calibrated["preds_val"], classes)
     assert nll(saved, y) < nll(softmax(logits), y)
-    # ECE on 40 clips is noisy and T minimizes NLL, not ECE: this seeded run improves it (0.143 -> 0.080 when
-    # measured), but nearby seeds and schedules made it worse in 4 of 7 runs, so a failure here after a change
-    # to training may be that noise rather than a calibration bug.
-    assert cal["ece_val_after"] <= cal["ece_val_before"]
+    # Not asserted: that ECE falls. T minimizes NLL, not ECE, and ECE on 40 clips is noisy: this seeded run
+    # improved it on one machine (0.143 -> 0.080) and worsened it on another (0.098 -> 0.111, the same code and
+    # data: CPU kernels differ in rounding), and nearby seeds made it worse in 4 of 7 runs. The ECE figures
+    # are checked above against their definition, on the probabilities the run saved.
 
 
 def test_the_bundle_serves_the_calibrated_probabilities(calibrated):
