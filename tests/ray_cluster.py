@@ -1,5 +1,10 @@
 """A real local Ray cluster for tests: `ray start --head --block` on loopback, torn down with its process group.
 
+The head runs with token authentication (Ray 2.60 warns without it), under a token of its own passed in the
+environment (RAY_AUTH_TOKEN), which the tests' drivers inherit: `ray start` alone enables it only where a
+~/.ray/auth_token already exists, so a fresh machine would start an open head that the drivers' RAY_AUTH_MODE=token
+cannot join.
+
 `ray stop` would stop every Ray process of the user on the machine (another test run's too), so the
 head is started in the foreground of its own session and its whole process group is killed instead.
 """
@@ -7,6 +12,7 @@ head is started in the foreground of its own session and its whole process group
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -38,6 +44,7 @@ def ray_cluster():
     if not RAY.exists():
         pytest.skip(f"ray is not installed beside {sys.executable} (make install puts it there)")
     port = _free_port()
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     # Ray puts Unix sockets under its temp dir, and socket paths are limited to 107 bytes: keep it short.
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     log = open(Path(temp) / "head.log", "w")
@@ -47,7 +54,7 @@ def ray_cluster():
          "--disable-usage-stats", f"--temp-dir={temp}"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         # no drain on SIGTERM: Ray 2.60 otherwise waits up to 30 s for a throw-away test node at teardown
-        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
+        env={**os.environ, **auth, "RAY_USAGE_STATS_ENABLED": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},
     )  # fmt: skip
     deadline = time.monotonic() + 90
     while not _listening(port):
@@ -55,9 +62,12 @@ def ray_cluster():
             os.killpg(head.pid, signal.SIGKILL)
             pytest.fail(f"ray head did not start on 127.0.0.1:{port}:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
         time.sleep(0.5)
+    environ = pytest.MonkeyPatch()
+    environ.setenv("RAY_AUTH_TOKEN", auth["RAY_AUTH_TOKEN"])  # the drivers the tests start inherit it
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        environ.undo()
         os.killpg(head.pid, signal.SIGTERM)
         try:
             head.wait(timeout=20)
