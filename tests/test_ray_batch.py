@@ -57,7 +57,7 @@ def test_ray_job_matches_the_single_process_job_and_survives_a_kill(packaged, ra
     monkeypatch.setenv("BENTOML_HOME", str(packaged["home"]))
     single = batch.score_files(folder, tmp_path / "single", packaged["tag"], log_path=log)  # batches of 64
 
-    # `ray start` enables token authentication: a driver that joins by address must say so
+    # the head runs with token authentication: a driver that joins by address must say so
     env = {"BENTOML_HOME": str(packaged["home"]), "RAY_AUTH_MODE": "token"}
     out = tmp_path / "ray"
     args = [folder, "--out", out, "--log", log, "--model", packaged["tag"], "--engine", "ray", "--batch-size", 8]
