@@ -37,25 +37,26 @@ lint: $(STAMP)  ## ruff: lint and formatting (fix with `ruff check --fix . && ru
 check: $(STAMP)  ## compose and check every config (what CI gates pull requests on)
 	$(BIN)/scopeml-config check
 
+# $(call apt_install,PACKAGE,WHAT HAPPENS WITHOUT IT): Debian's package, as root with apt (updating the index only
+# when the first try fails); otherwise one line saying what will skip. The callers check first whether it is there.
+apt_install = { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+  (apt-get install -y -q $(1) >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(1) >/dev/null 2>&1)) \
+  || echo "$(1) not installed: $(2)"; }
+
 # The report test screenshots the lifecycle report in Debian's headless Chromium. Installed
 # when missing and possible (root with apt); otherwise that test skips and says why.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
-	  || echo "chromium not installed: the report screenshot test will skip"; }
+	@command -v chromium >/dev/null 2>&1 || $(call apt_install,chromium,the report screenshot test will skip)
 
 # The shared prediction log's tests start a throwaway server from Debian's PostgreSQL (initdb in a
 # temporary folder). Installed the same way, when missing and possible; otherwise those tests skip.
 postgresql:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get install -y -q postgresql >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null 2>&1)) \
-	  || echo "postgresql not installed: the shared prediction log (PostgreSQL) tests will skip"; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  $(call apt_install,postgresql,the shared prediction log (PostgreSQL) tests will skip)
 
 # The serving benchmark drives the servers with wrk. Installed the same way, when missing and possible.
 wrk:
-	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1)) \
-	  || echo "wrk not installed: bench/bench_serving.py will stop and say so"; }
+	@command -v wrk >/dev/null 2>&1 || $(call apt_install,wrk,bench/bench_serving.py will stop and say so)
 
 bench: $(STAMP) wrk  ## run every benchmark under bench/ and print the ratios
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
