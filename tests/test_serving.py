@@ -496,10 +496,13 @@ def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str, pythonpath
 
 
 def test_adaptive_batching_variant_serves_the_same_predictions(tiny_run, server, tmp_path):
-    srv = package_and_serve(tiny_run, tmp_path, "deploy=realtime_batching")
+    # BentoML sheds (503) what it predicts will miss max_latency_ms; the 1 s default did on a slow 2-core CI host
+    # under this test's 32 clients. Shedding is not what this test is about, so the bound is out of its way here.
+    srv = package_and_serve(tiny_run, tmp_path, "deploy=realtime_batching", "deploy.batching.max_latency_ms=60000")
     try:
         info = httpx.post(f"{srv.url}/info", json={}).json()
         assert info["batching"]["enabled"] is True
+        assert info["batching"]["max_latency_ms"] == 60000
         clip = encode(word("right"))
         batched = [post_audio(srv, clip) for _ in range(3)]
         assert all(r.status_code == 200 for r in batched)
