@@ -11,6 +11,7 @@ head is started in the foreground of its own session and its whole process group
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
@@ -38,11 +39,22 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """Yield the address (host:port) of a fresh head node with two CPUs; skip when Ray is not installed."""
+    """Yield the address (host:port) of a fresh head node with two CPUs; skip when Ray is not installed.
+
+    One head at a time on the machine: under pytest-xdist two test files may want one at once, and two heads
+    would compete for the ports Ray does not choose at random (its client server's 10001, for one). The lock
+    is machine-wide, so it holds across workers and across concurrent test runs.
+    """
     if not RAY.exists():
         pytest.skip(f"ray is not installed beside {sys.executable} (make install puts it there)")
+    with open(Path(tempfile.gettempdir()) / "scopeml-ray-head.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, after the head is gone
+        yield from _head()
+
+
+def _head():
     port = _free_port()
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     # Ray puts Unix sockets under its temp dir, and socket paths are limited to 107 bytes: keep it short.

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import ROOT, write_wav
-from ray_cluster import ray_cluster  # noqa: F401  (the session fixture: a real head node on loopback)
+from ray_cluster import ray_cluster  # noqa: F401  (a real head node on loopback, one per file)
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT, TINY_DATA, TINY_FIT, offline_run, read_json, refused_sweep
-from ray_cluster import ray_cluster  # noqa: F401  (the session fixture: a real head node on loopback)
+from ray_cluster import ray_cluster  # noqa: F401  (a real head node on loopback, one per file)
 
 pytestmark = pytest.mark.slow
 
