@@ -310,13 +310,13 @@ def test_diff_reports_semantic_changes_only(repo):
             r"^model_name: .*$",
             "model_name: kws2",
         ),  # reaches monitor.model through an interpolation
-        ("config.yaml", r"- model: cnn", "- model: dscnn"),  # the default config picks another option
-        ("hparams/optimizer/adamw.yaml", r"^lr: .*$", "lr: 0.02"),  # an interpolation becomes a literal
         ("hparams/optimizer/sgd.yaml", r"^momentum: .*$", "momentum: 0.8"),  # reached through `override optimizer`
         ("scoping/keywords.yaml", r"^classes: .*$", "classes: [yes, no, up]"),  # read by the data recipe's words
     ],
 )
 def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, pattern, replacement):
+    # One edit per way a change travels (each case composes the whole tree twice, about 50 s on 2 cores; an edit
+    # of config.yaml itself is left out: it reaches every config, so the quick path composes them all anyway).
     edit(repo / "conf" / path, pattern, replacement)
     quick, every = diff(repo), diff(repo, "--compose-all")
     assert quick.returncode == every.returncode == 0, quick.stderr + every.stderr
