@@ -27,8 +27,8 @@ train: $(STAMP)  ## train one model on the built-in synthesized keywords (pass H
 	$(BIN)/scopeml-train $(ARGS)
 
 # Two workers, one test file at a time each (a file's fixtures, such as a trained run or a server, are built once):
-# a serial run keeps about one core busy (interpreter start-up and imports are single-threaded), so two take
-# 1.7x less wall time on a 2-core machine. TEST_WORKERS=0 runs the suite in one process.
+# a serial run keeps about one core busy (interpreter start-up and imports are single-threaded). The measured
+# times are in the README's "What `make test` runs". TEST_WORKERS=0 runs the suite in one process.
 TEST_WORKERS ?= 2
 
 # The suite runs `scopeml-config check` on every config (tests/test_config_review.py), so it is not run twice.
