@@ -1,9 +1,9 @@
 """A real local Ray cluster for tests: `ray start --head --block` on loopback, torn down with its process group.
 
 The head runs with token authentication (Ray 2.60 warns without it), under a token of its own passed in the
-environment (RAY_AUTH_TOKEN), which the tests' drivers inherit: `ray start` alone enables it only where a
-~/.ray/auth_token already exists, so a fresh machine would start an open head that the drivers' RAY_AUTH_MODE=token
-cannot join.
+environment: `ray start` alone enables it only where a ~/.ray/auth_token already exists, so a fresh machine would
+start an open head. The fixture exports RAY_AUTH_MODE=token and RAY_AUTH_TOKEN while the head runs, so every driver a
+test starts joins it as a user's shell would, with nothing to add to its own environment.
 
 `ray stop` would stop every Ray process of the user on the machine (another test run's too), so the
 head is started in the foreground of its own session and its whole process group is killed instead.
@@ -75,7 +75,8 @@ def _head():
             pytest.fail(f"ray head did not start on 127.0.0.1:{port}:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
         time.sleep(0.5)
     environ = pytest.MonkeyPatch()
-    environ.setenv("RAY_AUTH_TOKEN", auth["RAY_AUTH_TOKEN"])  # the drivers the tests start inherit it
+    for name, value in auth.items():  # the drivers the tests start inherit both
+        environ.setenv(name, value)
     try:
         yield f"127.0.0.1:{port}"
     finally:

@@ -57,8 +57,7 @@ def test_ray_job_matches_the_single_process_job_and_survives_a_kill(packaged, ra
     monkeypatch.setenv("BENTOML_HOME", str(packaged["home"]))
     single = batch.score_files(folder, tmp_path / "single", packaged["tag"], log_path=log)  # batches of 64
 
-    # the head runs with token authentication: a driver that joins by address must say so
-    env = {"BENTOML_HOME": str(packaged["home"]), "RAY_AUTH_MODE": "token"}
+    env = {"BENTOML_HOME": str(packaged["home"])}  # the token authentication's settings come from the fixture
     out = tmp_path / "ray"
     args = [folder, "--out", out, "--log", log, "--model", packaged["tag"], "--engine", "ray", "--batch-size", 8]
     job = batch_cli(*args, "--ray-address", ray_cluster, "--workers", 2, env=env, start_new_session=True,

@@ -28,9 +28,7 @@ def test_sweep_on_a_ray_cluster_by_address(tmp_path, ray_cluster):  # noqa: F811
          f"hydra.launcher.ray.init.address={ray_cluster}", "hydra.sweep.dir=sweep", *TINY_DATA, *TINY_FIT,
          "model.dropout=1.5,0.0,0.1"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        # the head runs with token authentication; a driver that joins by address must say so (the token is the
-        # fixture's, in RAY_AUTH_TOKEN)
-        env={**os.environ, "HYDRA_FULL_ERROR": "0", "RAY_AUTH_MODE": "token"},
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},  # with the fixture's token authentication settings
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ConnectionResetError" not in proc.stderr  # W&B's service stopped inside each task, before Ray's exit
