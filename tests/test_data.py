@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import FSDD_ROOT, needs_fsdd, read_json, train, write_wav
 
@@ -77,6 +78,30 @@ def test_cached_build_is_reused(tmp_path):
     second = build_dataset(cfg, ["yes", "no", "stop"], progress=False)
     assert (cache / "waves.npy").stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(first.waves, second.waves)
+
+
+def test_two_jobs_storing_one_cache_at_once_both_succeed(tmp_path, monkeypatch):
+    """A parallel sweep's jobs may build the same cold cache together; the one that lands second keeps the first's
+    copy (same key, same content) instead of failing on the folder that now exists."""
+    import os
+
+    from scopeml.data import cache
+
+    manifest, waves = pd.DataFrame({"path": ["a.wav", "b.wav"]}), np.zeros((2, 8), np.float32)
+    path = tmp_path / "source-0123"
+    real_replace = os.replace
+
+    def the_other_job_lands_first(src, dst):
+        if Path(dst) == path and not path.exists():
+            monkeypatch.setattr(os, "replace", real_replace)
+            cache.store(path, manifest, waves, {"by": "the other job"})
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", the_other_job_lands_first)
+    cache.store(path, manifest, waves, {"by": "this job"})
+    _, stored, info = cache.load(path)
+    assert info == {"by": "the other job"} and stored.shape == (2, 8)
+    assert [p.name for p in tmp_path.iterdir()] == ["source-0123"]  # no temporary folder left behind
 
 
 def test_word_outside_the_classes_is_named(tmp_path):

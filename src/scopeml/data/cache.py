@@ -39,8 +39,14 @@ def store(path: Path, manifest: pd.DataFrame, waves: np.ndarray, info: dict) -> 
         manifest.to_parquet(tmp / "manifest.parquet", index=False)
         np.save(tmp / "waves.npy", waves)
         (tmp / "source.json").write_text(json.dumps(info, indent=2, sort_keys=True))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if path.exists():  # unreadable (load() failed): rebuilt here
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            # Another process stored the same key meanwhile (a parallel sweep's jobs building one cold cache
+            # together): same key, same content, so theirs stays.
+            if load(path) is None:
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
