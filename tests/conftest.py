@@ -35,10 +35,11 @@ LONG_FILES = ("test_lifecycle.py", "test_config_review.py", "test_serving.py", "
 
 
 def pytest_configure(config):
-    """One math thread per core per worker: two xdist workers on two cores keep both cores busy, and a torch process
-    with two threads beside another one spends the extra CPU time waiting, not computing (measured: one training run
-    took 49 CPU-s on two threads, 40 on one, alone on the machine). The processes the tests start inherit it; a
-    config that sets its own thread count (trainer.num_threads, deploy.torch_threads) still wins."""
+    """Each worker's share of the cores in math threads (1 for two workers on two cores). The two workers already keep
+    both cores busy, so a second torch thread per process adds CPU time, not speed: one training run took 49 CPU-s on
+    two threads and 40 on one (alone on the machine), and the suite went from 54 to 43 CPU-min. The processes the
+    tests start inherit it; a config that sets its own thread count (trainer.num_threads, deploy.torch_threads)
+    still wins."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
