@@ -386,3 +386,18 @@ def test_new_speakers_scenario_sends_real_recordings_of_held_out_speakers_only(m
         assert sr == 8000 and samples.ndim == 1 and np.isfinite(samples).all() and np.abs(samples).max() > 0
     again = clips_for(scenario, digits, run_dir=Path("unused-for-fsdd"))  # deterministic in its seed
     assert [label for *_, label in again] == [label for *_, label in clips]
+
+
+def test_nannyml_is_imported_without_torch_and_flaml_is_left_whole():
+    # FLAML (under NannyML) would import PyTorch Lightning for a time-series estimator monitoring never uses
+    code = (
+        "import sys\n"
+        "from scopeml.monitoring.monitor import nannyml_quiet\n"
+        "with nannyml_quiet('load'):\n"
+        "    import nannyml\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules))\n"
+        "print('flaml.automl.time_series.tcn' in sys.modules)\n"  # the block is lifted: a later import is real
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["[]", "False"]

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -282,6 +283,26 @@ def alert_bounds(scoping) -> dict:
 
 
 # --------------------------------------------------------------------------- NannyML
+# NannyML's domain classifier imports FLAML's AutoML, whose time-series package tries its TCN estimator, which
+# imports PyTorch Lightning and torch: 12 of the 22 CPU-s that `import nannyml` took here, for an estimator
+# monitoring never uses. FLAML already treats that import as optional (`except ImportError`).
+_UNUSED_HEAVY_OPTIONAL = "flaml.automl.time_series.tcn"
+
+
+def import_nannyml() -> None:
+    """Import NannyML without FLAML's time-series TCN estimator, then leave that module importable again."""
+    if "nannyml" in sys.modules or "pytorch_lightning" in sys.modules:
+        return  # already paid for
+    blocked = _UNUSED_HEAVY_OPTIONAL not in sys.modules
+    if blocked:
+        sys.modules[_UNUSED_HEAVY_OPTIONAL] = None  # makes its import raise ImportError
+    try:
+        import nannyml  # noqa: F401
+    finally:
+        if blocked and sys.modules.get(_UNUSED_HEAVY_OPTIONAL, "") is None:
+            del sys.modules[_UNUSED_HEAVY_OPTIONAL]
+
+
 @contextmanager
 def nannyml_quiet(what: str):
     """Import NannyML without its usage telemetry.
@@ -290,6 +311,7 @@ def nannyml_quiet(what: str):
     """
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # NannyML otherwise sends usage events to Segment
     logging.getLogger("nannyml").setLevel(logging.ERROR)
+    import_nannyml()
     from nannyml.exceptions import NannyMLException
 
     with warnings.catch_warnings():
