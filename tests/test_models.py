@@ -164,3 +164,41 @@ def test_band_normalization_removes_a_fixed_spectral_tilt_that_clip_normalizatio
     assert torch.allclose(scripted(wave), LogMel(16000, **args, normalize="band")(wave))
     with pytest.raises(ValueError, match="normalize must be 'clip' or 'band'"):
         LogMel(16000, **args, normalize="utterance")
+
+
+@pytest.mark.parametrize("arch, channels_last", [("cnn", True), ("dscnn", False), ("bcresnet", False)])
+def test_networks_that_ask_train_channels_last_on_cpu_and_save_the_same_model(arch, channels_last):
+    import lightning as L
+
+    from scopeml.training.module import KeywordSpotter
+
+    hparams = {
+        "lr": 1e-3,
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
+        "loss": {"_target_": "torch.nn.CrossEntropyLoss"},
+    }
+    torch.manual_seed(0)
+    module = KeywordSpotter(model_config(arch), frontend_config(), hparams, ["low", "high"], 16000, clip_seconds=0.5)
+    waves, labels = tones(8, 16000, 0.5, seed=1)
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(waves, labels, torch.arange(8)), batch_size=4)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, batches)
+    seen = []  # the layout of the activations the network computes (its 1x1 and depthwise weights look the same)
+    first_norm = next(m for m in module.net[1].modules() if isinstance(m, torch.nn.BatchNorm2d))
+    first_norm.register_forward_hook(lambda _m, _args, out: seen.append(out))
+    module(waves)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert seen[0].is_contiguous() != channels_last
+    # What is saved loads into a network built the plain way and gives the same logits.
+    plain = build_classifier(frontend_config(), model_config(arch), 2, 16000, 0.5)
+    plain.load_state_dict(module.net.state_dict())
+    module.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(waves), module(waves), rtol=1e-4, atol=1e-5)

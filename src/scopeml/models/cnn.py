@@ -8,6 +8,8 @@ from torch import nn
 class SmallCnn(nn.Sequential):
     """conf/model/cnn.yaml. Input (batch, 1, n_mels, frames); any size down to 2**len(channels) per axis."""
 
+    channels_last_on_cpu = True  # trains faster in that layout on CPU (scopeml.training.module)
+
     def __init__(self, n_classes: int, *, channels: list[int], dropout: float):
         if not channels or any(c < 1 for c in channels):
             raise ValueError(f"channels needs at least one positive channel count, got {list(channels)}")

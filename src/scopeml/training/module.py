@@ -30,6 +30,10 @@ def _bin_frequencies(net: nn.Module, aug_cfg: AugmentConfig) -> torch.Tensor | N
     return front.bin_frequencies()
 
 
+def _channels_last(module: nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+
+
 class KeywordSpotter(L.LightningModule):
     """Built from plain dicts so a checkpoint restores without unpickling config objects."""
 
@@ -56,6 +60,20 @@ class KeywordSpotter(L.LightningModule):
         self.wave_augment, self.spec_augment = augment_parts(aug_cfg, sample_rate, seed, bin_hz)
         self.augment_seed = seed
         self.augment_records: list[dict] = []
+
+    def setup(self, stage: str) -> None:
+        """A network whose class sets `channels_last_on_cpu = True` trains in that memory layout on CPU.
+
+        Measured on 2 cores, one thread: the CNN's quick-lifecycle run (8 epochs, 16 voices) took 44 CPU-s instead
+        of 57; the DS-CNN's took 105 instead of 107 (its training steps were faster, 0.51 -> 0.39 s at batch 32, but the
+        run's system time rose by 9 s as its user time fell by 10), so it does not ask, nor does BC-ResNet (its sub-band
+        norms got slower). The weights saved are the same numbers either way: the layout is not part of the model.
+        """
+        network = self.net[1]
+        if getattr(network, "channels_last_on_cpu", False) and self.trainer.strategy.root_device.type == "cpu":
+            if not getattr(self, "_channels_last_hook", None):
+                network.to(memory_format=torch.channels_last)
+                self._channels_last_hook = network.register_forward_pre_hook(_channels_last)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.net(waves)
