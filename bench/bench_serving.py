@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from scopeml.lifecycle.server import LocalServer
+from scopeml.provenance import host_speed
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -791,7 +792,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
     live: list[LocalServer] = []
     res: dict = {
-        "host": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "speed_probe_s": {"start": host_speed()},  # scopeml.provenance.host_speed: lower is faster
+        },
         "settings": vars(args)
         | {"run_dir": str(args.run_dir) if args.run_dir else None, "json": str(args.json) if args.json else None},
     }
@@ -891,11 +897,14 @@ def main(argv: list[str] | None = None) -> int:
         res["ratios"] = ratios
         res["total_s"] = time.monotonic() - started
         res["quiet_wait_s"] = gate.waited
+        res["host"]["speed_probe_s"]["end"] = host_speed()
         print()
         print(text)
         print(
             f"\ntotal {res['total_s']:.0f} s on {os.cpu_count()} CPUs (wrk shares them with the server); "
-            f"{gate.waited:.0f} s of it waiting for other processes to go idle"
+            f"{gate.waited:.0f} s of it waiting for other processes to go idle; host speed probe (a 2M-step "
+            f"Python loop, CPU-s, lower is faster) {res['host']['speed_probe_s']['start']} at the start, "
+            f"{res['host']['speed_probe_s']['end']} at the end"
         )
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,23 @@ def pytest_configure(config):
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
+def _host_speed_line(when: str) -> str:
+    from scopeml.provenance import host_speed
+
+    return (
+        f"host speed {when}: a 2M-step Python loop took {host_speed()} CPU-s (lower is faster; the suite's time scales)"
+    )
+
+
+def pytest_report_header(config):
+    """The suite's wall time depends on how fast this (often shared) machine runs today: say so beside it."""
+    return _host_speed_line("at the start")
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(_host_speed_line("at the end"))
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: the rest keep their order
