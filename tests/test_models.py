@@ -199,6 +199,7 @@ def test_networks_that_ask_train_channels_last_on_cpu_and_save_the_same_model(ar
     # What is saved loads into a network built the plain way and gives the same logits.
     plain = build_classifier(frontend_config(), model_config(arch), 2, 16000, 0.5)
     plain.load_state_dict(module.net.state_dict())
-    module.eval(), plain.eval()
+    module.eval()
+    plain.eval()
     with torch.no_grad():
         torch.testing.assert_close(plain(waves), module(waves), rtol=1e-4, atol=1e-5)
