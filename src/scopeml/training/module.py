@@ -60,6 +60,7 @@ class KeywordSpotter(L.LightningModule):
         self.wave_augment, self.spec_augment = augment_parts(aug_cfg, sample_rate, seed, bin_hz)
         self.augment_seed = seed
         self.augment_records: list[dict] = []
+        self._channels_last_hook = None  # set by setup() for a network that asks for channels-last on CPU
 
     def setup(self, stage: str) -> None:
         """A network whose class sets `channels_last_on_cpu = True` trains in that memory layout on CPU.
@@ -70,10 +71,10 @@ class KeywordSpotter(L.LightningModule):
         norms got slower). The weights saved are the same numbers either way: the layout is not part of the model.
         """
         network = self.net[1]
-        if getattr(network, "channels_last_on_cpu", False) and self.trainer.strategy.root_device.type == "cpu":
-            if not getattr(self, "_channels_last_hook", None):
-                network.to(memory_format=torch.channels_last)
-                self._channels_last_hook = network.register_forward_pre_hook(_channels_last)
+        on_cpu = self.trainer.strategy.root_device.type == "cpu"
+        if getattr(network, "channels_last_on_cpu", False) and on_cpu and self._channels_last_hook is None:
+            network.to(memory_format=torch.channels_last)
+            self._channels_last_hook = network.register_forward_pre_hook(_channels_last)
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
         return self.net(waves)
