@@ -51,6 +51,42 @@ def test_every_help_shows_the_exit_code_table(command):
         assert row in proc.stdout, f"{command}: row {int(code)} missing"
 
 
+def test_help_lists_the_groups_hydra_lists_without_copying_the_repository(monkeypatch):
+    from hydra import initialize_config_dir
+    from hydra._internal import config_repository
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    from scopeml import stage
+
+    monkeypatch.setattr(ConfigLoaderImpl, "get_group_options", ConfigLoaderImpl.get_group_options)  # undone after
+    copies = []
+    init = config_repository.CachingConfigRepository.__init__
+    monkeypatch.setattr(
+        config_repository.CachingConfigRepository, "__init__", lambda self, d: copies.append(1) or init(self, d)
+    )
+
+    def listing(loader, parent=""):  # what --help asks, group by group (the scopeml groups, not Hydra's own)
+        out = {}
+        for group in loader.get_group_options(parent, ObjectType.GROUP):
+            name = f"{parent}/{group}" if parent else group
+            if name != "hydra":
+                out[name] = loader.get_group_options(name, ObjectType.CONFIG)
+                out.update(listing(loader, name))
+        return out
+
+    with initialize_config_dir(config_dir=str(ROOT / "src/scopeml/conf"), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        hydras = listing(loader)
+        assert len(copies) > len(hydras)  # Hydra's way: a copy of the repository for each question
+        stage._list_groups_without_copies()
+        copies.clear()
+        ours = listing(loader)
+    assert ours == hydras and copies == []
+    assert ours["model"] == ["bcresnet", "cnn", "dscnn"] and "hparams/optimizer" in ours
+
+
 # --------------------------------------------------------------------------- 2: bad config, named key
 @pytest.mark.parametrize("command", sorted(HYDRA_COMMANDS))
 def test_a_bad_config_value_exits_2_and_marks_the_run_failed_at_config(command, tmp_path):
