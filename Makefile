@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@# pip compiles what it installs, not the editable source: without this, a run with PYTHONDONTWRITEBYTECODE set
+	@# (as in many CI images) compiles scopeml's modules again in every process it starts.
+	$(BIN)/python -m compileall -q src
 	@touch $@
 
 install: $(STAMP)  ## create .venv and install scopeml with the locked stack

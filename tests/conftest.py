@@ -117,10 +117,19 @@ def read_json(path: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """One real tiny training run (W&B offline), shared by the tests that inspect its outputs."""
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    proc = train(run_dir, *TINY_DATA, *TINY_FIT, "seed=7")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """One real tiny training run (W&B offline), shared by the tests that inspect its outputs.
+
+    Trained once per session, not once per xdist worker: the first worker to ask trains it under a file lock in the
+    folder all workers' temporary folders share, and the others wait for it and read it."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # pytest-N/ holds each worker's popen-gwK/
+    run_dir = shared / "tiny-run"
+    with FileLock(str(shared / "tiny-run.lock")):
+        if not (run_dir / "status.json").exists() or read_json(run_dir / "status.json")["status"] != "complete":
+            proc = train(run_dir, *TINY_DATA, *TINY_FIT, "seed=7")
+            assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
 

@@ -282,6 +282,9 @@ def test_diff_reports_semantic_changes_only(repo):
         rf"(?m)^hparams\.lr: .* {holding}; not in: experiment=dscnn_light_aug; {followed}\)$", proc.stdout
     ), proc.stdout
     assert "model=cnn" not in proc.stdout
+    every = diff(repo, "--only", "experiment=*", "--compose-all")  # the reference, as a user asks for it
+    strip = lambda text: re.sub(r"\d+\.\d s\)", "s)", text)  # noqa: E731 (the timing differs)
+    assert every.returncode == 0 and strip(every.stdout) == strip(proc.stdout)
 
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "tune")
@@ -314,15 +317,33 @@ def test_diff_reports_semantic_changes_only(repo):
         ("scoping/keywords.yaml", r"^classes: .*$", "classes: [yes, no, up]"),  # read by the data recipe's words
     ],
 )
-def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, pattern, replacement):
-    # One edit per way a change travels (each case composes the whole tree twice, about 50 s on 2 cores; an edit
-    # of config.yaml itself is left out: it reaches every config, so the quick path composes them all anyway).
+def test_composing_only_what_an_edit_reaches_gives_the_same_report(repo, path, pattern, replacement, every_at_head):
+    # One edit per way a change travels (an edit of config.yaml itself is left out: it reaches every config, so the
+    # quick path composes them all anyway). The reference composes every config on both sides, here in this process
+    # with HEAD's side composed once for the four cases (the whole tree takes about 25 CPU-s a side).
+    from scopeml.cli.config import build_review
+    from scopeml.config.review_report import as_text
+
     edit(repo / "conf" / path, pattern, replacement)
-    quick, every = diff(repo), diff(repo, "--compose-all")
-    assert quick.returncode == every.returncode == 0, quick.stderr + every.stderr
+    quick = diff(repo)
+    every = build_review(repo / "conf", "HEAD", runs=repo / "outputs", compose_all=True, old_compositions=every_at_head)
+    assert quick.returncode == 0, quick.stderr
+    configs = len(tree_configs(repo / "conf"))  # every one composed on the edited side, HEAD's came composed
+    assert configs <= every.composes < 2 * configs  # (the rest: lifecycle stage configs, on both sides)
     strip = lambda text: re.sub(r"\d+\.\d s\)", "s)", text)  # noqa: E731 (the timing differs)
-    assert strip(quick.stdout) == strip(every.stdout)
+    assert strip(quick.stdout) == strip(as_text(every) + "\n")
     assert "changed key" in quick.stdout
+
+
+@pytest.fixture(scope="module")
+def every_at_head(committed_conf) -> dict:
+    """Every config of the committed tree composed once, as `diff --compose-all` composes its old side."""
+    from scopeml.config.diff import DiffEngine, Side
+
+    conf = committed_conf / "conf"
+    engine = DiffEngine(Side("HEAD", conf), Side("HEAD", conf), compose_all=True)
+    engine.compose_side(0, [t for t in engine.sides[0].targets.values() if t.kind != "standalone"])
+    return engine.compositions(0)
 
 
 def test_markdown_is_a_pull_request_comment_and_imports_no_model_code(repo):

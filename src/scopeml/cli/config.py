@@ -31,29 +31,51 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def review(args: argparse.Namespace) -> int:
-    from scopeml.config.diff import DiffEngine, Side
-    from scopeml.config.git_tree import GitError, trees_to_compare
-    from scopeml.config.invalidation import lifecycle_impacts, recorded_runs
-    from scopeml.config.key_groups import group_by_key
-    from scopeml.config.review_report import Review, as_markdown, as_text
+    from scopeml.config.git_tree import GitError
+    from scopeml.config.review_report import as_markdown, as_text
 
-    started = time.perf_counter()
     try:
-        with trees_to_compare(Path(args.conf), args.rev, args.against) as (old, new):  # the two conf/ trees
-            for name, folder in (old, new):
-                if folder is None or not folder.is_dir():
-                    print(f"note: {name} has no config folder; every config there counts as absent", file=sys.stderr)
-            engine = DiffEngine(Side(*old), Side(*new), compose_all=args.compose_all, verbose=args.verbose)
-            outcomes = engine.outcomes(args.only)  # each config's changes, composing only what the edit reaches
-            lines = group_by_key(outcomes)  # one line per changed key, with the configs it skips
-            stages = lifecycle_impacts(engine)  # lifecycle stages that would re-run
+        report = build_review(
+            Path(args.conf), args.rev, args.against, Path(args.runs), args.only, args.compose_all, args.verbose
+        )
     except GitError as exc:
         print(f"scopeml-config diff: {exc}", file=sys.stderr)
         return 2
-    runs = recorded_runs(Path(args.runs), lines)  # recorded runs made with the old values
-    report = Review(old[0], new[0], outcomes, lines, stages, runs, time.perf_counter() - started, engine.composes)
     print(as_markdown(report) if args.format == "markdown" else as_text(report) + "\n", end="")
     return 1 if args.exit_code and report.changed else 0
+
+
+def build_review(
+    conf: Path,
+    rev: str,
+    against: str | None = None,
+    runs: Path = Path("outputs"),
+    only: list[str] | None = None,
+    compose_all: bool = False,
+    verbose: bool = False,
+    old_compositions: dict | None = None,
+):
+    """The review `scopeml-config diff` prints (a review_report.Review); GitError for a bad revision.
+
+    old_compositions: the old side's configs composed earlier (DiffEngine.compositions(0) of an engine
+    with the same old tree), for a process comparing one revision with several trees."""
+    from scopeml.config.diff import DiffEngine, Side
+    from scopeml.config.git_tree import trees_to_compare
+    from scopeml.config.invalidation import lifecycle_impacts, recorded_runs
+    from scopeml.config.key_groups import group_by_key
+    from scopeml.config.review_report import Review
+
+    started = time.perf_counter()
+    with trees_to_compare(conf, rev, against) as (old, new):  # the two conf/ trees
+        for name, folder in (old, new):
+            if folder is None or not folder.is_dir():
+                print(f"note: {name} has no config folder; every config there counts as absent", file=sys.stderr)
+        engine = DiffEngine(Side(*old), Side(*new), compose_all, verbose, old_compositions)
+        outcomes = engine.outcomes(only)  # each config's changes, composing only what the edit reaches
+        lines = group_by_key(outcomes)  # one line per changed key, with the configs it skips
+        stages = lifecycle_impacts(engine)  # lifecycle stages that would re-run
+    stale = recorded_runs(runs, lines)  # recorded runs made with the old values
+    return Review(old[0], new[0], outcomes, lines, stages, stale, time.perf_counter() - started, engine.composes)
 
 
 CHECK_HELP = """\

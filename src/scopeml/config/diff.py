@@ -82,11 +82,20 @@ class Comparison:
 
 
 class DiffEngine:
-    def __init__(self, old: Side, new: Side, compose_all: bool = False, verbose: bool = False):
+    def __init__(
+        self,
+        old: Side,
+        new: Side,
+        compose_all: bool = False,
+        verbose: bool = False,
+        old_compositions: dict[tuple, Composed] | None = None,
+    ):
+        """old_compositions: `compositions(0)` of an engine whose old side was the same tree (not copied
+        from a new side: that tree is this engine's to compose)."""
         self.sides = (old, new)
         self.compose_all, self.verbose = compose_all, verbose
         self.edited = edited_files(old.facts, new.facts)
-        self._composed: dict[tuple, Composed] = {}
+        self._composed: dict[tuple, Composed] = {k: v for k, v in (old_compositions or {}).items() if k[0] == 0}
         self._flat: dict[int, dict] = {}
         self.bases: dict[str, Base] = {}  # label -> a config composed on both sides, to infer others from
         self.composes = 0
@@ -282,6 +291,10 @@ class DiffEngine:
                 for t in hydra_targets:
                     self._composed[self.key(side, t)] = composer.compose(t.config_name, t.overrides)
                     self.composes += 1
+
+    def compositions(self, side: int) -> dict[tuple, Composed]:
+        """What this engine composed on one side (0 old, 1 new), keyed as it looks them up."""
+        return {k: v for k, v in self._composed.items() if k[0] == side}
 
     def get(self, side: int, t: Target) -> Composed:
         if self.key(side, t) not in self._composed:
