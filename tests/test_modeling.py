@@ -131,8 +131,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_resume_without_a_checkpoint_names_the_key(tmp_path):
-    proc = train(tmp_path / "fresh", *TINY_DATA, "resume=true", "tracker=none")
+    proc = subprocess.run(  # as conftest.train does, with Python listing each module it imports
+        [sys.executable, "-X", "importtime", "-m", "scopeml.cli.train", f"hydra.run.dir={tmp_path / 'fresh'}"]
+        + [*TINY_DATA, "resume=true", "tracker=none"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
     assert proc.returncode == 2 and "resume: no checkpoint at" in proc.stderr  # a bad config value: exit 2
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "scopeml.train" in imported and not {"torch", "lightning"} & imported  # failed before the heavy imports
 
 
 def test_error_analysis_matches_the_predictions(tiny_run: Path):

@@ -28,6 +28,9 @@ def _quiet_libraries() -> None:
 def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = None, group: str | None = None) -> float:
     """The training stage, top to bottom. Returns the primary metric on the validation split, or its
     cross-validation mean (what sweepers optimize); the test split is scored once and never returned."""
+    from scopeml.training.checkpoints import clear_stale_checkpoints, resume_checkpoint
+
+    ckpt_path = resume_checkpoint(config.resume, run_dir)  # a bad resume= fails before the heavy imports
     import lightning as L
 
     _quiet_libraries()
@@ -37,14 +40,13 @@ def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = N
     from scopeml.redact import hidden_values
     from scopeml.training import cross_validation, evaluate, pruning, report, tracking
     from scopeml.training.module import KeywordSpotter
-    from scopeml.training.trainer import build_trainer, clear_stale_checkpoints, resume_checkpoint
+    from scopeml.training.trainer import build_trainer
 
     started = time.perf_counter()
     run_name = config.run_name or run_dir.name
     public = resolved if public is None else public  # what is written: secrets and environment values redacted
     artifacts.save_config(run_dir, public)
     artifacts.write_json(run_dir / "provenance.json", provenance.collect(hidden=hidden_values(resolved, public)))
-    ckpt_path = resume_checkpoint(config.resume, run_dir)
     if removed := clear_stale_checkpoints(run_dir, ckpt_path):
         log.warning(
             "%s already held checkpoints of an earlier run; removed %s so this run's weights are the ones kept",
