@@ -166,7 +166,7 @@ def test_band_normalization_removes_a_fixed_spectral_tilt_that_clip_normalizatio
         LogMel(16000, **args, normalize="utterance")
 
 
-@pytest.mark.parametrize("arch, channels_last", [("cnn", True), ("dscnn", False), ("bcresnet", False)])
+@pytest.mark.parametrize("arch, channels_last", [("cnn", True), ("dscnn", True), ("bcresnet", False)])
 def test_networks_that_ask_train_channels_last_on_cpu_and_save_the_same_model(arch, channels_last):
     import lightning as L
 

@@ -28,9 +28,11 @@ def _quiet_libraries() -> None:
 def train(config: Config, run_dir: Path, resolved: dict, public: dict | None = None, group: str | None = None) -> float:
     """The training stage, top to bottom. Returns the primary metric on the validation split, or its
     cross-validation mean (what sweepers optimize); the test split is scored once and never returned."""
+    from scopeml.training.allocator import keep_freed_memory
     from scopeml.training.checkpoints import clear_stale_checkpoints, resume_checkpoint
 
     ckpt_path = resume_checkpoint(config.resume, run_dir)  # a bad resume= fails before the heavy imports
+    keep_freed_memory()  # before the first tensor: steps reuse freed memory instead of faulting in fresh pages
     import lightning as L
 
     _quiet_libraries()

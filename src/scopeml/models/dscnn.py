@@ -38,6 +38,8 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel, stride=1, groups: int = 1) -> l
 class DsCnn(nn.Sequential):
     """conf/model/dscnn.yaml: `channels` filters, `blocks` depthwise-separable blocks."""
 
+    channels_last_on_cpu = True  # faster on CPU in that layout, with scopeml.training.allocator's settings
+
     def __init__(
         self,
         n_classes: int,
