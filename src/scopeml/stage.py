@@ -215,7 +215,7 @@ def hydra_command(main: Callable) -> Callable:
 
 def _list_groups_without_copies() -> None:
     """Hydra's --help lists the config groups by asking its config loader for each group's options, and the loader
-    deep-copies the whole config repository for every question: 177 groups here, about 5 of --help's 6 CPU-s. Asked
+    deep-copies the whole config repository for every question: 177 groups here, 6 of --help's 7 CPU-s. Asked
     as --help asks (no primary config, no overrides), the copy adds no search path, so the answer is read from the
     repository itself: the same listing."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl

@@ -3,8 +3,9 @@
 glibc serves large blocks with mmap and returns them on free, and it shrinks the heap whenever its
 top is free, so each training step maps fresh pages and takes a page fault on every one of them:
 kernel time, not training. Measured here (one thread, the quick lifecycle's data, 8 epochs): the
-DS-CNN took 107.5 user + 29.5 system CPU-s, and with these two settings 95.4 + 3.0, with the same
-metrics; the CNN's run did not change (39 + 3), nor BC-ResNet's (93 + 3 against 90 + 5). It also
+DS-CNN took 107.5 user + 29.5 system CPU-s; with these two settings 95.4 + 3.0 (given to glibc as
+GLIBC_TUNABLES) and 103.4 + 3.3 (set by this function), with the same metrics. The CNN's run did
+not change (39 + 3), nor BC-ResNet's (93 + 3 against 90 + 5). It also
 let the DS-CNN's channels-last layout pay: 89.4 + 2.8 CPU-s (docs/extending.md). The price is up to
 TRIM_BYTES of freed memory the process keeps for its next step.
 """
@@ -12,7 +13,6 @@ TRIM_BYTES of freed memory the process keeps for its next step.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
@@ -25,8 +25,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
     except (OSError, AttributeError):  # musl and others: no mallopt, their allocator is left alone
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
