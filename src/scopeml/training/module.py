@@ -66,9 +66,9 @@ class KeywordSpotter(L.LightningModule):
         """A network whose class sets `channels_last_on_cpu = True` trains in that memory layout on CPU.
 
         Measured on 2 cores, one thread: the CNN's quick-lifecycle run (8 epochs, 16 voices) took 44 CPU-s instead
-        of 57; the DS-CNN's took 105 instead of 107 (its training steps were faster, 0.51 -> 0.39 s at batch 32, but the
-        run's system time rose by 9 s as its user time fell by 10), so it does not ask, nor does BC-ResNet (its sub-band
-        norms got slower). The weights saved are the same numbers either way: the layout is not part of the model.
+        of 57; the DS-CNN's 92 instead of 107 once training kept freed memory (scopeml.training.allocator; before, the
+        time its faster steps saved went into page faults). BC-ResNet does not ask (its sub-band norms got slower).
+        The weights saved are the same numbers either way: the layout is not part of the model.
         """
         network = self.net[1]
         on_cpu = self.trainer.strategy.root_device.type == "cpu"
