@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from warm_python import WarmPython
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD_ROOT = ROOT.parent / "shared" / "datasets" / "fsdd"
@@ -81,15 +84,34 @@ def isolated_env(tmp_path_factory):
     os.environ.update(saved)
 
 
-def run_cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args...` from the repo root, as a user would."""
+_warm: WarmPython | None = None
+
+
+def _warm_python() -> WarmPython | None:
+    """This worker's warm server (tests/warm_python.py), started at its first use; None if it cannot start."""
+    global _warm
+    if _warm is None:
+        _warm = WarmPython(Path(tempfile.mkdtemp(prefix="scopeml-warm-")))
+        if not _warm.start(dict(os.environ)):
+            _warm.stop()
+        atexit.register(_warm.stop)
+    return _warm if _warm.alive() else None
+
+
+def run_cli(
+    module: str, *args: str, timeout: float = 600, env: dict | None = None, fresh: bool = False
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` from the repo root, as a user would.
+
+    Forked from this worker's warm server, which has the heavy stack imported already (tests/warm_python.py);
+    `fresh=True` starts a new interpreter instead, for what only a fresh process shows (determinism across
+    processes, what a command imports)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    warm = None if fresh else _warm_python()
+    if warm is not None and warm.serves(env):
+        return warm.run([module, *args], cwd=ROOT, env=env, timeout=timeout)
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -98,7 +120,7 @@ def refused_sweep(sweep_dir: Path, *args: str) -> str:
     10 s, a message rather than a traceback, and no sweep folder (nothing ran). Returns stderr to check the
     message against."""
     started = time.monotonic()
-    proc = run_cli("scopeml.cli.train", "-m", *args, f"hydra.sweep.dir={sweep_dir}", timeout=60)
+    proc = run_cli("scopeml.cli.train", "-m", *args, f"hydra.sweep.dir={sweep_dir}", timeout=60, fresh=True)
     elapsed = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -107,8 +129,8 @@ def refused_sweep(sweep_dir: Path, *args: str) -> str:
     return proc.stderr
 
 
-def train(run_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return run_cli("scopeml.cli.train", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout)
+def train(run_dir: Path, *overrides: str, timeout: float = 600, fresh: bool = False) -> subprocess.CompletedProcess:
+    return run_cli("scopeml.cli.train", f"hydra.run.dir={run_dir}", *overrides, timeout=timeout, fresh=fresh)
 
 
 def read_json(path: Path) -> dict:
@@ -138,13 +160,7 @@ def packaged(tiny_run, tmp_path_factory) -> dict:
     """The tiny run packaged into a fresh BentoML store, with a secret in the environment that must not leak."""
     home = tmp_path_factory.mktemp("bentoml-home")
     env = {"BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True", "WANDB_API_KEY": "sekret-key-0123456789"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "scopeml.cli.package", str(tiny_run)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-    )
+    proc = run_cli("scopeml.cli.package", str(tiny_run), env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tag = proc.stdout.strip().splitlines()[-1]
     assert tag.startswith("scopeml-kws:")

@@ -137,7 +137,7 @@ def test_all_bad_keys_are_reported_at_once_from_the_cli_before_any_work(tmp_path
         "tracker.kind=mlflow",
     ]
     started = time.perf_counter()
-    proc = run_cli("scopeml.cli.train", f"hydra.run.dir={tmp_path / 'run'}", *bad)
+    proc = run_cli("scopeml.cli.train", f"hydra.run.dir={tmp_path / 'run'}", *bad, fresh=True)  # the start counts
     elapsed = time.perf_counter() - started
     assert proc.returncode == 2
     for key in (

@@ -175,14 +175,10 @@ def test_a_cross_validated_run_packages_with_its_out_of_fold_reference(cv_run: P
     """The final model ships; the bundle carries the out-of-fold predictions and says its figures are CV ones."""
     import json
     import os
-    import subprocess
-    import sys
 
     home = tmp_path / "bentoml"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "scopeml.cli.package", str(cv_run)], env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli("scopeml.cli.package", str(cv_run), env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (folder,) = [p for p in (home / "models").glob("*/*") if p.is_dir()]
     assert (folder / "predictions_cv.parquet").is_file() and (folder / "predictions_test.parquet").is_file()

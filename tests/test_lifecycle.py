@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, read_json
+from conftest import ROOT, read_json, run_cli
 
 pytestmark = pytest.mark.slow
 SECTIONS = ("id=targets", "id=data", "id=sweep", "id=errors", "id=serving", "id=production", "id=stages")
@@ -177,9 +177,7 @@ def _env(finished: Path, log: Path) -> dict:
 
 
 def _cli(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600
-    )
+    return run_cli(module, *args, env=env)
 
 
 def _chunk_means(summary: dict) -> tuple[list, list]:

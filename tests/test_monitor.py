@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import FSDD_ROOT, ROOT, needs_fsdd, offline_run, read_json
+from conftest import FSDD_ROOT, needs_fsdd, offline_run, read_json, run_cli
 
 CLASSES = ["yes", "no", "up"]
 FEATURES = {
@@ -136,14 +136,7 @@ def monitor(store: dict, out: Path, log: Path, *overrides: str) -> subprocess.Co
         *CHUNK,
         *overrides,
     ]
-    return subprocess.run(
-        [sys.executable, "-m", "scopeml.cli.monitor", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    return run_cli("scopeml.cli.monitor", *args, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 
 import httpx
 import pytest
-from conftest import ROOT, TINY_DATA, TINY_FIT
+from conftest import ROOT, TINY_DATA, TINY_FIT, run_cli
 
 from scopeml.redact import REDACTED, environment_keys, redact, redact_argv
 
@@ -58,9 +57,7 @@ def test_the_rule_on_a_config():
 
 
 def _run(module: str, *args: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    proc = run_cli(module, *args, env=env, timeout=timeout)
     assert proc.returncode in (0, 1), f"{module} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
     return proc
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, read_json
+from conftest import ROOT, read_json, run_cli
 from serving_helpers import Server, encode, tone, word
 
 pytestmark = pytest.mark.slow
@@ -340,13 +340,7 @@ def batch_cli(packaged, *args, log: Path) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, "BENTOML_HOME": str(packaged["home"])}
-    return subprocess.run(
-        [sys.executable, "-m", "scopeml.cli.batch", *map(str, args), "--log", str(log)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    return run_cli("scopeml.cli.batch", *map(str, args), "--log", str(log), env=env)
 
 
 def test_batch_job_scores_a_folder_names_bad_files_and_resumes_after_a_kill(packaged, tmp_path):
@@ -484,13 +478,7 @@ def package_and_serve(run_dir: Path, tmp_path: Path, *overrides: str, pythonpath
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    proc = subprocess.run(
-        [sys.executable, "-m", "scopeml.cli.package", str(run_dir), *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    proc = run_cli("scopeml.cli.package", str(run_dir), *overrides, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Server(home, tmp_path / "served.sqlite")
 
