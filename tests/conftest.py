@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +87,17 @@ def isolated_env(tmp_path_factory):
 _warm: WarmPython | None = None
 
 
-def _warm_python() -> WarmPython | None:
-    """This worker's warm server (tests/warm_python.py), started at its first use; None if it cannot start."""
+@pytest.fixture(scope="session", autouse=True)
+def warm_python(isolated_env):
+    """This worker's warm server (tests/warm_python.py), started under the session's isolated environment, before
+    any test changes it; it imports while the first tests run."""
     global _warm
-    if _warm is None:
-        _warm = WarmPython(Path(tempfile.mkdtemp(prefix="scopeml-warm-")))
-        if not _warm.start(dict(os.environ)):
-            _warm.stop()
-        atexit.register(_warm.stop)
-    return _warm if _warm.alive() else None
+    with tempfile.TemporaryDirectory(prefix="scopeml-warm-") as folder:
+        _warm = WarmPython(Path(folder))
+        _warm.start(dict(os.environ))
+        yield _warm
+        _warm.stop()
+        _warm = None
 
 
 def run_cli(
@@ -107,9 +109,11 @@ def run_cli(
     `fresh=True` starts a new interpreter instead, for what only a fresh process shows (determinism across
     processes, what a command imports)."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
-    warm = None if fresh else _warm_python()
-    if warm is not None and warm.serves(env):
-        return warm.run([module, *args], cwd=ROOT, env=env, timeout=timeout)
+    if not fresh and _warm is not None:
+        refused = _warm.refuses(env)
+        if refused is None:
+            return _warm.run([module, *args], cwd=ROOT, env=env, timeout=timeout)
+        warnings.warn(f"{module} starts a fresh interpreter: {refused}", stacklevel=2)
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -1,16 +1,18 @@
 """`python -m <scopeml command>` for the tests, forked from a process that has already imported the heavy stack.
 
 Each scopeml command the suite starts is a fresh interpreter that imports torch, Lightning, torchaudio and
-pandas before it does any work: 13-17 CPU-s of a tiny training run's 20, about forty times a suite. Here one
-process per test worker imports them once (nothing of scopeml's own, which each command imports afresh), then
-forks a child per command. The child takes the command's working folder, environment, argv and standard
-streams, runs the module as `python -m` would, and exits through the interpreter's normal shutdown (atexit
-handlers, W&B's included), so the caller sees the exit status, stdout and stderr of a real process.
+pandas before it does any work (`import lightning.pytorch` alone: 13 CPU-s here): a tiny training run took
+26 s wall, and 12.5 s forked from here. Here one process per test worker imports them once (nothing of
+scopeml's own, which each command imports afresh), then forks a child per command. The child takes the
+command's working folder, environment, PYTHONPATH, argv and standard streams, runs the module as `python -m`
+would, and exits through the interpreter's normal shutdown (atexit handlers, W&B's included), so the caller
+sees the exit status, stdout and stderr of a real process.
 
 What a forked child shares with its siblings that fresh processes would not: Python's hash seed, and the
 state of numpy's global generator (Python's `random` reseeds itself after a fork). A test that compares two
-runs for determinism starts fresh processes (`run_cli(..., fresh=True)`); so do the tests that check which
-modules a command imports.
+runs for determinism starts a fresh process (`run_cli(..., fresh=True)`); so do the tests that bound a
+command's start-up time or check which modules it imports, and any command whose environment sets what an
+interpreter or its native libraries read at start (STARTUP_ENV).
 
     python tests/warm_python.py SOCKET     the server (started by `WarmPython.start`)
 """
@@ -32,7 +34,9 @@ from pathlib import Path
 
 # Read when an interpreter or its native libraries start, so a command that sets one needs a fresh process
 # (PYTHONPATH is the exception: the child rebuilds sys.path from it).
-STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "CUDA_", "LD_", "GLIBC_", "MALLOC_", "TORCH_", "PYTORCH_")
+# (PyTorch's own TORCH_*/PYTORCH_* settings are read when used, and Lightning sets one in the environment of
+# whatever imports it, so they are passed on like the rest.)
+STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "LD_", "GLIBC_", "MALLOC_")
 
 # What the scopeml stages import before their first line of work, none of it scopeml's own (NannyML too, below).
 PRELOAD = ("torch", "torchaudio", "lightning.pytorch", "pandas", "pyarrow.parquet", "hydra", "omegaconf", "sklearn")
@@ -147,28 +151,36 @@ class WarmPython:
         self.proc: subprocess.Popen | None = None
         self.env: dict = {}
 
-    def serves(self, env: dict) -> bool:
-        """Whether a child of this server starts as a fresh process would under `env`."""
-        startup = {k for k in {*env, *self.env} if k.startswith(STARTUP_ENV) and k != "PYTHONPATH"}
-        return self.alive() and all(env.get(k) == self.env.get(k) for k in startup)
-
-    def start(self, env: dict) -> bool:
+    def start(self, env: dict) -> None:
+        """Start the server under `env`; it imports in the background until `ready` is first asked."""
         self.env = dict(env)
         self.proc = subprocess.Popen(
             [sys.executable, __file__, self.path],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=env,
+            env=self.env,
             text=True,
         )
-        return self.proc.stdout.readline().strip() == "ready"
+        self._ready: bool | None = None
 
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def ready(self) -> bool:
+        if self.proc is None:
+            return False
+        if self._ready is None:
+            self._ready = self.proc.stdout.readline().strip() == "ready"
+        return self._ready and self.proc.poll() is None
+
+    def refuses(self, env: dict) -> str | None:
+        """Why a child of this server would not start as a fresh process would under `env`; None if it would."""
+        if not self.ready():
+            return "the warm server did not start"
+        startup = {k for k in {*env, *self.env} if k.startswith(STARTUP_ENV) and k != "PYTHONPATH"}
+        changed = sorted(k for k in startup if env.get(k) != self.env.get(k))
+        return f"the command's environment changes {', '.join(changed)}" if changed else None
 
     def stop(self) -> None:
-        if self.alive():
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
 
