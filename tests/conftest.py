@@ -107,7 +107,8 @@ def run_cli(
 
     Forked from this worker's warm server, which has the heavy stack imported already (tests/warm_python.py);
     `fresh=True` starts a new interpreter instead, for what only a fresh process shows (determinism across
-    processes, what a command imports)."""
+    processes, start-up time, what a command imports). A command whose environment changes what an interpreter
+    reads at start gets one too, with a warning."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     if not fresh and _warm is not None:
         refused = _warm.refuses(env)
