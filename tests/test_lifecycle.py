@@ -176,10 +176,6 @@ def _env(finished: Path, log: Path) -> dict:
     }
 
 
-def _cli(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return run_cli(module, *args, env=env)
-
-
 def _chunk_means(summary: dict) -> tuple[list, list]:
     est = [c["estimated"]["accuracy"]["value"] for c in summary["chunks"]]
     real = [c["realized"].get("accuracy") for c in summary["chunks"]]
@@ -195,7 +191,7 @@ def test_concept_drift_is_invisible_to_cbpe_and_caught_by_realized_performance(f
     server = LocalServer(env, tmp_path / "server.log")
     try:
         for scenario in ("in_distribution", "concept_drift"):
-            proc = _cli(
+            proc = run_cli(
                 "scopeml.cli.simulate",
                 scenario,
                 "--url",
@@ -208,7 +204,7 @@ def test_concept_drift_is_invisible_to_cbpe_and_caught_by_realized_performance(f
             )
             assert proc.returncode == 0, proc.stderr[-2000:]
             assert (
-                _cli(
+                run_cli(
                     "scopeml.cli.label", str(tmp_path / "sim" / f"{scenario}_labels.csv"), "--log", str(log), env=env
                 ).returncode
                 == 0
@@ -220,7 +216,7 @@ def test_concept_drift_is_invisible_to_cbpe_and_caught_by_realized_performance(f
         for line in (ROOT / "conf" / "lifecycle" / "quick.yaml").read_text().splitlines()
         if line.startswith("  - ")
     ]
-    proc = _cli(
+    proc = run_cli(
         "scopeml.cli.monitor",
         f"hydra.run.dir={tmp_path / 'mon'}",
         f"monitor.log={log}",
@@ -252,7 +248,7 @@ def test_monitor_reads_a_log_written_by_the_batch_job(finished: Path, tmp_path):
     tag = read_json(finished / "04_package" / "package.json")["tag"]
     server = LocalServer(env, tmp_path / "server.log")  # simulate asks the service which model and classes it serves
     try:
-        proc = _cli(
+        proc = run_cli(
             "scopeml.cli.simulate",
             "in_distribution",
             "--url",
@@ -268,7 +264,7 @@ def test_monitor_reads_a_log_written_by_the_batch_job(finished: Path, tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     finally:
         server.stop()
-    proc = _cli(
+    proc = run_cli(
         "scopeml.cli.batch",
         str(tmp_path / "incoming"),
         "--out",
@@ -283,12 +279,12 @@ def test_monitor_reads_a_log_written_by_the_batch_job(finished: Path, tmp_path):
     labels = (tmp_path / "sim" / "in_distribution_labels.csv").read_text()
     assert "batch:in_distribution/00000.wav" in labels
     assert (
-        _cli(
+        run_cli(
             "scopeml.cli.label", str(tmp_path / "sim" / "in_distribution_labels.csv"), "--log", str(log), env=env
         ).returncode
         == 0
     )
-    proc = _cli(
+    proc = run_cli(
         "scopeml.cli.monitor",
         f"hydra.run.dir={tmp_path / 'mon'}",
         f"monitor.log={log}",

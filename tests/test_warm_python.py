@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-import conftest
 import pytest
 from conftest import ROOT, run_cli
 
@@ -29,11 +28,11 @@ def probe_env(tmp_path) -> dict:
 
 
 @pytest.mark.parametrize("outcome", ["0", "3", "raise"])
-def test_a_forked_command_reports_what_a_fresh_one_does(probe_env, outcome):
+def test_a_forked_command_reports_what_a_fresh_one_does(warm_python, probe_env, outcome):
     warm = run_cli("scopeml_probe", outcome, env=probe_env)
     fresh = run_cli("scopeml_probe", outcome, env=probe_env, fresh=True)
     seen_warm, seen_fresh = json.loads(warm.stdout), json.loads(fresh.stdout)
-    assert seen_warm["ppid"] == conftest._warm.proc.pid != seen_fresh["ppid"]  # it was served warm
+    assert seen_warm["ppid"] == warm_python.proc.pid != seen_fresh["ppid"]  # it was served warm
     del seen_warm["ppid"], seen_fresh["ppid"]
     assert (
         seen_warm
@@ -59,7 +58,7 @@ def test_a_command_past_its_timeout_is_killed(probe_env):
     assert run_cli("scopeml_probe", "0", env=probe_env).returncode == 0  # and the server goes on
 
 
-def test_a_command_that_changes_a_start_up_setting_gets_a_fresh_interpreter(probe_env):
+def test_a_command_that_changes_a_start_up_setting_gets_a_fresh_interpreter(warm_python, probe_env):
     with pytest.warns(UserWarning, match="changes OMP_NUM_THREADS"):
         proc = run_cli("scopeml_probe", "0", env={**probe_env, "OMP_NUM_THREADS": "7"})
-    assert proc.returncode == 0 and json.loads(proc.stdout)["ppid"] != conftest._warm.proc.pid
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ppid"] != warm_python.proc.pid

@@ -96,11 +96,11 @@ def serve(path: str) -> None:
     gc.disable()
     for name in PRELOAD:
         __import__(name)
-    # NannyML as scopeml.monitoring.monitor.import_nannyml imports it: without FLAML's unused TCN estimator.
-    sys.modules["flaml.automl.time_series.tcn"] = None
-    import nannyml  # noqa: F401
+    from scopeml.monitoring.monitor import import_nannyml
 
-    del sys.modules["flaml.automl.time_series.tcn"]
+    import_nannyml()  # as scopeml-monitor imports it; then scopeml itself is forgotten, for each child to import
+    for name in [m for m in sys.modules if m == "scopeml" or m.startswith("scopeml.")]:
+        del sys.modules[name]
     gc.freeze()  # the children's collections skip what was imported here, so they do not copy its pages
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
@@ -150,6 +150,7 @@ class WarmPython:
         self.path = str(folder / "warm.sock")
         self.proc: subprocess.Popen | None = None
         self.env: dict = {}
+        self._ready: bool | None = None  # unknown until the server says it has imported
 
     def start(self, env: dict) -> None:
         """Start the server under `env`; it imports in the background until `ready` is first asked."""
@@ -162,7 +163,6 @@ class WarmPython:
             env=self.env,
             text=True,
         )
-        self._ready: bool | None = None
 
     def ready(self) -> bool:
         if self.proc is None:
@@ -195,11 +195,11 @@ class WarmPython:
         finally:
             for fd in (null, out_w, err_w):
                 os.close(fd)
-        chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+        output: dict[int, bytes] = {}
 
         def drain(fd: int) -> None:
             with os.fdopen(fd, "rb") as stream:
-                chunks[fd].append(stream.read())
+                output[fd] = stream.read()
 
         readers = [threading.Thread(target=drain, args=(fd,), daemon=True) for fd in (out_r, err_r)]
         for reader in readers:
@@ -220,7 +220,7 @@ class WarmPython:
             reader.join(max(0.1, deadline - time.monotonic()))
         if done is None:
             raise RuntimeError(f"the warm Python server lost the command {argv[:2]}")
-        stdout, stderr = (_text(b"".join(chunks[fd])) for fd in (out_r, err_r))
+        stdout, stderr = (_text(output.get(fd, b"")) for fd in (out_r, err_r))
         return subprocess.CompletedProcess([sys.executable, "-m", *argv], done["returncode"], stdout, stderr)
 
 
