@@ -84,7 +84,17 @@ def run_folds(
                 "clips": scores["clips"],
             }
         )
-        log.info("fold %d/%d (%s): accuracy %.4f", k + 1, len(folds), ", ".join(heard), scores["accuracy"])
+        members = _members_alone(module, view)
+        if members:
+            result.per_fold[-1]["members_accuracy"] = members
+        log.info(
+            "fold %d/%d (%s): accuracy %.4f%s",
+            k + 1,
+            len(folds),
+            ", ".join(heard),
+            scores["accuracy"],
+            f" (members alone: {', '.join(f'{a:.4f}' for a in members)})" if members else "",
+        )
         rows.append(held)
         logits.append(fold_logits)
         fold_of_row.append(np.full(len(held), k))
@@ -92,6 +102,25 @@ def run_folds(
     result.logits = np.concatenate(logits)
     result.fold_of_row = np.concatenate(fold_of_row)
     return result
+
+
+def _members_alone(module, view: KeywordData) -> list[float]:
+    """Each member of an ensemble (models.ensemble) scored alone on the held-out fold: the same fold's single
+    models, so the ensemble's gain is measured on the same training draw, not against another run's seed."""
+    from torch import nn
+
+    front, network = module.net[0], module.net[1]
+    members = getattr(network, "members", None)
+    if not isinstance(members, nn.ModuleList) or len(members) < 2:
+        return []
+    return [
+        float(
+            evaluate.score(view, "cv", softmax(evaluate.predict_logits(nn.Sequential(front, m), view, "cv")))[
+                "accuracy"
+            ]
+        )
+        for m in members
+    ]
 
 
 def baselines(data: KeywordData, seed: int = 0) -> dict:

@@ -94,7 +94,12 @@ class KeywordSpotter(L.LightningModule):
     def _step(self, batch, stage: str, batch_idx: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         waves, labels, index = batch
         logits = self._augmented_logits(waves, index, batch_idx) if stage == "train" else self(waves)
-        loss = self.loss(logits, labels)
+        if logits.dim() == 3:  # an ensemble in training (models.ensemble): (members, batch, classes)
+            # Summed, each member gets the gradient it would get alone; logged per member, as one model's loss.
+            loss = torch.stack([self.loss(member, labels) for member in logits]).sum()
+            logged_loss, logits = loss.detach() / len(logits), logits.detach().softmax(-1).mean(0)
+        else:
+            loss = logged_loss = self.loss(logits, labels)
         if stage == "train" and not torch.isfinite(loss):
             # Fail the trial loudly: a sweep records it as failed and moves on, instead of training on NaN.
             raise FloatingPointError(
@@ -102,7 +107,7 @@ class KeywordSpotter(L.LightningModule):
                 f"the run diverged (try a lower hparams.lr, now {self.opt_cfg.lr})"
             )
         acc = (logits.argmax(dim=-1) == labels).float().mean()
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.log(f"{stage}/loss", logged_loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
         self.log(f"{stage}/acc", acc, prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(labels))
         return loss, logits
 
