@@ -7,7 +7,8 @@ members' losses, so each member gets exactly the gradient it would get alone (th
 disjoint). They share the batches and the augmentation draws; the diversity is the initialization and
 the dropout masks, which is where most of a deep ensemble's gain comes from. In evaluation it returns
 log(mean of the members' softmax): averaged probabilities, as logits, so calibration, serving, batch
-scoring and export take it as any other network.
+scoring and export take it as any other network. A global hparams.gradient_clip_val clips the members'
+gradients together (one norm over all of them).
 
 Costs scale with `members`: training time, model size and inference time. conf/model/dscnn_ensemble.yaml
 is two DS-CNNs; docs/results.md has what it did to the cross-validated accuracy on real speech.
