@@ -57,6 +57,14 @@ def test_in_evaluation_it_returns_the_members_averaged_probabilities_as_logits()
     assert not torch.allclose(each[0], each[1], atol=1e-3)  # so the average is not one member's output
 
 
+def test_a_bad_member_key_fails_before_any_work_naming_it(tmp_path: Path):
+    proc = train(tmp_path / "run", "model=dscnn_ensemble", "+model.member.chanels=3")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "model.member.chanels: unknown keyword for scopeml.models.dscnn.DsCnn" in proc.stderr
+    assert "did you mean 'channels'?" in proc.stderr
+    assert not (tmp_path / "run" / "data_report.json").exists()  # no data was built
+
+
 @pytest.mark.slow
 def test_cross_validation_scores_each_member_alone_and_the_package_serves_the_ensemble(tmp_path: Path):
     import yaml

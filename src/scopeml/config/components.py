@@ -99,8 +99,17 @@ def _check_signature(cls, target: str, args: list, kwargs: dict, partial: bool, 
                 )
     annotations = {p.name: p.annotation for p in sig.params if p.annotation}
     for key, val in kwargs.items():
+        if _names_a_network(annotations.get(key)):  # e.g. an ensemble's member: checked as the network it is
+            NetworkComponent.check(val, f"{path}.{key}", problems)
+            continue
         for where, expected, got in _type_mismatches(annotations.get(key), val, f"{path}.{key}"):
             problems.append(f"{where}: expected {expected} (as {target} declares it), got {_short(got)}")
+
+
+def _names_a_network(annotation: str | None) -> bool:
+    """An argument annotated `NetworkConfig` (scopeml.models) is a network's `_target_` mapping that the
+    component builds itself, passing the runtime values (models.ensemble.Ensemble's `member`)."""
+    return annotation is not None and annotation.strip("'\"").rpartition(".")[2] == "NetworkConfig"
 
 
 # --------------------------------------------------------------------------- annotations

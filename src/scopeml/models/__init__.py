@@ -12,6 +12,11 @@ import io
 import torch
 from torch import nn
 
+#: The annotation of a network's argument that is itself a network config (`_target_` and arguments), which
+#: the network builds with scopeml.components.build and the runtime values it was given (models.ensemble).
+#: scopeml-config check checks such an argument as a network, at its own key (model.member.channels).
+NetworkConfig = dict
+
 
 def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate: int, clip_seconds: float) -> nn.Module:
     """Waveform in, logits out: front end and network in one module, as deployed.

@@ -21,11 +21,13 @@ import math
 import torch
 from torch import nn
 
+from scopeml.models import NetworkConfig
+
 
 class Ensemble(nn.Module):
     """conf/model/dscnn_ensemble.yaml: `members` networks built from `member`, probabilities averaged."""
 
-    def __init__(self, n_classes: int, input_shape: tuple, sample_rate: int, *, member: dict, members: int):
+    def __init__(self, n_classes: int, input_shape: tuple, sample_rate: int, *, member: NetworkConfig, members: int):
         from scopeml.components import build
 
         super().__init__()
