@@ -113,14 +113,8 @@ def _members_alone(module, view: KeywordData) -> list[float]:
     members = getattr(network, "members", None)
     if not isinstance(members, nn.ModuleList) or len(members) < 2:
         return []
-    return [
-        float(
-            evaluate.score(view, "cv", softmax(evaluate.predict_logits(nn.Sequential(front, m), view, "cv")))[
-                "accuracy"
-            ]
-        )
-        for m in members
-    ]
+    alone = [softmax(evaluate.predict_logits(nn.Sequential(front, m), view, "cv")) for m in members]
+    return [float(evaluate.score(view, "cv", probs)["accuracy"]) for probs in alone]
 
 
 def baselines(data: KeywordData, seed: int = 0) -> dict:
