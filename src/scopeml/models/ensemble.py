@@ -42,4 +42,9 @@ class Ensemble(nn.Module):
         logits = torch.stack([m(features) for m in self.members])
         if self.training:
             return logits  # KeywordSpotter fits each member on its own loss
-        return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(len(self.members))
+        return averaged(logits)
+
+
+def averaged(member_logits: torch.Tensor) -> torch.Tensor:
+    """(members, batch, classes) logits -> log of the members' mean softmax: the ensemble's output as logits."""
+    return torch.logsumexp(torch.log_softmax(member_logits, dim=-1), dim=0) - math.log(len(member_logits))

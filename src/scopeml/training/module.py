@@ -11,7 +11,7 @@ from scopeml.config import _validate
 from scopeml.config.schema import AugmentConfig, HParamsConfig
 from scopeml.data.augment import _generator as augment_generator
 from scopeml.data.augment import build as augment_parts
-from scopeml.models import build_classifier
+from scopeml.models import build_classifier, ensemble
 
 
 def _bin_frequencies(net: nn.Module, aug_cfg: AugmentConfig) -> torch.Tensor | None:
@@ -97,7 +97,7 @@ class KeywordSpotter(L.LightningModule):
         if logits.dim() == 3:  # an ensemble in training (models.ensemble): (members, batch, classes)
             # Summed, each member gets the gradient it would get alone; logged per member, as one model's loss.
             loss = torch.stack([self.loss(member, labels) for member in logits]).sum()
-            logged_loss, logits = loss.detach() / len(logits), logits.detach().softmax(-1).mean(0)
+            logged_loss, logits = loss.detach() / len(logits), ensemble.averaged(logits.detach())
         else:
             loss = logged_loss = self.loss(logits, labels)
         if stage == "train" and not torch.isfinite(loss):
