@@ -152,12 +152,13 @@ def test_check_reports_every_problem_of_every_config_in_one_run(tmp_path):
     assert "experiment=dscnn_light_aug: model.channels: expected int" in out  # it selects model=dscnn
     assert "experiment=fsdd_production: model.channels: expected int" in out  # so does the shipped digit recipe
     assert "model=dscnn_ensemble: model.member.channels: expected int" in out  # its member is dscnn.yaml
+    assert "model=dscnn_tta: model.member.channels: expected int" in out  # so is the test-time views' member
     assert re.search(r"broken\.yaml:3:\d+: YAML syntax error", out), out
     # Experiments get no companions: one that speaks digits under the keyword scoping is wrong.
     assert "experiment=needs_digits: data.labels.map.0: maps to 'zero', which is not in scoping.classes" in out
     # Companion-only options still pass, and the untouched configs are not reported.
     assert not re.search(r"(?m)^(data=fsdd|config):", out), out
-    assert re.search(r"checked \d+ configs: 7 invalid", out), out
+    assert re.search(r"checked \d+ configs: 8 invalid", out), out
 
 
 def test_a_broken_default_is_reported_once_under_config(tmp_path):

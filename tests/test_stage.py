@@ -84,7 +84,7 @@ def test_help_lists_the_groups_hydra_lists_without_copying_the_repository(monkey
         copies.clear()
         ours = listing(loader)
     assert ours == hydras and copies == []
-    assert ours["model"] == ["bcresnet", "cnn", "dscnn", "dscnn_ensemble"] and "hparams/optimizer" in ours
+    assert ours["model"] == ["bcresnet", "cnn", "dscnn", "dscnn_ensemble", "dscnn_tta"] and "hparams/optimizer" in ours
 
 
 # --------------------------------------------------------------------------- 2: bad config, named key

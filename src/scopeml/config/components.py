@@ -217,6 +217,7 @@ class NetworkComponent(Component):
         "n_classes": "required: the number of scoping.classes",
         "input_shape": "the front end's output shape for one clip, e.g. (1, n_mels, frames)",
         "sample_rate": "data.preprocess.sample_rate",
+        "feature_bin_hz": "each feature row's centre frequency in Hz, from the front end's bin_frequencies()",
     }
 
 

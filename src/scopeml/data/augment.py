@@ -130,11 +130,24 @@ class WaveAugment:
 
 
 def vtlp_warp(feats: torch.Tensor, bin_hz: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """(batch, 1, bins, time) features with each example's frequency axis warped by its factor alpha.
+    """(batch, 1, bins, time) features with each example's frequency axis warped by its factor alpha."""
+    lo, hi, t = vtlp_sources(bin_hz, alpha)
+
+    def rows(idx: torch.Tensor) -> torch.Tensor:
+        return feats.gather(2, idx.to(feats.device)[:, None, :, None].expand(-1, 1, -1, feats.shape[-1]))
+
+    t = t.to(feats.device, feats.dtype)[:, None, :, None]
+    return rows(lo) * (1 - t) + rows(hi) * t
+
+
+def vtlp_sources(bin_hz: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each output bin of a warp by alpha reads from: (lo, hi, t), each (len(alpha), bins); output bin i
+    is source bin lo[i] * (1 - t[i]) + source bin hi[i] * t[i].
 
     The piecewise-linear warp of Jaitly & Hinton (2013) maps source frequency f to alpha*f up to the kink and then
     linearly onto the top bin, so it keeps the top bin fixed. Each output bin takes the source spectrum at the
-    frequency that warps onto it, interpolated linearly between the two source bins around it.
+    frequency that warps onto it, interpolated linearly between the two source bins around it. Training's
+    augmentation (SpecAugment) and test-time views (models.test_time) both warp with it.
     """
     top = bin_hz[-1]
     kink = _VTLP_KINK * top * torch.clamp(alpha, max=1.0)[:, None]  # where the warped axis bends, in output Hz
@@ -146,13 +159,8 @@ def vtlp_warp(feats: torch.Tensor, bin_hz: torch.Tensor, alpha: torch.Tensor) ->
     hi = torch.searchsorted(warped, targets).clamp(1, len(bin_hz) - 1)
     lo = hi - 1
     w_lo, w_hi = warped.gather(1, lo), warped.gather(1, hi)
-    t = ((targets - w_lo) / (w_hi - w_lo)).clamp(0.0, 1.0).to(feats.dtype)  # beyond the ends: the edge bin
-
-    def rows(idx: torch.Tensor) -> torch.Tensor:
-        return feats.gather(2, idx.to(feats.device)[:, None, :, None].expand(-1, 1, -1, feats.shape[-1]))
-
-    t = t.to(feats.device)[:, None, :, None]
-    return rows(lo) * (1 - t) + rows(hi) * t
+    t = ((targets - w_lo) / (w_hi - w_lo)).clamp(0.0, 1.0)  # beyond the ends: the edge bin
+    return lo, hi, t
 
 
 class SpecAugment(nn.Module):

@@ -22,7 +22,8 @@ def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate:
     """Waveform in, logits out: front end and network in one module, as deployed.
 
     The network gets the runtime values it asks for by name: n_classes, input_shape (the front
-    end's output for one clip) and sample_rate. Its output is checked on a dummy batch, so a
+    end's output for one clip), sample_rate and feature_bin_hz (each feature row's centre in Hz, from the
+    front end's bin_frequencies(); None for a front end without one). Its output is checked on a dummy batch, so a
     network that does not give one logit per class fails here, before any data is read.
     """
     from scopeml.components import build
@@ -32,7 +33,14 @@ def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate:
     clip = torch.zeros(2, max(int(round(clip_seconds * sample_rate)), 1))
     with torch.no_grad():
         features = front.eval()(clip)
-    net = build(network, "model", n_classes=n_classes, input_shape=tuple(features.shape[1:]), sample_rate=sample_rate)
+    net = build(
+        network,
+        "model",
+        n_classes=n_classes,
+        input_shape=tuple(features.shape[1:]),
+        sample_rate=sample_rate,
+        feature_bin_hz=front.bin_frequencies() if callable(getattr(front, "bin_frequencies", None)) else None,
+    )
     classifier = nn.Sequential(front, net)
     with torch.no_grad():
         try:

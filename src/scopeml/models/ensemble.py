@@ -27,13 +27,23 @@ from scopeml.models import NetworkConfig
 class Ensemble(nn.Module):
     """conf/model/dscnn_ensemble.yaml: `members` networks built from `member`, probabilities averaged."""
 
-    def __init__(self, n_classes: int, input_shape: tuple, sample_rate: int, *, member: NetworkConfig, members: int):
+    def __init__(
+        self,
+        n_classes: int,
+        input_shape: tuple,
+        sample_rate: int,
+        *,
+        member: NetworkConfig,
+        members: int,
+        feature_bin_hz: torch.Tensor | None = None,
+    ):
         from scopeml.components import build
 
         super().__init__()
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
         runtime = {"n_classes": n_classes, "input_shape": tuple(input_shape), "sample_rate": sample_rate}
+        runtime["feature_bin_hz"] = feature_bin_hz  # the members get every runtime value the ensemble got
         self.members = nn.ModuleList(build(dict(member), "model.member", **runtime) for _ in range(members))
         # A member that trains faster channels-last on CPU (DS-CNN) makes the ensemble ask for the same.
         self.channels_last_on_cpu = all(getattr(m, "channels_last_on_cpu", False) for m in self.members)

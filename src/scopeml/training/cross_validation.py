@@ -84,16 +84,15 @@ def run_folds(
                 "clips": scores["clips"],
             }
         )
-        members = _members_alone(module, view)
-        if members:
-            result.per_fold[-1]["members_accuracy"] = members
+        parts = _parts_alone(module, view)
+        result.per_fold[-1].update(parts)
         log.info(
             "fold %d/%d (%s): accuracy %.4f%s",
             k + 1,
             len(folds),
             ", ".join(heard),
             scores["accuracy"],
-            f" (members alone: {', '.join(f'{a:.4f}' for a in members)})" if members else "",
+            _describe(parts),
         )
         rows.append(held)
         logits.append(fold_logits)
@@ -104,17 +103,35 @@ def run_folds(
     return result
 
 
-def _members_alone(module, view: KeywordData) -> list[float]:
-    """Each member of an ensemble (models.ensemble) scored alone on the held-out fold: the same fold's single
-    models, so the ensemble's gain is measured on the same training draw, not against another run's seed."""
+def _parts_alone(module, view: KeywordData) -> dict:
+    """A network built from a network, scored on the held-out fold without what it adds: each member of an
+    ensemble alone (models.ensemble: `members_accuracy`), the member of test-time views on the features as
+    they are (models.test_time: `without_views_accuracy`). Those are the same fold's single model, so the
+    gain is measured on the same training draw, not against another run's seed."""
     from torch import nn
 
+    from scopeml.models.test_time import TestTimeViews
+
     front, network = module.net[0], module.net[1]
+
+    def accuracy(part: nn.Module) -> float:
+        probs = softmax(evaluate.predict_logits(nn.Sequential(front, part), view, "cv"))
+        return float(evaluate.score(view, "cv", probs)["accuracy"])
+
     members = getattr(network, "members", None)
-    if not isinstance(members, nn.ModuleList) or len(members) < 2:
-        return []
-    alone = [softmax(evaluate.predict_logits(nn.Sequential(front, m), view, "cv")) for m in members]
-    return [float(evaluate.score(view, "cv", probs)["accuracy"]) for probs in alone]
+    if isinstance(members, nn.ModuleList) and len(members) >= 2:
+        return {"members_accuracy": [accuracy(m) for m in members]}
+    if isinstance(network, TestTimeViews):
+        return {"without_views_accuracy": accuracy(network.member)}
+    return {}
+
+
+def _describe(parts: dict) -> str:
+    if "members_accuracy" in parts:
+        return f" (members alone: {', '.join(f'{a:.4f}' for a in parts['members_accuracy'])})"
+    if "without_views_accuracy" in parts:
+        return f" (without test-time views: {parts['without_views_accuracy']:.4f})"
+    return ""
 
 
 def baselines(data: KeywordData, seed: int = 0) -> dict:
