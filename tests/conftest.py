@@ -142,6 +142,32 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def packaged_cv_run(tmp_path: Path, *overrides: str):
+    """A tiny two-fold cross-validated run (test speaker en+m7), packaged and loaded back.
+
+    Returns (run_dir, bundle, test waves, the run's saved test probabilities), for checking that the
+    package serves what the run measured."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from scopeml.config import load
+    from scopeml.data import build_dataset
+    from scopeml.serving.bundle import ServingBundle, write_bundle
+
+    run_dir = tmp_path / "run"
+    folds = ["data.split.folds=2", "data.split.test_speakers=[en+m7]"]
+    proc = train(run_dir, *TINY_DATA, *TINY_FIT, *folds, *overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    write_bundle(run_dir, tmp_path / "bundle", deploy={})
+    bundle = ServingBundle.load(tmp_path / "bundle")
+    config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    data = build_dataset(config.data, config.scoping.classes, progress=False)
+    waves = np.ascontiguousarray(data.waves[data.indices("test")])
+    saved = pd.read_parquet(run_dir / "predictions_test.parquet")
+    return run_dir, bundle, waves, saved[[f"prob_{c}" for c in data.classes]].to_numpy(dtype=np.float64)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """One real tiny training run (W&B offline), shared by the tests that inspect its outputs.

@@ -7,10 +7,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from conftest import TINY_DATA, TINY_FIT, composed, read_json, train
+from conftest import composed, packaged_cv_run, read_json, train
 
 CLASSES = ["low", "mid", "high"]
 
@@ -67,41 +66,19 @@ def test_a_bad_member_key_fails_before_any_work_naming_it(tmp_path: Path):
 
 @pytest.mark.slow
 def test_cross_validation_scores_each_member_alone_and_the_package_serves_the_ensemble(tmp_path: Path):
-    import yaml
-
-    from scopeml.config import load
-    from scopeml.data import build_dataset
-    from scopeml.serving.bundle import ServingBundle, write_bundle
     from scopeml.training.calibration import softmax
 
-    run_dir = tmp_path / "run"
-    proc = train(
-        run_dir,
-        *TINY_DATA,
-        *TINY_FIT,
-        "data.split.folds=2",
-        "data.split.test_speakers=[en+m7]",
-        "model=dscnn_ensemble",
-        "hparams.max_epochs=1",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir, bundle, waves, saved_probs = packaged_cv_run(tmp_path, "model=dscnn_ensemble", "hparams.max_epochs=1")
     per_fold = read_json(run_dir / "metrics.json")["cv"]["per_fold"]
     assert [len(f["members_accuracy"]) for f in per_fold] == [2, 2]
     for fold in per_fold:
         assert f"members alone: {fold['members_accuracy'][0]:.4f}" in (run_dir / "train.log").read_text()
 
-    write_bundle(run_dir, tmp_path / "bundle", deploy={})
-    bundle = ServingBundle.load(tmp_path / "bundle")
     assert len(bundle.model[1].members) == 2  # the network rebuilt from the packaged config: both members
-    config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    data = build_dataset(config.data, config.scoping.classes, progress=False)
-    rows = data.indices("test")
-    saved = pd.read_parquet(run_dir / "predictions_test.parquet")
-    saved_probs = saved[[f"prob_{c}" for c in data.classes]].to_numpy(dtype=np.float64)
-    np.testing.assert_allclose(bundle.predict(data.waves[rows]), saved_probs, atol=1e-5)
+    np.testing.assert_allclose(bundle.predict(waves), saved_probs, atol=1e-5)
     with torch.no_grad():  # and those are the averaged members', at the run's temperature
         front, members = bundle.model[0], bundle.model[1].members
-        features = front(torch.from_numpy(np.ascontiguousarray(data.waves[rows])))
+        features = front(torch.from_numpy(waves))
         each = [torch.softmax(m(features), -1).numpy().astype(np.float64) for m in members]
     t = read_json(run_dir / "metrics.json")["calibration"]["temperature"]
     np.testing.assert_allclose(saved_probs, softmax(np.log(np.mean(each, axis=0)), t), atol=1e-5)

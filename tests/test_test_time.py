@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from conftest import TINY_DATA, TINY_FIT, composed, read_json, train
+from conftest import TINY_DATA, composed, packaged_cv_run, read_json, train
 
 CLASSES = ["low", "mid", "high"]
 
@@ -109,46 +108,25 @@ def test_a_bad_view_fails_before_any_data_naming_the_model(tmp_path: Path, overr
 
 @pytest.mark.slow
 def test_cross_validation_scores_it_without_views_and_the_package_serves_the_views(tmp_path: Path):
-    import yaml
-
-    from scopeml.config import load
-    from scopeml.data import build_dataset
     from scopeml.data.augment import vtlp_warp
-    from scopeml.serving.bundle import ServingBundle, write_bundle
     from scopeml.training.calibration import softmax
 
-    run_dir = tmp_path / "run"
-    proc = train(
-        run_dir,
-        *TINY_DATA,
-        *TINY_FIT,
-        "data.split.folds=2",
-        "data.split.test_speakers=[en+m7]",
-        "model=dscnn_tta",
-        "hparams.max_epochs=4",  # fewer leave it answering near-uniformly, views or not
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # fewer epochs leave the model answering near-uniformly, views or not
+    run_dir, bundle, waves, saved_probs = packaged_cv_run(tmp_path, "model=dscnn_tta", "hparams.max_epochs=4")
     per_fold = read_json(run_dir / "metrics.json")["cv"]["per_fold"]
     log = (run_dir / "train.log").read_text()
     for fold in per_fold:
         assert f"without test-time views: {fold['without_views_accuracy']:.4f}" in log
 
-    write_bundle(run_dir, tmp_path / "bundle", deploy={})
-    bundle = ServingBundle.load(tmp_path / "bundle")
     assert bundle.model[1].warp_lo.shape[0] == 2  # rebuilt from the packaged config with its two warps
-    config = load(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    data = build_dataset(config.data, config.scoping.classes, progress=False)
-    rows = data.indices("test")
-    saved = pd.read_parquet(run_dir / "predictions_test.parquet")
-    saved_probs = saved[[f"prob_{c}" for c in data.classes]].to_numpy(dtype=np.float64)
-    served = bundle.predict(data.waves[rows])
+    served = bundle.predict(waves)
     np.testing.assert_allclose(served, saved_probs, atol=1e-5)
     t = read_json(run_dir / "metrics.json")["calibration"]["temperature"]
     with torch.no_grad():  # those are the member's averaged over the warps, at the run's temperature
         front, member = bundle.model[0], bundle.model[1].member
-        features = front(torch.from_numpy(np.ascontiguousarray(data.waves[rows])))
+        features = front(torch.from_numpy(waves))
         views = [features] + [
-            vtlp_warp(features, front.bin_frequencies(), torch.full((len(rows),), a, dtype=torch.float64))
+            vtlp_warp(features, front.bin_frequencies(), torch.full((len(waves),), a, dtype=torch.float64))
             for a in (0.9, 1.1)
         ]
         each = [torch.softmax(member(v), -1).numpy().astype(np.float64) for v in views]
