@@ -65,7 +65,8 @@ class TestTimeViews(nn.Module):
         else:
             lo = hi = torch.zeros(0, bins, dtype=torch.long)
             t = torch.zeros(0, bins, dtype=torch.float64)
-        # Not in the state dict: rebuilt from the config, so a checkpoint of the member alone loads into it.
+        # Derived from the config, not learned: kept out of the state dict, so a checkpoint holds only weights and
+        # cannot carry warps that disagree with the config it is rebuilt from.
         self.register_buffer("warp_lo", lo, persistent=False)
         self.register_buffer("warp_hi", hi, persistent=False)
         self.register_buffer("warp_t", t.float()[:, None, :, None], persistent=False)
