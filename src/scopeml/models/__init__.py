@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 #: The annotation of a network's argument that is itself a network config (`_target_` and arguments), which
-#: the network builds with scopeml.components.build and the runtime values it was given (models.ensemble).
+#: the network builds with build_network and the runtime values it was given (models.ensemble).
 #: scopeml-config check checks such an argument as a network, at its own key (model.member.channels).
 NetworkConfig = dict
 
@@ -33,14 +33,8 @@ def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate:
     clip = torch.zeros(2, max(int(round(clip_seconds * sample_rate)), 1))
     with torch.no_grad():
         features = front.eval()(clip)
-    net = build(
-        network,
-        "model",
-        n_classes=n_classes,
-        input_shape=tuple(features.shape[1:]),
-        sample_rate=sample_rate,
-        feature_bin_hz=front.bin_frequencies() if callable(getattr(front, "bin_frequencies", None)) else None,
-    )
+    bin_hz = front.bin_frequencies() if callable(getattr(front, "bin_frequencies", None)) else None
+    net = build_network(network, "model", n_classes, tuple(features.shape[1:]), sample_rate, bin_hz)
     classifier = nn.Sequential(front, net)
     with torch.no_grad():
         try:
@@ -61,6 +55,23 @@ def build_classifier(frontend: dict, network: dict, n_classes: int, sample_rate:
             ]
         )
     return classifier.train()
+
+
+def build_network(
+    network: NetworkConfig,
+    key: str,
+    n_classes: int,
+    input_shape: tuple,
+    sample_rate: int,
+    feature_bin_hz: torch.Tensor | None = None,
+) -> nn.Module:
+    """A network from its config (`key` names it in errors), given every runtime value scopeml passes networks;
+    each reaches the constructor only if it takes it. build_classifier builds the model's network with it, and a
+    network built from networks (models.ensemble, models.test_time) its inner ones, so they get the same values."""
+    from scopeml.components import build
+
+    runtime = {"n_classes": n_classes, "input_shape": tuple(input_shape), "sample_rate": sample_rate}
+    return build(dict(network), key, **runtime, feature_bin_hz=feature_bin_hz)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from scopeml.models import NetworkConfig
+from scopeml.models import NetworkConfig, build_network
 
 
 class Ensemble(nn.Module):
@@ -37,14 +37,11 @@ class Ensemble(nn.Module):
         members: int,
         feature_bin_hz: torch.Tensor | None = None,
     ):
-        from scopeml.components import build
-
         super().__init__()
         if members < 1:
             raise ValueError(f"members must be >= 1, got {members}")
-        runtime = {"n_classes": n_classes, "input_shape": tuple(input_shape), "sample_rate": sample_rate}
-        runtime["feature_bin_hz"] = feature_bin_hz  # the members get every runtime value the ensemble got
-        self.members = nn.ModuleList(build(dict(member), "model.member", **runtime) for _ in range(members))
+        runtime = (n_classes, input_shape, sample_rate, feature_bin_hz)  # every value the ensemble got
+        self.members = nn.ModuleList(build_network(member, "model.member", *runtime) for _ in range(members))
         # A member that trains faster channels-last on CPU (DS-CNN) makes the ensemble ask for the same.
         self.channels_last_on_cpu = all(getattr(m, "channels_last_on_cpu", False) for m in self.members)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scopeml.models import NetworkConfig
+from scopeml.models import NetworkConfig, build_network
 from scopeml.models.ensemble import averaged
 
 
@@ -38,7 +38,6 @@ class TestTimeViews(nn.Module):
         shifts: list[int] = (),
         feature_bin_hz: torch.Tensor | None = None,
     ):
-        from scopeml.components import build
         from scopeml.data.augment import vtlp_sources
 
         super().__init__()
@@ -53,9 +52,7 @@ class TestTimeViews(nn.Module):
                 "warps need the front end's bin frequencies: use a front end with a bin_frequencies() method "
                 "(scopeml.models.frontend.LogMel has one) or set warps to []"
             )
-        runtime = {"n_classes": n_classes, "input_shape": tuple(input_shape), "sample_rate": sample_rate}
-        runtime["feature_bin_hz"] = feature_bin_hz
-        self.member = build(dict(member), "model.member", **runtime)
+        self.member = build_network(member, "model.member", n_classes, input_shape, sample_rate, feature_bin_hz)
         self.channels_last_on_cpu = bool(getattr(self.member, "channels_last_on_cpu", False))
         bins = int(input_shape[-2])
         if warps:
