@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scopeml.config.schema import AugmentConfig
-from scopeml.data.augment import SpecAugment, WaveAugment, build
+from scopeml.data.augment import SpecAugment, WaveAugment, build, room_responses
 
 SR = 16000
 
@@ -42,7 +42,7 @@ def test_same_key_same_output_other_key_differs_input_untouched():
     assert not torch.equal(a, d)
     assert torch.equal(waves, before)
     assert a.shape == waves.shape and a.dtype == waves.dtype
-    assert set(rec_a[0]) == {"augmented", "shift_ms", "gain_db", "snr_db", "speed", "tilt"}
+    assert set(rec_a[0]) == {"augmented", "shift_ms", "gain_db", "snr_db", "speed", "tilt", "rt60_s", "drr_db"}
 
 
 def test_unaugmented_clips_are_bit_identical():
@@ -55,7 +55,16 @@ def test_unaugmented_clips_are_bit_identical():
             assert not torch.equal(out[i], waves[i])
         else:
             assert torch.equal(out[i], waves[i])
-            assert r == {"augmented": False, "shift_ms": 0.0, "gain_db": 0.0, "snr_db": None, "speed": 1.0, "tilt": 0.0}
+            assert r == {
+                "augmented": False,
+                "shift_ms": 0.0,
+                "gain_db": 0.0,
+                "snr_db": None,
+                "speed": 1.0,
+                "tilt": 0.0,
+                "rt60_s": None,
+                "drr_db": None,
+            }
 
 
 def test_prob_zero_is_identity():
@@ -141,6 +150,51 @@ def test_tilt_off_keeps_the_random_stream_of_configs_without_it():
     assert not torch.equal(with_default, tilted)
 
 
+def _decay_time_s(response: torch.Tensor, sr: int) -> float:
+    """RT60 read off a response the way acousticians do: Schroeder's backward-integrated energy of its tail, the
+    slope of its fall from -5 to -25 dB (T20), extrapolated to 60 dB."""
+    energy = response[1:].double().pow(2).flip(0).cumsum(0).flip(0)
+    level = 10 * torch.log10(energy / energy[0])
+    start, end = int((level > -5).sum()), int((level > -25).sum())
+    return (end - start) / sr * 60 / 20
+
+
+def test_room_responses_decay_by_their_reverberation_time_with_their_direct_to_reverberant_ratio():
+    rt60, drr = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64), torch.tensor([0.0, 6.0, 15.0], dtype=torch.float64)
+    responses = room_responses(rt60, drr, SR, 2 * SR, torch.Generator().manual_seed(0))
+    assert responses.shape == (3, 2 * SR) and torch.equal(responses[:, 0], torch.ones(3, dtype=torch.float64))
+    for h, want_rt60, want_drr in zip(responses, rt60.tolist(), drr.tolist()):
+        assert 10 * math.log10(1 / float(h[1:].pow(2).sum())) == pytest.approx(want_drr, abs=1e-9)
+        assert _decay_time_s(h, SR) == pytest.approx(want_rt60, rel=0.1)
+
+
+def test_reverberated_clips_keep_their_level_and_carry_the_recorded_room():
+    # An impulse played in each room comes out as the room's response itself, so the output can be read back.
+    impulses = torch.zeros(12, SR)
+    impulses[:, 0] = 1.0
+    cfg = AugmentConfig(prob=1.0, reverb_prob=0.5, reverb_rt60_s=[0.2, 0.6], reverb_drr_db=[0.0, 10.0])
+    out, recs = WaveAugment(cfg, SR, seed=3)(impulses, (0, 1))
+    rooms = [i for i, r in enumerate(recs) if r["rt60_s"] is not None]
+    assert 0 < len(rooms) < 12
+    assert torch.allclose(_rms(out), _rms(impulses))  # the room keeps the level; the gain is the level's record
+    for i, r in enumerate(recs):
+        if r["rt60_s"] is None:
+            assert torch.equal(out[i], impulses[i]) and r["drr_db"] is None
+            continue
+        h = out[i].double()
+        assert 10 * math.log10(float(h[0] ** 2 / h[1:].pow(2).sum())) == pytest.approx(r["drr_db"], abs=1e-6)
+        assert _decay_time_s(h, SR) == pytest.approx(r["rt60_s"], rel=0.15)
+
+
+def test_room_off_keeps_the_random_stream_of_configs_without_it():
+    waves = _speech_like()
+    with_default, recs = WaveAugment(AugmentConfig(**FULL), SR, seed=2)(waves, (1, 1))
+    explicit_off, _ = WaveAugment(AugmentConfig(**FULL, reverb_prob=0.0), SR, seed=2)(waves, (1, 1))
+    assert torch.equal(with_default, explicit_off) and all(r["rt60_s"] is None for r in recs)
+    roomy, _ = WaveAugment(AugmentConfig(**FULL, reverb_prob=1.0), SR, seed=2)(waves, (1, 1))
+    assert not torch.equal(with_default, roomy)
+
+
 def test_speed_scales_frequency_and_keeps_length():
     n, f0 = SR, 500.0
     waves = torch.sin(2 * math.pi * f0 * torch.arange(n) / SR).repeat(4, 1).float()
@@ -216,7 +270,15 @@ def test_build_switches_parts_off():
 
 @pytest.mark.parametrize(
     ("overrides", "key"),
-    [({"tilt": [-1.0, 0.2]}, "tilt"), ({"tilt": [0.3, 0.1]}, "tilt"), ({"speed": [0.4, 1.0]}, "speed")],
+    [
+        ({"tilt": [-1.0, 0.2]}, "tilt"),
+        ({"tilt": [0.3, 0.1]}, "tilt"),
+        ({"speed": [0.4, 1.0]}, "speed"),
+        ({"reverb_prob": 1.5}, "reverb_prob"),
+        ({"reverb_rt60_s": [0.01, 0.5]}, "reverb_rt60_s"),
+        ({"reverb_rt60_s": [0.5, 3.0]}, "reverb_rt60_s"),
+        ({"reverb_drr_db": [10.0, 0.0]}, "reverb_drr_db"),
+    ],
 )
 def test_out_of_range_factors_name_their_key(overrides, key):
     assert key in [k for k, _ in AugmentConfig(**overrides).check()]

@@ -209,6 +209,12 @@ class AugmentConfig:
     # First-order tilt filter y[n] = x[n] - a*x[n-1], a per clip in [low, high]: a > 0 brightens (cuts lows),
     # a < 0 darkens, the way microphones and rooms differ; [0, 0] is off. +-0.5 spans about +-9.5 dB at 8 kHz.
     tilt: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    # Room simulation: the chance that an augmented clip is played in a simulated room, whose impulse response is a
+    # direct path plus exponentially decaying noise with the reverberation time (RT60, seconds) and the
+    # direct-to-reverberant energy ratio (dB) drawn per clip from these ranges; 0 is off.
+    reverb_prob: float = 0.0
+    reverb_rt60_s: list[float] = field(default_factory=lambda: [0.2, 0.7])
+    reverb_drr_db: list[float] = field(default_factory=lambda: [0.0, 15.0])
     spec_time_masks: int = 0
     spec_time_mask_frames: int = 10
     spec_freq_masks: int = 0
@@ -220,10 +226,10 @@ class AugmentConfig:
 
     def check(self) -> Problems:
         problems: Problems = []
-        for key in ("prob", "noise_prob"):
+        for key in ("prob", "noise_prob", "reverb_prob"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 problems.append((key, "must be in [0, 1]"))
-        for key in ("gain_db", "noise_snr_db", "speed", "tilt", "vtlp"):
+        for key in ("gain_db", "noise_snr_db", "speed", "tilt", "vtlp", "reverb_rt60_s", "reverb_drr_db"):
             lo_hi = getattr(self, key)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
                 problems.append((key, "must be [low, high] with low <= high"))
@@ -233,6 +239,9 @@ class AugmentConfig:
             problems.append(("tilt", "coefficients must lie in [-0.95, 0.95] (1 would remove all of DC or Nyquist)"))
         if self.vtlp and len(self.vtlp) == 2 and not (0.7 <= self.vtlp[0] and self.vtlp[1] <= 1.4):
             problems.append(("vtlp", "warp factors must lie in [0.7, 1.4] (adult vocal tracts differ by about 20%)"))
+        rt60 = self.reverb_rt60_s
+        if rt60 and len(rt60) == 2 and not (0.05 <= rt60[0] and rt60[1] <= 2.0):
+            problems.append(("reverb_rt60_s", "reverberation times must lie in [0.05, 2.0] s (rooms, not halls)"))
         if self.time_shift_ms < 0:
             problems.append(("time_shift_ms", "must be >= 0"))
         return problems

@@ -1,5 +1,5 @@
-"""Training-time augmentation: waveform (shift, gain, tilt, noise, speed), vocal-tract-length warps and SpecAugment
-masks of the features.
+"""Training-time augmentation: waveform (shift, gain, room, tilt, noise, speed), vocal-tract-length warps and
+SpecAugment masks of the features.
 
 Every random draw comes from a CPU generator seeded by (seed, *key), never from the global RNG,
 so a rerun, a resumed run or a run on another device augments each batch identically, and the
@@ -7,6 +7,8 @@ per-clip records can be logged for error analysis.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ _SPEED_GRID = 100  # speed factors are snapped to k/100 so resampling stays a sh
 # Jaitly & Hinton's VTLP boundary (4.8 kHz of 8 kHz): below it frequencies scale by the warp factor, above it a
 # second line brings the top bin back onto itself, so no band leaves the features and none is left empty.
 _VTLP_KINK = 0.6
+_DECAY_60_DB = 3 * math.log(10)  # amplitude decays by exp(-this * t / RT60): 60 dB of energy in RT60 seconds
 
 
 def _generator(seed: int, key: tuple[int, ...]) -> torch.Generator:
@@ -37,11 +40,40 @@ def _fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
     return nn.functional.pad(x, (left, n - length - left))
 
 
-class WaveAugment:
-    """Per-clip shift/gain/tilt/noise with probability cfg.prob, plus one speed factor per batch.
+def room_responses(
+    rt60_s: torch.Tensor, drr_db: torch.Tensor, sample_rate: int, length: int, g: torch.Generator
+) -> torch.Tensor:
+    """(len(rt60_s), length) simulated room impulse responses: a unit direct path at sample 0, then Gaussian noise
+    whose amplitude decays by 60 dB in rt60_s, scaled so the direct-to-reverberant energy ratio is exactly drr_db.
 
-    Order: speed, then shift, then gain, then tilt, then noise, so the recorded shift and SNR are exactly what the
-    output contains (speed applied last would rescale the shift; noise applied first would change the SNR).
+    The late reverberation of a room is close to exponentially decaying noise (Polack's model); early reflections
+    are not modelled, which keeps it to one randn and no room geometry.
+    """
+    t = torch.arange(1, length, dtype=torch.float64) / sample_rate
+    tail = torch.randn(len(rt60_s), length - 1, generator=g, dtype=torch.float64)
+    tail = tail * torch.exp(-_DECAY_60_DB * t[None, :] / rt60_s[:, None])
+    energy = tail.pow(2).sum(1, keepdim=True).clamp_min(1e-30)
+    tail = tail * torch.sqrt(10 ** (-drr_db[:, None] / 10) / energy)
+    return torch.cat([torch.ones(len(rt60_s), 1, dtype=torch.float64), tail], dim=1)
+
+
+def _reverberate(x: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+    """Each row of x convolved with its response, cut to x's length (the tail past the clip's end is dropped) and
+    brought back to the row's own RMS, so the recorded gain stays the clip's level."""
+    n = x.shape[-1]
+    size = 1 << (n + responses.shape[-1] - 2).bit_length()
+    wet = torch.fft.irfft(torch.fft.rfft(x.double(), size) * torch.fft.rfft(responses.to(x.device), size), size)[:, :n]
+    dry_rms = x.double().pow(2).mean(-1, keepdim=True).sqrt()
+    wet_rms = wet.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+    return (wet * dry_rms / wet_rms).to(x.dtype)
+
+
+class WaveAugment:
+    """Per-clip shift/gain/room/tilt/noise with probability cfg.prob, plus one speed factor per batch.
+
+    Order: speed, then shift, then gain, then room, then tilt, then noise, so the recorded shift and SNR are exactly
+    what the output contains, and the room keeps the clip's RMS, so the gain too (speed applied last would rescale
+    the shift; noise applied first would change the SNR).
     Positive shift delays the clip. Noise is white Gaussian, scaled by its measured (not expected) RMS,
     so the recorded SNR (relative to the shifted, gained clip's own RMS) is exact rather than approximate;
     white rather than pink keeps it to one randn and no FFT. Samples are not clipped after gain: the
@@ -68,6 +100,13 @@ class WaveAugment:
         if list(cfg.tilt) != [0.0, 0.0]:
             tilt = cfg.tilt[0] + torch.rand(batch, generator=g, dtype=torch.float64) * (cfg.tilt[1] - cfg.tilt[0])
             tilt = tilt * augmented
+        reverberant = torch.zeros(batch, dtype=torch.bool)
+        rt60 = drr = torch.zeros(batch, dtype=torch.float64)
+        if cfg.reverb_prob > 0:
+            r = torch.rand(3, batch, generator=g, dtype=torch.float64)
+            reverberant = augmented & (r[0] < cfg.reverb_prob)
+            rt60 = cfg.reverb_rt60_s[0] + r[1] * (cfg.reverb_rt60_s[1] - cfg.reverb_rt60_s[0])
+            drr = cfg.reverb_drr_db[0] + r[2] * (cfg.reverb_drr_db[1] - cfg.reverb_drr_db[0])
         speed = 1.0
         if list(cfg.speed) != [1.0, 1.0]:
             speed = round((cfg.speed[0] + speed_u * (cfg.speed[1] - cfg.speed[0])) * _SPEED_GRID) / _SPEED_GRID
@@ -81,9 +120,19 @@ class WaveAugment:
                 "snr_db": float(snr) if nz else None,
                 "speed": speed if a else 1.0,
                 "tilt": float(tl),
+                "rt60_s": float(rt) if rv else None,
+                "drr_db": float(dr) if rv else None,
             }
-            for a, ms, gd, nz, snr, tl in zip(
-                augmented.tolist(), shift_ms, gain_db.tolist(), noisy.tolist(), snr_db.tolist(), tilt.tolist()
+            for a, ms, gd, nz, snr, tl, rv, rt, dr in zip(
+                augmented.tolist(),
+                shift_ms,
+                gain_db.tolist(),
+                noisy.tolist(),
+                snr_db.tolist(),
+                tilt.tolist(),
+                reverberant.tolist(),
+                rt60.tolist(),
+                drr.tolist(),
             )
         ]
         idx = augmented.nonzero().squeeze(1)
@@ -106,6 +155,13 @@ class WaveAugment:
             windows = nn.functional.pad(x, (pad, pad)).unfold(-1, n, 1)
             x = windows[torch.arange(len(idx), device=dev), (pad - s).to(dev)]
         x = x * (10 ** (gain_db[idx] / 20)).to(dev, x.dtype)[:, None]  # out of place: x is ours from here
+        rooms = reverberant[idx].nonzero().squeeze(1)
+        if len(rooms):
+            length = max(2, math.ceil(cfg.reverb_rt60_s[1] * sr))  # fixed, so the stream never depends on draws
+            chosen = idx[rooms]
+            responses = room_responses(rt60[chosen], drr[chosen], sr, length, g)
+            rooms_dev = rooms.to(dev)
+            x = x.index_copy(0, rooms_dev, _reverberate(x[rooms_dev], responses))
         a = tilt[idx]
         if bool(a.any()):
             previous = nn.functional.pad(x[:, :-1], (1, 0))
