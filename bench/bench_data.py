@@ -6,8 +6,9 @@
    16 kHz, fix length) into an empty cache (cold), then again from the cache (warm): clips/s.
    Without FSDD it uses 40 synthesized voices instead.
 2. Train the default CNN for --steps steps from the warm data and split each step into waiting
-   for the next batch (the DataLoader), augmenting it (data/augment=heavy), and compute
-   (forward, backward, optimizer): the share of a step spent on data (target <= 10% warm).
+   for the next batch (the DataLoader), augmenting it, and compute (forward, backward, optimizer):
+   the share of a step spent on data (target <= 10% warm), for no augmentation, data/augment=light,
+   light with room simulation (experiment=fsdd_production's augmentation) and heavy.
 """
 
 from __future__ import annotations
@@ -39,10 +40,18 @@ def build_timed(cfg) -> tuple[float, object]:
     return time.perf_counter() - started, data
 
 
+AUGMENTATIONS = {  # row name: overrides of the augmentation group
+    "none": ["data/augment=none"],
+    "light": ["data/augment=light"],
+    "light+room": ["data/augment=light", "data.augment.reverb_prob=0.5"],
+    "heavy": ["data/augment=heavy"],
+}
+
+
 def step_profile(cfg, data, steps: int, augment: str) -> dict:
     from scopeml.training.module import KeywordSpotter
 
-    aug = dataclasses.asdict(config([f"data/augment={augment}"]).data.augment)
+    aug = dataclasses.asdict(config(AUGMENTATIONS[augment]).data.augment)
     torch.manual_seed(0)
     module = KeywordSpotter(
         cfg.model,
@@ -124,11 +133,14 @@ def main() -> None:
             f"\ntraining step split, default CNN, batch {cfg.hparams.batch_size}, {args.steps} steps, "
             f"{torch.get_num_threads()} threads:"
         )
-        print(f"{'augment':<10}{'ms/step':>9}{'loader wait':>13}{'augment':>9}{'data total':>12}")
-        for augment in ("none", "heavy"):
+        print(f"{'augment':<12}{'ms/step':>9}{'loader wait':>13}{'augment':>9}{'data total':>12}{'vs none':>9}")
+        plain = None
+        for augment in AUGMENTATIONS:
             r = step_profile(cfg, data, args.steps, augment)
+            plain = plain or r["ms_per_step"]
             print(
-                f"{augment:<10}{r['ms_per_step']:>9.1f}{r['wait_share']:>13.1%}{r['augment_share']:>9.1%}{r['data_share']:>12.1%}"
+                f"{augment:<12}{r['ms_per_step']:>9.1f}{r['wait_share']:>13.1%}{r['augment_share']:>9.1%}"
+                f"{r['data_share']:>12.1%}{r['ms_per_step'] / plain:>8.2f}x"
             )
         print("target: data total <= 10% of a step with a warm cache")
     finally:
