@@ -157,7 +157,7 @@ class WaveAugment:
         x = x * (10 ** (gain_db[idx] / 20)).to(dev, x.dtype)[:, None]  # out of place: x is ours from here
         rooms = reverberant[idx].nonzero().squeeze(1)
         if len(rooms):
-            length = max(2, math.ceil(cfg.reverb_rt60_s[1] * sr))  # fixed, so the stream never depends on draws
+            length = max(2, math.ceil(cfg.reverb_rt60_s[1] * sr))  # the longest the range allows: one length stacks
             chosen = idx[rooms]
             responses = room_responses(rt60[chosen], drr[chosen], sr, length, g)
             rooms_dev = rooms.to(dev)
