@@ -1,8 +1,9 @@
 """Inference cost of the built-in networks, side by side: one clip through the whole model (front end + network).
 
 Each `model=` option is built as `scopeml-train` builds it (untrained: the cost does not depend on the weights) and
-timed in eval mode under torch.no_grad on one thread, one 1-second clip at a time, the way one request reaches a
-served model. The options alternate round by round so drift on the machine falls on all of them alike; each
+timed in eval mode under torch.no_grad on one thread, one clip of the data config's length (1 s) at a time, the
+way one request reaches a served model. The options alternate round by round so drift on the machine falls on all
+of them alike; each
 reports the median and p95 over all rounds and its ratio to the DS-CNN alone, which the ensemble and the
 test-time views are built from.
 
@@ -26,7 +27,8 @@ from scopeml.models import build_classifier, count_parameters
 BASE = "dscnn"
 
 
-def build(option: str) -> torch.nn.Module:
+def build(option: str) -> tuple[torch.nn.Module, int]:
+    """The option's whole model in eval mode, and the samples in one of its clips."""
     resolved = to_plain(compose("config", [f"model={option}"]))
     resolved.pop("hydra", None)
     cfg = load(resolved)
@@ -37,7 +39,7 @@ def build(option: str) -> torch.nn.Module:
         cfg.data.preprocess.sample_rate,
         cfg.data.preprocess.clip_seconds,
     )
-    return net.eval()
+    return net.eval(), int(round(cfg.data.preprocess.sample_rate * cfg.data.preprocess.clip_seconds))
 
 
 def main() -> None:
@@ -51,8 +53,10 @@ def main() -> None:
     options = args.models.split(",")
     if BASE not in options:
         options.insert(0, BASE)
-    nets = {o: build(o) for o in options}
-    clip = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (1, 16000)).astype(np.float32))
+    built = {o: build(o) for o in options}
+    nets = {o: net for o, (net, _) in built.items()}
+    samples = built[BASE][1]  # the options share the data config, so their clips are alike
+    clip = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (1, samples)).astype(np.float32))
     times: dict[str, list[float]] = {o: [] for o in options}
     with torch.no_grad():
         for net in nets.values():  # warm-up: first calls allocate
@@ -66,7 +70,7 @@ def main() -> None:
                     times[o].append((time.perf_counter() - start) * 1000)
     base = float(np.median(times[BASE]))
     rows = []
-    print(f"one 1 s clip per call, eval, one thread; {args.rounds} rounds x {args.calls} calls per option")
+    print(f"one {samples}-sample clip per call, eval, one thread; {args.rounds} rounds x {args.calls} calls per option")
     print(f"{'model':<16} {'params':>8} {'p50 ms':>8} {'p95 ms':>8} {'p50 / dscnn':>12}")
     for o in options:
         p50, p95 = float(np.median(times[o])), float(np.percentile(times[o], 95))

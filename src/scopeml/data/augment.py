@@ -62,8 +62,9 @@ def _reverberate(x: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
     brought back to the row's own RMS, so the recorded gain stays the clip's level."""
     n = x.shape[-1]
     size = 1 << (n + responses.shape[-1] - 2).bit_length()
-    wet = torch.fft.irfft(torch.fft.rfft(x.double(), size) * torch.fft.rfft(responses.to(x.device), size), size)[:, :n]
-    dry_rms = x.double().pow(2).mean(-1, keepdim=True).sqrt()
+    dry = x.double()
+    wet = torch.fft.irfft(torch.fft.rfft(dry, size) * torch.fft.rfft(responses.to(x.device), size), size)[:, :n]
+    dry_rms = dry.pow(2).mean(-1, keepdim=True).sqrt()
     wet_rms = wet.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
     return (wet * dry_rms / wet_rms).to(x.dtype)
 
