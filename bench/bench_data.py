@@ -43,7 +43,7 @@ def build_timed(cfg) -> tuple[float, object]:
 AUGMENTATIONS = {  # row name: overrides of the augmentation group
     "none": ["data/augment=none"],
     "light": ["data/augment=light"],
-    "light+room": ["data/augment=light", "data.augment.reverb_prob=0.5"],
+    "light+room": ["data/augment=light", "data.augment.reverb_prob=1.0"],
     "heavy": ["data/augment=heavy"],
 }
 
